@@ -1,0 +1,54 @@
+"""openvino_synthcalib: synthetic calibration data for OpenVINO INT8 quantization.
+
+``import openvino_synthcalib as synthcalib`` is light: NNCF, PyTorch and POT are imported
+only when the names that need them are first used.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+__version__ = "0.1.0"
+
+# Public name -> module that defines it (imported on first access).
+_EXPORTS = {
+    "Dataset": "openvino_synthcalib.dataset",
+    "GeneratorEngine": "openvino_synthcalib.engine",
+    "GeneratorInfo": "openvino_synthcalib.metadata",
+    "read_info": "openvino_synthcalib.metadata",
+    "write_info": "openvino_synthcalib.metadata",
+    "SyntheticStream": "openvino_synthcalib.stream",
+    "make_stream": "openvino_synthcalib.stream",
+    "Transform": "openvino_synthcalib.transforms",
+    "ClassSchedule": "openvino_synthcalib.schedule",
+    "Source": "openvino_synthcalib.sources.base",
+    "SourceContext": "openvino_synthcalib.sources.base",
+    "SourceType": "openvino_synthcalib.sources.base",
+    "resolve_source": "openvino_synthcalib.plugins",
+    "source_types": "openvino_synthcalib.plugins",
+    "get_plugin_manager": "openvino_synthcalib.plugins",
+    "hookimpl": "openvino_synthcalib.hookspecs",
+    "quantize": "openvino_synthcalib.quantize",
+    "evaluate": "openvino_synthcalib.evaluate",
+    "top1_agreement": "openvino_synthcalib.validation",
+    "top1_vs_labels": "openvino_synthcalib.validation",
+    "SynthcalibError": "openvino_synthcalib.errors",
+    "DEFAULTS": "openvino_synthcalib.defaults",
+    "PRESETS": "openvino_synthcalib.defaults",
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'openvino_synthcalib' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

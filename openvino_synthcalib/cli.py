@@ -1,0 +1,380 @@
+"""The ``synthcalib`` command line: quantize, evaluate, generate, info, plugins."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+from .defaults import DEFAULTS
+from .errors import SynthcalibError
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (exit code 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        raise SynthcalibError(f"{self.prog}: {message}")
+
+
+def _positive(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}") from None
+    if n <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {n}")
+    return n
+
+
+def _non_negative(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {value!r}") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {n}")
+    return n
+
+
+def _floats(value: str) -> list[float]:
+    try:
+        return [float(v) for v in value.replace(",", " ").split()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected numbers separated by commas, got {value!r}") from None
+
+
+def _names(value: str) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def _add_preprocessing(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("preprocessing (default: read size/layout from the model, no normalisation)")
+    g.add_argument("--preset", help="preprocessing preset: cifar10, imagenet, unit, pixels, caffe, or a plugin's")
+    g.add_argument("--mean", type=_floats, help="per-channel mean after scaling, e.g. 0.485,0.456,0.406")
+    g.add_argument("--std", type=_floats, help="per-channel std after scaling")
+    g.add_argument("--input-range", type=_floats, help="value range the model expects before mean/std, e.g. 0,255")
+    g.add_argument("--channel-order", choices=("RGB", "BGR"))
+    g.add_argument("--layout", choices=("NCHW", "NHWC"))
+
+
+def _preprocessing(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "preset": args.preset,
+        "mean": args.mean,
+        "std": args.std,
+        "input_range": args.input_range,
+        "channel_order": args.channel_order,
+        "layout": args.layout,
+    }
+
+
+def _add_stream(p: argparse.ArgumentParser, source_required: bool = True) -> None:
+    p.add_argument("--source", required=source_required, help="generator:PATH, images:DIR, noise:gaussian, ...")
+    p.add_argument("--seed", type=_non_negative, default=DEFAULTS["seed"], help="stream seed (default %(default)s)")
+    p.add_argument("--classes", type=_names, help="only these classes (indices or names), comma-separated")
+    p.add_argument("--class-weights", type=_floats, help="relative weights of the chosen classes")
+    p.add_argument(
+        "--batch-size", type=_positive, default=DEFAULTS["batch_size"], help="generator batch (default %(default)s)"
+    )
+    p.add_argument("--device", default=DEFAULTS["device"], help="OpenVINO device for generation (default %(default)s)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = _Parser(prog="synthcalib", description="Synthetic calibration data for OpenVINO INT8 quantization.")
+    parser.add_argument("--version", action="version", version=f"openvino_synthcalib {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    q = sub.add_parser("quantize", help="quantize a model to INT8 with NNCF on a calibration source")
+    q.add_argument("model", nargs="?", help="FP32 model (.xml or .onnx)")
+    q.add_argument("--config", help="YAML/JSON quantization config (dataset, preprocessing, nncf options)")
+    q.add_argument("--out", help="output INT8 IR (.xml)")
+    q.add_argument("--num-samples", type=_positive, help=f"calibration items (default {DEFAULTS['num_samples']})")
+    _add_stream(q, source_required=False)
+    _add_preprocessing(q)
+    q.add_argument("--max-drop", type=float, help="use quantize_with_accuracy_control with this max drop")
+    q.add_argument("--metric", choices=("agreement", "labels"), default="agreement", help="accuracy-control metric")
+    q.add_argument("--subset-size", type=_positive, help="nncf subset_size (default: --num-samples)")
+    q.add_argument("--nncf-preset", choices=("performance", "mixed"), help="nncf quantization preset")
+    q.add_argument("--fast-bias-correction", action=argparse.BooleanOptionalAction, default=None)
+    q.add_argument("--model-type", choices=("transformer",))
+    q.add_argument("--target-device", help="nncf target device (ANY, CPU, GPU, NPU, CPU_SPR)")
+    q.add_argument(
+        "--allow-class-mismatch", action="store_true", help="accept a source with other classes than the model"
+    )
+    q.add_argument("--json", action="store_true", help="print the report as JSON")
+
+    e = sub.add_parser("evaluate", help="top-1 of a classifier on a labelled image folder")
+    e.add_argument("model")
+    e.add_argument("--data", required=True, help="images:DIR with DIR/<class>/*.jpg")
+    e.add_argument("--reference", help="FP32 model: also report top-1 agreement with it")
+    e.add_argument("--batch-size", type=_positive, default=DEFAULTS["eval_batch_size"])
+    e.add_argument("--limit", type=_positive, help="evaluate an evenly spaced subset of this many images")
+    e.add_argument("--device", default=DEFAULTS["device"])
+    e.add_argument("--json", action="store_true")
+    _add_preprocessing(e)
+
+    g = sub.add_parser("generate", help="write synthetic images as PNG files per class, plus grid.png")
+    _add_stream(g)
+    g.add_argument("-n", "--num", type=_positive, default=DEFAULTS["generate_num"], help="images (default %(default)s)")
+    g.add_argument("--out", required=True, help="output folder")
+    g.add_argument("--num-classes", type=_positive, help="classes of a generator without metadata")
+    g.add_argument("--size", help="image size HxW for sources without a native size (noise)")
+
+    i = sub.add_parser("info", help="describe a model or generator")
+    i.add_argument("model")
+    i.add_argument("--json", action="store_true")
+
+    sub.add_parser("plugins", help="list source schemes with their package and version")
+    return parser
+
+
+def _print_report(report: dict[str, Any], as_json: bool) -> None:
+    report = {k: v for k, v in report.items() if k != "quantized_model"}
+    if as_json:
+        print(json.dumps(report, indent=2))
+        return
+    per_class = report["samples_per_class"]
+    counts = sorted(set(per_class.values()))
+    balance = f"{counts[0]} per class" if len(counts) == 1 else f"{counts[0]}-{counts[-1]} per class"
+    print(f"source:     {report['source']}")
+    print(f"samples:    {report['num_samples']} ({balance}, {len(per_class)} classes), seed {report['seed']}")
+    print(f"quantized:  {report['quantize_seconds']:.1f} s")
+    if report.get("fp32_bytes"):
+        print(f"FP32 model: {report['model']} ({report['fp32_bytes'] / 1e6:.2f} MB)")
+    if report.get("output"):
+        print(f"INT8 model: {report['output']} ({report['int8_bytes'] / 1e6:.2f} MB)")
+
+
+def cmd_quantize(args: argparse.Namespace) -> None:
+    from .quantize import NNCF_KEYS, load_config
+
+    config: dict[str, Any] = load_config(args.config) if args.config else {"dataset": {}, "preprocessing": {}}
+    model = args.model or config.get("model")
+    if model is None:
+        raise SynthcalibError("quantize: give MODEL or a --config with 'model'")
+    dataset = dict(config["dataset"])
+    source = args.source or dataset.get("source")
+    if source is None:
+        raise SynthcalibError("quantize: give --source SPEC (e.g. generator:gen.xml) or a --config with 'dataset'")
+    out = args.out or config.get("output")
+    if out is None:
+        raise SynthcalibError("quantize: give --out OUT.xml (or 'output' in --config)")
+    pre = {**config["preprocessing"], **{k: v for k, v in _preprocessing(args).items() if v is not None}}
+    nncf_options = {k: config[k] for k in NNCF_KEYS if k in config}
+    for key, value in (
+        ("subset_size", args.subset_size),
+        ("preset", args.nncf_preset),
+        ("fast_bias_correction", args.fast_bias_correction),
+        ("model_type", args.model_type),
+        ("target_device", args.target_device),
+    ):
+        if value is not None:
+            nncf_options[key] = value
+    accuracy = config.get("accuracy_control")
+    if args.max_drop is not None:
+        accuracy = {**(accuracy or {}), "max_drop": args.max_drop, "metric": args.metric}
+    # NNCF's progress bars go to stdout; keep stdout for the report (--json stays parseable).
+    with contextlib.redirect_stdout(sys.stderr):
+        report = _run_quantize(args, model, source, out, dataset, pre, config, accuracy, nncf_options)
+    _print_report(report, args.json)
+
+
+def _run_quantize(
+    args: argparse.Namespace,
+    model: str,
+    source: str,
+    out: str,
+    dataset: dict[str, Any],
+    pre: dict[str, Any],
+    config: dict[str, Any],
+    accuracy: dict[str, Any] | None,
+    nncf_options: dict[str, Any],
+) -> dict[str, Any]:
+    from .quantize import quantize
+
+    return quantize(
+        model,
+        source,
+        out,
+        num_samples=args.num_samples or dataset.get("num_samples", DEFAULTS["num_samples"]),
+        seed=args.seed if args.seed != DEFAULTS["seed"] else dataset.get("seed", args.seed),
+        transform=pre or None,
+        classes=args.classes or dataset.get("classes"),
+        class_weights=args.class_weights or dataset.get("class_weights"),
+        device=args.device,
+        batch_size=dataset.get("batch_size", args.batch_size),
+        accuracy_control=accuracy,
+        allow_class_mismatch=args.allow_class_mismatch or bool(config.get("allow_class_mismatch")),
+        nncf_options=nncf_options,
+    )
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from .evaluate import evaluate
+
+    pre = {k: v for k, v in _preprocessing(args).items() if v is not None}
+    result = evaluate(
+        args.model,
+        args.data,
+        transform=pre or None,
+        reference=args.reference,
+        batch_size=args.batch_size,
+        device=args.device,
+        limit=args.limit,
+        progress=sys.stderr.isatty(),
+    )
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return
+    print(f"top-1:     {100 * result['top1']:.2f}% on {result['images']} images ({result['classes']} classes)")
+    if "agreement" in result:
+        print(f"reference: {100 * result['reference_top1']:.2f}%   top-1 agreement: {100 * result['agreement']:.2f}%")
+
+
+def cmd_generate(args: argparse.Namespace) -> None:
+    import numpy as np
+    from tqdm import tqdm
+
+    from .imageio import ensure_dir, grid, save_png, to_uint8
+    from .sources.base import SourceContext, parse_size
+    from .stream import SyntheticStream
+
+    size = parse_size(args.size, "--size") if args.size else None
+    context = SourceContext(
+        num_classes=args.num_classes, image_size=size, device=args.device, batch_size=args.batch_size
+    )
+    transform = None
+    if size is not None:
+        from .transforms import Transform
+
+        transform = Transform(size=size)
+    stream = SyntheticStream(
+        args.source,
+        args.num,
+        seed=args.seed,
+        classes=args.classes,
+        class_weights=args.class_weights,
+        context=context,
+        transform=transform,
+    )
+    out = ensure_dir(args.out, "--out folder")
+    names = stream.source.names
+    per_class: list[list[np.ndarray]] = [[] for _ in names]
+    started = time.perf_counter()
+    index = 0
+    with tqdm(total=len(stream), desc="generate", unit="img", disable=not sys.stderr.isatty()) as bar:
+        for images, labels in stream.batches():
+            for img, label in zip(to_uint8(images), labels):
+                folder = out / _safe(names[label])
+                folder.mkdir(exist_ok=True)
+                save_png(img, folder / f"{index:06d}.png")
+                if len(per_class[label]) < DEFAULTS["grid_per_class"]:
+                    per_class[label].append(img)
+                index += 1
+            bar.update(len(labels))
+    save_png(grid([np.stack(r) if r else np.zeros((0, 1, 1, 3), np.uint8) for r in per_class if r]), out / "grid.png")
+    elapsed = time.perf_counter() - started
+    print(f"wrote {index} images ({len([r for r in per_class if r])} classes) and grid.png to {out} in {elapsed:.1f} s")
+
+
+def _safe(name: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name) or "class"
+
+
+def cmd_info(args: argparse.Namespace) -> None:
+    from . import models
+    from .engine import GeneratorEngine, _find_inputs
+    from .metadata import read_info
+
+    model = models.read_model(args.model, "model")
+    info: dict[str, Any] = {
+        "path": args.model,
+        "inputs": [
+            f"{p.get_any_name()} {p.get_element_type().to_string()} {p.get_partial_shape()}" for p in model.inputs
+        ],
+        "outputs": [
+            f"{p.get_any_name()} {p.get_element_type().to_string()} {p.get_partial_shape()}" for p in model.outputs
+        ],
+        "parameters": models.parameter_count(model),
+        "bytes": models.file_size(args.model),
+    }
+    try:
+        _find_inputs(model, args.model)
+        is_generator = True
+    except SynthcalibError:
+        is_generator = False
+    if is_generator:
+        info["kind"] = "generator"
+        info["synthcalib"] = read_info(model)
+        try:
+            engine = GeneratorEngine(model, batch_size=1)
+            info["generator"] = engine.info.to_dict()
+        except SynthcalibError as exc:
+            info["generator"] = f"incomplete metadata: {exc}"
+    else:
+        info["kind"] = "model"
+        info["classes"] = models.classifier_classes(model)
+        try:
+            info["input"] = models.describe_input(model)
+        except SynthcalibError as exc:
+            info["input"] = str(exc)
+    if args.json:
+        print(json.dumps(info, indent=2, default=str))
+        return
+    for key, value in info.items():
+        if isinstance(value, dict):
+            print(f"{key}:")
+            for k, v in value.items():
+                print(f"  {k}: {v}")
+        elif isinstance(value, list):
+            print(f"{key}:")
+            for v in value:
+                print(f"  {v}")
+        else:
+            print(f"{key}: {value}")
+
+
+def cmd_plugins(args: argparse.Namespace) -> None:
+    from .plugins import plugin_distribution, source_types
+
+    rows = []
+    for scheme, st in sorted(source_types().items()):
+        package, version = plugin_distribution(st.meta["plugin"])
+        rows.append((scheme, package, version, st.help))
+    width = max(len(r[0]) for r in rows)
+    pw = max(len(f"{r[1]} {r[2]}") for r in rows)
+    for scheme, package, version, text in rows:
+        print(f"{scheme:<{width}}  {f'{package} {version}':<{pw}}  {text}")
+
+
+COMMANDS = {
+    "quantize": cmd_quantize,
+    "evaluate": cmd_evaluate,
+    "generate": cmd_generate,
+    "info": cmd_info,
+    "plugins": cmd_plugins,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        COMMANDS[args.command](args)
+    except SynthcalibError as exc:
+        print(f"synthcalib: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("synthcalib: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,110 @@
+"""``synthcalib.Dataset``: an ``nncf.Dataset`` that generates calibration items on demand."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import nncf
+
+from .defaults import DEFAULTS
+from .stream import SyntheticStream, make_stream
+
+
+class _Items:
+    """NNCF's view of a stream: items with a batch dimension, labelled or not."""
+
+    def __init__(self, stream: SyntheticStream, with_labels: bool) -> None:
+        self.stream = stream
+        self.with_labels = with_labels
+
+    def __len__(self) -> int:
+        return len(self.stream)
+
+    def _item(self, x: Any, y: int) -> Any:
+        return (x[None], y) if self.with_labels else x[None]
+
+    def __iter__(self) -> Iterator[Any]:
+        for x, y in self.stream:
+            yield self._item(x, y)
+
+    def __getitem__(self, index: int) -> Any:
+        return self._item(*self.stream[index])
+
+
+def _first(item: tuple[Any, int]) -> Any:
+    return item[0]
+
+
+class Dataset(nncf.Dataset):
+    """Synthetic calibration data for ``nncf.quantize``, streamed from a source.
+
+    >>> ds = Dataset("generator.xml", num_samples=300, model="model.xml", transform="cifar10")
+    >>> int8 = nncf.quantize(ov_model, ds, subset_size=len(ds))
+
+    ``source`` is a spec (``generator:PATH``, ``images:DIR``, ``noise:gaussian``...), a
+    :class:`GeneratorEngine`-backed source or a :class:`SyntheticStream`. ``model`` (optional)
+    is the model to be quantized: its input size/layout and class count are read from it.
+    ``transform`` is a :class:`Transform`, a preset name (``"cifar10"``, ``"imagenet"``), a dict
+    of preprocessing options, or a callable on canonical [N, 3, H, W] batches in [0, 1].
+    With ``with_labels=True`` items are ``(input, conditioning class)``, as needed for the
+    validation set of ``nncf.quantize_with_accuracy_control``; NNCF's transform takes the input.
+    """
+
+    def __init__(
+        self,
+        source: Any,
+        num_samples: int = DEFAULTS["num_samples"],
+        transform: Any = None,
+        seed: int = DEFAULTS["seed"],
+        with_labels: bool = False,
+        *,
+        model: Any = None,
+        classes: Sequence[int | str] | None = None,
+        class_weights: Sequence[float] | None = None,
+        device: str = DEFAULTS["device"],
+        batch_size: int = DEFAULTS["batch_size"],
+        num_requests: int = DEFAULTS["num_requests"],
+        precision: str | None = DEFAULTS["precision"],
+    ) -> None:
+        from .engine import GeneratorEngine
+        from .sources.generator import GeneratorSource
+
+        if isinstance(source, SyntheticStream):
+            stream = source
+        else:
+            if isinstance(source, GeneratorEngine):
+                source = GeneratorSource(f"generator:{source.path or '<engine>'}", source)
+            stream = make_stream(
+                source,
+                num_samples,
+                model=model,
+                transform=transform,
+                seed=seed,
+                classes=classes,
+                class_weights=class_weights,
+                device=device,
+                batch_size=batch_size,
+                num_requests=num_requests,
+                precision=precision,
+            )
+        self.stream = stream
+        self.with_labels = with_labels
+        self._items = _Items(stream, with_labels)
+        super().__init__(self._items, _first if with_labels else None)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._items)
+
+    def __getitem__(self, index: int) -> Any:
+        return self._items[index]
+
+    def labelled(self) -> Dataset:
+        """The same stream with ``(input, label)`` items."""
+        return Dataset(self.stream, with_labels=True)
+
+    def describe(self) -> dict[str, Any]:
+        return self.stream.describe()

@@ -1,0 +1,47 @@
+"""One table of defaults, shared by the Python API and the CLI."""
+
+from __future__ import annotations
+
+from types import MappingProxyType
+
+DEFAULTS = MappingProxyType(
+    {
+        "num_samples": 300,  # NNCF's default subset_size
+        "seed": 0,
+        "batch_size": 32,  # generator inference batch
+        "num_requests": 0,  # 0: OpenVINO's optimal number of infer requests
+        "device": "CPU",
+        # f32 makes item i identical on every CPU (bf16 is the default on some).
+        "precision": "f32",
+        "eval_batch_size": 64,
+        "generate_num": 100,
+        "grid_per_class": 10,
+    }
+)
+
+# Preprocessing presets: canonical images are RGB float in [0, 1]; ``input_range`` rescales
+# them, then (x - mean) / std. Plugins may add more through ``synthcalib_add_presets``.
+PRESETS = MappingProxyType(
+    {
+        "cifar10": {
+            "input_range": (0.0, 1.0),
+            "mean": (0.4914, 0.4822, 0.4465),
+            "std": (0.2470, 0.2435, 0.2616),
+            "channel_order": "RGB",
+        },
+        "imagenet": {
+            "input_range": (0.0, 1.0),
+            "mean": (0.485, 0.456, 0.406),
+            "std": (0.229, 0.224, 0.225),
+            "channel_order": "RGB",
+        },
+        "unit": {"input_range": (0.0, 1.0), "mean": None, "std": None, "channel_order": "RGB"},
+        "pixels": {"input_range": (0.0, 255.0), "mean": None, "std": None, "channel_order": "RGB"},
+        "caffe": {
+            "input_range": (0.0, 255.0),
+            "mean": (103.939, 116.779, 123.68),
+            "std": None,
+            "channel_order": "BGR",
+        },
+    }
+)

@@ -1,0 +1,146 @@
+"""Top-1 of a classifier on a labelled image folder, and agreement with a reference model."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+
+from . import models
+from .defaults import DEFAULTS
+from .errors import SynthcalibError
+from .imagefolder import ImageFolder, load_image
+from .sources.base import parse_spec
+from .stream import as_transform
+from .transforms import resize
+
+
+def predict(compiled: Any, batches: Iterator[np.ndarray], num_requests: int = 0) -> Iterator[np.ndarray]:
+    """Top-1 class per item for input batches, in order, with asynchronous requests."""
+    import openvino as ov
+
+    if num_requests <= 0:
+        num_requests = int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
+    queue = ov.AsyncInferQueue(compiled, max(1, num_requests))
+    results: dict[int, np.ndarray] = {}
+    done = threading.Condition()
+
+    def on_done(request: Any, job: int) -> None:
+        top1 = np.asarray(request.get_output_tensor(0).data).reshape(request.get_output_tensor(0).shape[0], -1)
+        with done:
+            results[job] = top1.argmax(axis=1)
+            done.notify_all()
+
+    queue.set_callback(on_done)
+    submitted = delivered = 0
+    try:
+        for batch in batches:
+            queue.start_async({0: batch}, submitted)
+            submitted += 1
+            while delivered < submitted and delivered in results:
+                with done:
+                    out = results.pop(delivered)
+                yield out
+                delivered += 1
+        queue.wait_all()
+        while delivered < submitted:
+            yield results.pop(delivered)
+            delivered += 1
+    finally:
+        queue.wait_all()
+
+
+def _compile_for_batches(model: Any, batch_size: int, device: str, precision: str | None) -> tuple[Any, int]:
+    """Compile with batch ``batch_size`` if the model allows it, else with its own batch."""
+    port = model.inputs[0]
+    dims = models.static_dims(port.get_partial_shape())
+    batch = dims[0]
+    if batch is None or batch != batch_size:
+        try:
+            shape = port.get_partial_shape()
+            shape[0] = batch_size
+            model.reshape({port.get_any_name(): shape})
+            batch = batch_size
+        except Exception:
+            batch = batch or 1
+    cfg = {"PERFORMANCE_HINT": "THROUGHPUT", **models.precision_config(precision)}
+    return models.compile_model(model, device, cfg), batch
+
+
+def evaluate(
+    model: Any,
+    data: str,
+    *,
+    transform: Any = None,
+    reference: Any = None,
+    batch_size: int = DEFAULTS["eval_batch_size"],
+    device: str = DEFAULTS["device"],
+    precision: str | None = DEFAULTS["precision"],
+    limit: int | None = None,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Top-1 of ``model`` on a labelled folder (``images:DIR`` or ``DIR``) and, with
+    ``reference``, the share of images on which both models predict the same class."""
+    scheme, root, _ = parse_spec(data)
+    if scheme not in ("", "images"):
+        raise SynthcalibError(f"--data '{data}': expected a labelled image folder images:DIR")
+    folder = ImageFolder(root)
+    if not hasattr(model, "inputs"):
+        model = models.read_model(model, "model")
+    tf = as_transform(transform, model)
+    num_classes = models.classifier_classes(model)
+    if num_classes is not None and num_classes < len(folder.classes):
+        raise SynthcalibError(f"--data '{root}' has {len(folder.classes)} classes but the model outputs {num_classes}")
+    samples = folder.samples()
+    if limit is not None:
+        samples = [samples[i] for i in np.linspace(0, len(samples) - 1, min(limit, len(samples))).astype(int)]
+    compiled, batch = _compile_for_batches(model, batch_size, device, precision)
+    compiled_ref = None
+    if reference is not None:
+        ref_model = reference if hasattr(reference, "inputs") else models.read_model(reference, "reference model")
+        compiled_ref, _ = _compile_for_batches(ref_model, batch, device, precision)
+    size = tf.size if tf is not None and tf.size else None
+
+    def inputs() -> Iterator[np.ndarray]:
+        with ThreadPoolExecutor(2) as pool:
+            for start in range(0, len(samples), batch):
+                chunk = samples[start : start + batch]
+                imgs = list(pool.map(lambda s: load_image(s[0]), chunk))
+                if size is not None:
+                    imgs = [resize(im[None], size)[0] for im in imgs]
+                x = np.stack(imgs + [imgs[-1]] * (batch - len(imgs)))
+                yield tf(x) if tf is not None else x
+
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(samples), desc="evaluate", unit="img", leave=False)
+    feeds = itertools.tee(inputs(), 2 if compiled_ref is not None else 1)
+    streams = [predict(compiled, feeds[0])]
+    if compiled_ref is not None:
+        streams.append(predict(compiled_ref, feeds[1]))
+    preds: list[list[np.ndarray]] = [[] for _ in streams]
+    for outs in zip(*streams):  # in lockstep, so tee buffers only the requests in flight
+        for acc, out in zip(preds, outs):
+            acc.append(out)
+        if bar:
+            bar.update(len(outs[0]))
+    if bar:
+        bar.close()
+    labels = np.array([c for _, c in samples])
+    pred = np.concatenate(preds[0])[: len(samples)]
+    result: dict[str, Any] = {
+        "images": len(samples),
+        "classes": len(folder.classes),
+        "top1": float((pred == labels).mean()),
+    }
+    if compiled_ref is not None:
+        ref_pred = np.concatenate(preds[1])[: len(samples)]
+        result["reference_top1"] = float((ref_pred == labels).mean())
+        result["agreement"] = float((ref_pred == pred).mean())
+    return result

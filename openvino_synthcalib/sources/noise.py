@@ -1,0 +1,67 @@
+"""``noise:gaussian`` and ``noise:uniform``: data-free baselines."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from ..errors import SynthcalibError
+from ..rng import TAG_NOISE, item_rng
+from .base import Source, SourceContext, parse_size, take_options
+
+KINDS = ("gaussian", "uniform")
+
+
+class NoiseSource(Source):
+    """Per-pixel noise. Gaussian: N(mean, std) clipped to [0, 1]; the defaults (0.5, 0.25)
+    are about N(0, 1) after the usual dataset normalisation. Uniform: U(0, 1) pixels."""
+
+    scheme = "noise"
+    conditional = False
+
+    def __init__(self, spec: str, kind: str, mean: float, std: float, num_classes: int, size: Any) -> None:
+        super().__init__(spec)
+        self.kind, self.mean, self.std = kind, float(mean), float(std)
+        self.num_classes = num_classes
+        self.image_size = size
+
+    def iter_images(
+        self,
+        indices: np.ndarray,
+        labels: np.ndarray,
+        seed: int,
+        size: tuple[int, int] | None = None,
+        occurrences: np.ndarray | None = None,
+    ) -> Iterator[np.ndarray]:
+        h, w = self.output_size(size)
+        for start in range(0, len(indices), self.batch_size):
+            chunk = indices[start : start + self.batch_size]
+            out = np.empty((len(chunk), 3, h, w), np.float32)
+            for row, index in enumerate(chunk):
+                rng = item_rng(seed, TAG_NOISE, int(index))
+                if self.kind == "gaussian":
+                    out[row] = rng.normal(self.mean, self.std, (3, h, w))
+                else:
+                    out[row] = rng.random((3, h, w), dtype=np.float32)
+            yield np.clip(out, 0.0, 1.0, out=out)
+
+    def describe(self) -> dict[str, Any]:
+        extra = {"mean": self.mean, "std": self.std} if self.kind == "gaussian" else {}
+        return {**super().describe(), "kind": self.kind, **extra}
+
+
+def make(arg: str, options: dict[str, Any], context: SourceContext) -> NoiseSource:
+    spec = f"noise:{arg}"
+    kind = arg.strip().lower() or "gaussian"
+    if kind not in KINDS:
+        raise SynthcalibError(f"source '{spec}': unknown noise kind {arg!r}; expected {' or '.join(KINDS)}")
+    opts = take_options(spec, options, {"mean": 0.5, "std": 0.25, "size": None, "num_classes": None})
+    if kind == "uniform" and ({"mean", "std"} & set(options)):
+        raise SynthcalibError(f"source '{spec}': mean/std apply to noise:gaussian only")
+    if opts["std"] <= 0:
+        raise SynthcalibError(f"source '{spec}': std must be positive, got {opts['std']}")
+    size = parse_size(opts["size"], f"{spec}: size") if opts["size"] is not None else None
+    num_classes = int(opts["num_classes"] or context.num_classes or 1)
+    return NoiseSource(spec, kind, opts["mean"], opts["std"], num_classes, size)

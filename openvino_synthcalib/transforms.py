@@ -1,0 +1,163 @@
+"""Map canonical images (RGB float32 in [0, 1], NCHW) to what a target model expects."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+
+from .errors import SynthcalibError
+
+LAYOUTS = ("NCHW", "NHWC")
+CHANNEL_ORDERS = ("RGB", "BGR")
+DTYPES = ("float32", "float16", "uint8", "int8")
+TRANSFORM_KEYS = ("preset", "size", "input_range", "mean", "std", "channel_order", "layout", "dtype", "channels")
+
+
+@lru_cache(maxsize=64)
+def _resize_matrix(n_in: int, n_out: int) -> np.ndarray:
+    """Triangle-filter weights [n_out, n_in]: bilinear when enlarging, antialiased when shrinking."""
+    scale = n_in / n_out
+    support = max(scale, 1.0)
+    centres = (np.arange(n_out) + 0.5) * scale
+    x = np.arange(n_in) + 0.5
+    w = np.maximum(0.0, 1.0 - np.abs(x[None, :] - centres[:, None]) / support)
+    w /= w.sum(axis=1, keepdims=True)
+    return w.astype(np.float32)
+
+
+def resize(images: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize float images [N, C, H, W] to ``size`` (H, W) with separable linear filters."""
+    h, w = images.shape[-2:]
+    if (h, w) == tuple(size):
+        return images
+    ry = _resize_matrix(h, size[0])
+    rx = _resize_matrix(w, size[1])
+    return np.matmul(np.matmul(ry, images), rx.T)
+
+
+def _floats(value: Any, name: str, length: int | None = None) -> tuple[float, ...] | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = [v for v in value.replace(",", " ").split() if v]
+    try:
+        out = tuple(float(v) for v in (value if isinstance(value, Sequence) else [value]))
+    except (TypeError, ValueError):
+        raise SynthcalibError(f"{name}: expected numbers, got {value!r}") from None
+    if length is not None and len(out) not in (1, length):
+        raise SynthcalibError(f"{name}: expected 1 or {length} numbers, got {len(out)}")
+    return out
+
+
+@dataclass(frozen=True)
+class Transform:
+    """Preprocessing from canonical images to a model input.
+
+    ``input_range`` rescales [0, 1] to [low, high]; then ``(x - mean) / std`` per channel
+    (in the model's channel order); then layout and dtype. ``size`` is the model's H x W
+    (``None`` keeps the source's size).
+    """
+
+    size: tuple[int, int] | None = None
+    input_range: tuple[float, float] = (0.0, 1.0)
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    channel_order: str = "RGB"
+    layout: str = "NCHW"
+    dtype: str = "float32"
+    channels: int = 3
+
+    def __post_init__(self) -> None:
+        if self.size is not None:
+            size = tuple(int(s) for s in self.size)
+            if len(size) != 2 or min(size) <= 0:
+                raise SynthcalibError(f"size: expected [H, W] of positive integers, got {self.size!r}")
+            object.__setattr__(self, "size", size)
+        rng = _floats(self.input_range, "input_range")
+        if rng is None or len(rng) != 2 or not rng[0] < rng[1]:
+            raise SynthcalibError(f"input_range: expected [low, high] with low < high, got {self.input_range!r}")
+        object.__setattr__(self, "input_range", rng)
+        if self.channels not in (1, 3):
+            raise SynthcalibError(f"channels: expected 1 or 3, got {self.channels!r}")
+        object.__setattr__(self, "mean", _floats(self.mean, "mean", self.channels))
+        std = _floats(self.std, "std", self.channels)
+        if std is not None and any(s <= 0 for s in std):
+            raise SynthcalibError(f"std: expected positive numbers, got {list(std)}")
+        object.__setattr__(self, "std", std)
+        if self.channel_order.upper() not in CHANNEL_ORDERS:
+            raise SynthcalibError(f"channel_order: expected RGB or BGR, got {self.channel_order!r}")
+        object.__setattr__(self, "channel_order", self.channel_order.upper())
+        if self.layout.upper() not in LAYOUTS:
+            raise SynthcalibError(f"layout: expected NCHW or NHWC, got {self.layout!r}")
+        object.__setattr__(self, "layout", self.layout.upper())
+        if self.dtype not in DTYPES:
+            raise SynthcalibError(f"dtype: expected one of {', '.join(DTYPES)}, got {self.dtype!r}")
+
+    @classmethod
+    def from_options(cls, preset: str | None = None, **options: Any) -> Transform:
+        """A transform from a preset name and/or explicit values (explicit values win)."""
+        from .plugins import presets
+
+        base: dict[str, Any] = {}
+        if preset is not None:
+            table = presets()
+            if preset not in table:
+                raise SynthcalibError(f"unknown preset {preset!r}: expected one of {', '.join(sorted(table))}")
+            base.update(table[preset])
+        for key, value in options.items():
+            if key not in TRANSFORM_KEYS:
+                raise SynthcalibError(f"unknown preprocessing key {key!r}: expected one of {', '.join(TRANSFORM_KEYS)}")
+            if value is not None:
+                base[key] = value
+        return cls(**base)
+
+    @classmethod
+    def for_model(cls, model: Any, preset: str | None = None, **options: Any) -> Transform:
+        """Read size, layout, channels and dtype from a model's first input, then apply options."""
+        from .models import describe_input
+
+        read = describe_input(model)
+        merged = {k: v for k, v in read.items() if options.get(k) is None}
+        merged.update({k: v for k, v in options.items() if v is not None})
+        return cls.from_options(preset, **merged)
+
+    def with_size(self, size: tuple[int, int] | None) -> Transform:
+        return self if size is None or self.size is not None else replace(self, size=size)
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        x = np.asarray(images, dtype=np.float32)
+        if self.size is not None:
+            x = resize(x, self.size)
+        if self.channels == 1 and x.shape[1] == 3:
+            x = np.tensordot(np.array([0.299, 0.587, 0.114], np.float32), x, axes=([0], [1]))[:, None]
+        elif self.channel_order == "BGR":
+            x = x[:, ::-1]
+        lo, hi = self.input_range
+        if (lo, hi) != (0.0, 1.0):
+            x = x * np.float32(hi - lo) + np.float32(lo)
+        if self.mean is not None:
+            x = x - np.asarray(self.mean, np.float32).reshape(1, -1, 1, 1)
+        if self.std is not None:
+            x = x / np.asarray(self.std, np.float32).reshape(1, -1, 1, 1)
+        if self.layout == "NHWC":
+            x = x.transpose(0, 2, 3, 1)
+        if self.dtype in ("uint8", "int8"):
+            info = np.iinfo(self.dtype)
+            x = np.clip(np.rint(x), info.min, info.max)
+        return np.ascontiguousarray(x, dtype=self.dtype)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "size": list(self.size) if self.size else None,
+            "input_range": list(self.input_range),
+            "mean": list(self.mean) if self.mean else None,
+            "std": list(self.std) if self.std else None,
+            "channel_order": self.channel_order,
+            "layout": self.layout,
+            "dtype": self.dtype,
+            "channels": self.channels,
+        }

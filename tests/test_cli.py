@@ -1,0 +1,213 @@
+import json
+import subprocess
+import sys
+
+import pytest
+from conftest import CIFAR, TEACHER, ZOO
+
+from openvino_synthcalib.cli import main
+
+
+def run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_quantize_evaluate_info(assets, tmp_path, capsys):
+    out = tmp_path / "int8" / "cls.xml"
+    code, text, err = run(
+        capsys,
+        "quantize",
+        assets["classifier"],
+        "--source",
+        f"generator:{assets['generator']}",
+        "--num-samples",
+        40,
+        "--preset",
+        "unit",
+        "--out",
+        out,
+        "--json",
+    )
+    assert code == 0, err
+    report = json.loads(text)
+    assert report["samples_per_class"] == {"red": 10, "green": 10, "blue": 10, "gray": 10}
+    assert out.exists() and report["int8_bytes"] > 0
+    code, text, err = run(
+        capsys,
+        "evaluate",
+        out,
+        "--data",
+        f"images:{assets['images']}",
+        "--preset",
+        "unit",
+        "--reference",
+        assets["classifier"],
+        "--json",
+    )
+    assert code == 0, err
+    result = json.loads(text)
+    assert result["images"] == 24 and 0 <= result["top1"] <= 1 and result["agreement"] > 0.8
+    code, text, _ = run(capsys, "info", assets["generator"])
+    assert code == 0 and "generator" in text and "z_dim: 8" in text
+    code, text, _ = run(capsys, "info", assets["classifier"], "--json")
+    assert json.loads(text)["classes"] == 4
+
+
+def test_quantize_from_config(assets, tmp_path, capsys):
+    cfg = tmp_path / "q.yaml"
+    cfg.write_text(
+        f"model: {assets['classifier']}\noutput: out/q.xml\n"
+        f"dataset:\n  source: generator:{assets['generator']}\n  num_samples: 16\n  seed: 2\n"
+        "preprocessing: {preset: unit}\npreset: mixed\nfast_bias_correction: false\n"
+        "ignored_scope: {types: [MatMul]}\n"
+    )
+    code, text, err = run(capsys, "quantize", "--config", cfg, "--json")
+    assert code == 0, err
+    assert json.loads(text)["num_samples"] == 16 and (tmp_path / "out" / "q.xml").exists()
+
+
+def test_accuracy_control_cli(assets, tmp_path, capsys):
+    code, text, err = run(
+        capsys,
+        "quantize",
+        assets["classifier"],
+        "--source",
+        f"generator:{assets['generator']}",
+        "--num-samples",
+        20,
+        "--out",
+        tmp_path / "ac.xml",
+        "--max-drop",
+        0.02,
+        "--metric",
+        "labels",
+    )
+    assert code == 0, err
+
+
+def test_generate_is_byte_identical_across_batch_sizes(assets, tmp_path, capsys):
+    for bs, d in [(3, "a"), (16, "b")]:
+        code, _, err = run(
+            capsys,
+            "generate",
+            "--source",
+            f"generator:{assets['generator']}",
+            "-n",
+            10,
+            "--seed",
+            4,
+            "--batch-size",
+            bs,
+            "--out",
+            tmp_path / d,
+        )
+        assert code == 0, err
+    files_a = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*.png"))
+    files_b = sorted(p.relative_to(tmp_path / "b") for p in (tmp_path / "b").rglob("*.png"))
+    assert files_a == files_b and len(files_a) == 11  # 10 images + grid.png
+    assert all((tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes() for f in files_a)
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["blue", "gray", "green", "grid.png", "red"]
+
+
+def bad_cases(assets, tmp_path):
+    gen, cls = assets["generator"], assets["classifier"]
+    bad_cfg = tmp_path / "bad.yaml"
+    bad_cfg.write_text(f"model: {cls}\ndataset: noise:gaussian\nsubset_sise: 3\n")
+    no_ds = tmp_path / "nods.yaml"
+    no_ds.write_text(f"model: {cls}\n")
+    bad_nncf = tmp_path / "badnncf.yaml"
+    bad_nncf.write_text(f"model: {cls}\ndataset: noise:gaussian\npreset: fastest\n")
+    bad_gen = tmp_path / "g5.xml"
+    from tiny_models import make_generator
+
+    make_generator(bad_gen, num_classes=5, class_names=None)
+    o = tmp_path / "o.xml"
+    return [
+        (["quantize", tmp_path / "missing.onnx", "--source", f"generator:{gen}", "--out", o], "does not exist"),
+        (["quantize", cls, "--source", f"generator:{tmp_path / 'nope.xml'}", "--out", o], "nope.xml' does not exist"),
+        (["quantize", cls, "--source", f"generator:{cls}", "--out", o], "expected 'z' float32"),
+        (["quantize", cls, "--source", f"generator:{bad_gen}", "--out", o], "has 5 classes but the model outputs 4"),
+        (["quantize", cls, "--source", "warp:x", "--out", o], "unknown scheme 'warp'"),
+        (["quantize", cls, "--source", f"generator:{gen}", "--preset", "nope", "--out", o], "unknown preset 'nope'"),
+        (["quantize", cls, "--source", f"generator:{gen}", "--num-samples", 0, "--out", o], "--num-samples"),
+        (["quantize", cls, "--source", f"generator:{gen}", "--num-samples", -5, "--out", o], "--num-samples"),
+        (
+            ["quantize", cls, "--source", f"generator:{gen}", "--out", tmp_path / "o.bin"],
+            "expected a path ending in .xml",
+        ),
+        (["quantize", cls, "--source", f"generator:{gen}"], "--out"),
+        (["quantize", "--config", bad_cfg, "--out", o], "unknown key(s) subset_sise"),
+        (["quantize", "--config", no_ds, "--out", o], "missing key 'dataset'"),
+        (["quantize", "--config", bad_nncf, "--out", o], "preset: expected performance or mixed"),
+        (["quantize", "--config", tmp_path / "none.yaml"], "--config"),
+        (["quantize", cls, "--source", f"images:{tmp_path / 'nodir'}", "--out", o], "does not exist"),
+        (["quantize", cls, "--source", f"generator:{gen}", "--mean", "1,2", "--out", o], "mean: expected 1 or 3"),
+        (["evaluate", cls, "--data", f"images:{tmp_path}"], "no class folders"),
+        (["evaluate", cls, "--data", "noise:gaussian"], "labelled image folder"),
+        (["generate", "--source", f"generator:{gen}", "-n", 0, "--out", tmp_path / "g"], "--num"),
+        (["generate", "--source", "noise:gaussian", "-n", 2, "--out", tmp_path / "g"], "any size"),
+        (["generate", "--source", f"generator:{gen}", "--out", "/proc/nope"], "cannot be created"),
+        (
+            ["generate", "--source", f"generator:{gen}", "--classes", "purple", "--out", tmp_path / "g"],
+            "unknown class name",
+        ),
+        (["info", tmp_path / "x.txt"], "does not exist"),
+        (["frobnicate"], "invalid choice"),
+    ]
+
+
+def test_bad_inputs_exit_2_with_one_line(assets, tmp_path, capsys):
+    for argv, expected in bad_cases(assets, tmp_path):
+        code, out, err = run(capsys, *argv)
+        assert code == 2, (argv, err)
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("synthcalib: error:"), (argv, err)
+        assert expected in lines[0], (argv, lines[0])
+        assert "Traceback" not in err
+
+
+def test_console_entry_point_has_no_traceback(tmp_path):
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "openvino_synthcalib",
+            "quantize",
+            str(tmp_path / "m.xml"),
+            "--source",
+            "noise:gaussian",
+            "--out",
+            str(tmp_path / "o.xml"),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [f"synthcalib: error: model file '{tmp_path / 'm.xml'}' does not exist"]
+
+
+@pytest.mark.shared
+def test_teacher_calibration_matches_real_on_mobilenetv2(tmp_path, capsys):
+    """Issue check: teacher-calibrated INT8 within 0.3 pp of real-calibrated (2,000 test images here)."""
+    model = ZOO / "mobilenetv2.onnx"
+    top1 = {}
+    for name, src in [("teacher", f"generator:{TEACHER}"), ("real", f"images:{CIFAR / 'train'}")]:
+        out = tmp_path / f"{name}.xml"
+        code, _, err = run(capsys, "quantize", model, "--source", src, "--preset", "cifar10", "--out", out)
+        assert code == 0, err
+        code, text, err = run(
+            capsys,
+            "evaluate",
+            out,
+            "--data",
+            f"images:{CIFAR / 'test'}",
+            "--preset",
+            "cifar10",
+            "--limit",
+            2000,
+            "--json",
+        )
+        top1[name] = json.loads(text)["top1"]
+    assert abs(top1["teacher"] - top1["real"]) <= 0.01

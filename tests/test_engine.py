@@ -1,0 +1,102 @@
+import numpy as np
+import openvino as ov
+import pytest
+from conftest import TEACHER
+
+from openvino_synthcalib.engine import GeneratorEngine
+from openvino_synthcalib.errors import SynthcalibError
+from openvino_synthcalib.metadata import GeneratorInfo, read_info
+
+
+def test_metadata_roundtrip(assets):
+    info = read_info(ov.Core().read_model(str(assets["generator"])))
+    assert info["z_dim"] == 8 and info["num_classes"] == 4
+    assert info["image_size"] == [8, 8] and info["output_range"] == [-1.0, 1.0]
+    assert info["class_names"] == ["red", "green", "blue", "gray"]
+    assert info["provenance"]["made_by"] == "tests/tiny_models.py"
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(z_dim=0, num_classes=2, image_size=(8, 8)), "z_dim"),
+        (dict(z_dim=8, num_classes=2, image_size=(8,)), "image_size"),
+        (dict(z_dim=8, num_classes=2, image_size=(8, 8), output_range=(1, -1)), "output_range"),
+        (dict(z_dim=8, num_classes=2, image_size=(8, 8), label_input="text"), "label_input"),
+        (dict(z_dim=8, num_classes=2, image_size=(8, 8), class_names=("a",)), "class_names"),
+    ],
+)
+def test_info_validation(kwargs, match):
+    with pytest.raises(SynthcalibError, match=match):
+        GeneratorInfo(**kwargs)
+
+
+def test_engine_reads_metadata(assets):
+    eng = GeneratorEngine(assets["generator"], batch_size=4)
+    assert eng.info.num_classes == 4 and eng.info.class_names[0] == "red"
+    imgs = eng.images(np.arange(10), np.arange(10) % 4, seed=0)
+    assert imgs.shape == (10, 3, 8, 8) and imgs.dtype == np.float32
+    assert 0.0 <= imgs.min() and imgs.max() <= 1.0
+    # class c brightens channel c: the mean colour tells the class
+    assert all(imgs[i].mean(axis=(1, 2)).argmax() == i % 4 for i in range(10) if i % 4 < 3)
+
+
+def test_bit_identical_whatever_batch_requests_order(assets):
+    idx = np.arange(37)
+    labels = idx % 4
+    ref = GeneratorEngine(assets["generator"], batch_size=1, num_requests=1).images(idx, labels, seed=5)
+    for bs, nreq in [(4, 2), (16, 3), (64, 1)]:
+        got = GeneratorEngine(assets["generator"], batch_size=bs, num_requests=nreq).images(idx, labels, seed=5)
+        assert np.array_equal(got, ref)
+    perm = np.random.default_rng(0).permutation(37)
+    got = GeneratorEngine(assets["generator"], batch_size=8).images(idx[perm], labels[perm], seed=5)
+    assert np.array_equal(got, ref[perm])
+    other = GeneratorEngine(assets["generator"], batch_size=8).images(idx, labels, seed=6)
+    assert not np.array_equal(other, ref)
+
+
+def test_engine_without_metadata(assets):
+    with pytest.raises(SynthcalibError, match="num_classes"):
+        GeneratorEngine(assets["generator_bare"])
+    eng = GeneratorEngine(assets["generator_bare"], default_num_classes=4)
+    assert eng.info.z_dim == 8 and eng.info.image_size == (8, 8)
+    assert eng.info.output_range == (0.0, 1.0)  # guessed from a probe batch
+    assert eng.info.provenance["output_range_guessed"]
+    assert GeneratorEngine(assets["generator_bare"], num_classes=3).info.num_classes == 3
+
+
+def test_onehot_generator_matches_index_generator(assets):
+    a = GeneratorEngine(assets["generator"]).images(np.arange(8), np.arange(8) % 4, seed=1)
+    b = GeneratorEngine(assets["generator_onehot"])
+    assert b.info.label_input == "onehot" and b.info.num_classes == 4
+    np.testing.assert_allclose(b.images(np.arange(8), np.arange(8) % 4, seed=1), a, atol=1e-6)
+
+
+def test_engine_rejects_bad_models(assets, tmp_path):
+    with pytest.raises(SynthcalibError, match="does not exist"):
+        GeneratorEngine(tmp_path / "missing.xml")
+    with pytest.raises(SynthcalibError, match="expected 'z' float32"):
+        GeneratorEngine(assets["classifier"])
+    bad = tmp_path / "bad.xml"
+    bad.write_text("<net>")
+    bad.with_suffix(".bin").write_bytes(b"")
+    with pytest.raises(SynthcalibError, match="cannot read generator"):
+        GeneratorEngine(bad)
+    with pytest.raises(SynthcalibError, match="z_dim"):
+        GeneratorEngine(assets["generator"], z_dim=9)
+    with pytest.raises(SynthcalibError, match="labels must be in"):
+        GeneratorEngine(assets["generator"]).images(np.arange(2), np.array([0, 4]), seed=0)
+    with pytest.raises(SynthcalibError, match="batch_size"):
+        GeneratorEngine(assets["generator"], batch_size=0)
+
+
+@pytest.mark.shared
+def test_teacher_without_metadata_is_usable():
+    eng = GeneratorEngine(TEACHER, default_num_classes=10, batch_size=8)
+    assert eng.info.z_dim == 128 and eng.info.image_size == (32, 32)
+    assert eng.info.output_range == (-1.0, 1.0)
+    a = eng.images(np.arange(12), np.arange(12) % 10, seed=3)
+    b = GeneratorEngine(TEACHER, default_num_classes=10, batch_size=5, num_requests=1).images(
+        np.arange(12), np.arange(12) % 10, seed=3
+    )
+    assert np.array_equal(a, b)

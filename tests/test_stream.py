@@ -1,0 +1,165 @@
+import numpy as np
+import pytest
+
+from openvino_synthcalib.errors import SynthcalibError
+from openvino_synthcalib.schedule import ClassSchedule
+from openvino_synthcalib.sources.base import parse_spec
+from openvino_synthcalib.stream import SyntheticStream, make_stream
+from openvino_synthcalib.transforms import Transform, resize
+
+
+def test_round_robin_is_exactly_balanced():
+    s = ClassSchedule(10, 300)
+    assert list(s.counts()) == [30] * 10
+    labels = s.labels(np.arange(300))
+    for n in (10, 20, 150):  # every prefix that islice() takes is balanced too
+        assert np.bincount(labels[:n], minlength=10).tolist() == [n // 10] * 10
+    assert sorted(ClassSchedule(10, 13).counts().tolist()) == [1] * 7 + [2] * 3
+
+
+def test_subset_and_weights():
+    s = ClassSchedule(10, 8, classes=[2, 5])
+    assert s.labels(np.arange(8)).tolist() == [2, 5] * 4
+    w = ClassSchedule(3, 400, weights=[1, 1, 2])
+    assert w.counts().tolist() == [100, 100, 200]
+    prefix = w.labels(np.arange(40))
+    assert np.bincount(prefix, minlength=3).tolist() == [10, 10, 20]
+    occ = w.occurrences(np.arange(400))
+    for c in range(3):
+        assert occ[w.labels(np.arange(400)) == c].tolist() == list(range(w.counts()[c]))
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(classes=[11]), "out of range"),
+        (dict(classes=[]), "at least one"),
+        (dict(classes=[1, 1]), "distinct"),
+        (dict(weights=[1, 2]), "weights"),
+        (dict(weights=[-1] * 10), "non-negative"),
+    ],
+)
+def test_schedule_errors(kwargs, match):
+    with pytest.raises(SynthcalibError, match=match):
+        ClassSchedule(10, 20, **kwargs)
+
+
+def test_parse_spec():
+    assert parse_spec("generator:a/b.xml?num_classes=10&output_range=-1,1") == (
+        "generator",
+        "a/b.xml",
+        {"num_classes": 10, "output_range": [-1, 1]},
+    )
+    assert parse_spec("noise:gaussian") == ("noise", "gaussian", {})
+    assert parse_spec("dir/gen.xml")[0] == ""
+    with pytest.raises(SynthcalibError, match="key=value"):
+        parse_spec("noise:gaussian?std")
+
+
+def test_resize_keeps_constants_and_shapes():
+    x = np.full((2, 3, 8, 8), 0.25, np.float32)
+    for size in [(8, 8), (16, 12), (3, 5)]:
+        y = resize(x, size)
+        assert y.shape == (2, 3, *size)
+        np.testing.assert_allclose(y, 0.25, atol=1e-6)
+    ramp = np.tile(np.linspace(0, 1, 8, dtype=np.float32), (1, 1, 8, 1))
+    up = resize(ramp, (8, 16))[0, 0, 0]
+    assert np.all(np.diff(up) >= -1e-6)  # monotone, no ringing
+
+
+def test_transform_presets_layout_order(assets):
+    import openvino as ov
+
+    x = np.random.default_rng(0).random((2, 3, 8, 8), dtype=np.float32)
+    t = Transform.from_options("cifar10")
+    np.testing.assert_allclose(t(x)[:, 0], (x[:, 0] - 0.4914) / 0.2470, rtol=1e-5)
+    caffe = Transform.from_options("caffe")(x)
+    np.testing.assert_allclose(caffe[:, 0], x[:, 2] * 255 - 103.939, rtol=1e-5)
+    m = ov.Core().read_model(str(assets["classifier_nhwc"]))
+    t2 = Transform.for_model(m, preset="imagenet")
+    assert t2.layout == "NHWC" and t2.size == (8, 8)
+    assert t2(x).shape == (2, 8, 8, 3)
+    assert Transform(size=(4, 4), channels=1, dtype="uint8", input_range=(0, 255))(x).shape == (2, 1, 4, 4)
+
+
+@pytest.mark.parametrize(
+    "opts, match",
+    [
+        (dict(preset="nope"), "unknown preset 'nope'"),
+        (dict(mean=[0.1, 0.2]), "mean: expected 1 or 3"),
+        (dict(std=[0, 1, 1]), "std: expected positive"),
+        (dict(layout="CHW"), "layout"),
+        (dict(input_range=[1, 0]), "input_range"),
+        (dict(colour="x"), "unknown preprocessing key 'colour'"),
+    ],
+)
+def test_transform_errors(opts, match):
+    with pytest.raises(SynthcalibError, match=match):
+        Transform.from_options(**opts)
+
+
+def test_stream_items_and_indexing(assets):
+    s = make_stream(
+        f"generator:{assets['generator']}", 30, model=assets["classifier"], transform="cifar10", batch_size=4
+    )
+    items = list(s)
+    assert len(items) == 30 and items[0][0].shape == (3, 8, 8)
+    assert [y for _, y in items] == [i % 4 for i in range(30)]
+    for i in (0, 7, 29, 13, -1):
+        x, y = s[i]
+        assert np.array_equal(x, items[i][0]) and y == items[i][1]
+    with pytest.raises(IndexError):
+        s[30]
+    d = s.describe()
+    assert d["samples_per_class"] == {"red": 8, "green": 8, "blue": 7, "gray": 7}
+
+
+def test_images_source_balanced_deterministic(assets):
+    spec = f"images:{assets['images']}"
+    a = SyntheticStream(spec, 16, seed=1)
+    b = SyntheticStream(spec, 16, seed=1)
+    xa = np.stack([x for x, _ in a])
+    assert np.array_equal(xa, np.stack([x for x, _ in b]))
+    assert a.source.class_names == ("blue", "gray", "green", "red")  # sorted folder names
+    assert np.bincount([y for _, y in a]).tolist() == [4, 4, 4, 4]
+    c = SyntheticStream(spec, 16, seed=2)
+    assert not np.array_equal(xa, np.stack([x for x, _ in c]))
+    # each class walks through its files without repeats before wrapping
+    per_class = [xa[i::4] for i in range(4)]
+    assert all(len({p.tobytes() for p in part}) == 4 for part in per_class)
+    assert SyntheticStream(spec, 8, classes=["red"]).labels().tolist() == [3] * 8
+
+
+def test_noise_sources(assets):
+    g = SyntheticStream("noise:gaussian?size=8", 5, seed=0)
+    u = SyntheticStream("noise:uniform?size=8x6", 5, seed=0)
+    xg, xu = np.stack([x for x, _ in g]), np.stack([x for x, _ in u])
+    assert xg.shape == (5, 3, 8, 8) and xu.shape == (5, 3, 8, 6)
+    assert 0.4 < xg.mean() < 0.6 and 0 <= xu.min() and xu.max() <= 1
+    assert np.array_equal(xg, np.stack([x for x, _ in SyntheticStream("noise:gaussian?size=8", 5, seed=0)]))
+    with pytest.raises(SynthcalibError, match="any size"):
+        list(SyntheticStream("noise:gaussian", 2))
+    with pytest.raises(SynthcalibError, match="unknown noise kind"):
+        SyntheticStream("noise:pink", 2)
+    with pytest.raises(SynthcalibError, match="unknown option"):
+        SyntheticStream("noise:gaussian?sigma=1", 2)
+
+
+@pytest.mark.parametrize(
+    "spec, match",
+    [
+        ("warp:x", "unknown scheme 'warp'"),
+        ("nothing_here", "no scheme"),
+        ("images:/nonexistent/dir", "does not exist"),
+        ("generator:/nonexistent/g.xml", "does not exist"),
+    ],
+)
+def test_bad_specs(spec, match):
+    with pytest.raises(SynthcalibError, match=match):
+        SyntheticStream(spec, 4)
+
+
+@pytest.mark.parametrize("n", [0, -3, 2.5, "10"])
+def test_bad_num_samples(n):
+    with pytest.raises(SynthcalibError, match="num_samples"):
+        SyntheticStream("noise:uniform?size=4", n)
