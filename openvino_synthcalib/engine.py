@@ -215,7 +215,7 @@ class GeneratorEngine:
                 if delivered == submitted:
                     return
                 with done:
-                    done.wait_for(lambda: delivered in results)
+                    done.wait_for(lambda job=delivered: job in results)
                     out = results.pop(delivered)
                 if isinstance(out, Exception):
                     raise out
