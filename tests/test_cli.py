@@ -211,3 +211,15 @@ def test_teacher_calibration_matches_real_on_mobilenetv2(tmp_path, capsys):
         )
         top1[name] = json.loads(text)["top1"]
     assert abs(top1["teacher"] - top1["real"]) <= 0.01
+
+
+def test_shipped_configs_parse():
+    from pathlib import Path
+
+    from openvino_synthcalib.quantize import load_config
+
+    configs = sorted((Path(__file__).parents[1] / "configs" / "nncf").glob("*.yaml"))
+    assert configs
+    for cfg in configs:
+        data = load_config(cfg)
+        assert data["dataset"]["source"] and data["model"]
