@@ -163,3 +163,13 @@ def test_bad_specs(spec, match):
 def test_bad_num_samples(n):
     with pytest.raises(SynthcalibError, match="num_samples"):
         SyntheticStream("noise:uniform?size=4", n)
+
+
+def test_fractal_source():
+    a = np.stack([x for x, _ in SyntheticStream("fractal:ifs?size=16", 6, seed=0)])
+    b = np.stack([x for x, _ in SyntheticStream("fractal:ifs?size=16", 6, seed=0)])
+    assert a.shape == (6, 3, 16, 16) and np.array_equal(a, b)
+    assert 0 <= a.min() and a.max() <= 1 and a.std() > 0.05
+    assert not np.array_equal(a[0], a[1])
+    with pytest.raises(SynthcalibError, match="unknown fractal kind"):
+        SyntheticStream("fractal:mandelbrot", 2)

@@ -135,6 +135,8 @@ def parse_size(value: Any, name: str = "size") -> tuple[int, int]:
         value = value.lower().replace("x", ",").split(",")
     if isinstance(value, (int, float)):
         value = [value, value]
+    if isinstance(value, (list, tuple)) and len(value) == 1:
+        value = [value[0], value[0]]
     try:
         h, w = (int(v) for v in value)
     except (TypeError, ValueError):
