@@ -56,7 +56,7 @@ def build_model(width: int = 16, num_classes: int = 10):
             )
             self.act = nn.ReLU(inplace=True)
 
-        def forward(self, x):  # noqa: ANN001, ANN201
+        def forward(self, x):
             y = self.act(self.b1(self.c1(x)))
             return self.act(self.b2(self.c2(y)) + self.skip(x))
 
@@ -74,7 +74,7 @@ def build_model(width: int = 16, num_classes: int = 10):
     )
 
 
-def normalise(x_uint8):  # noqa: ANN001, ANN201
+def normalise(x_uint8):
     import torch
 
     x = x_uint8.permute(0, 3, 1, 2).float() / 255.0
