@@ -1,0 +1,38 @@
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_calibration_sources_quick_on_tiny_inputs(assets, tmp_path):
+    out = tmp_path / "results"
+    cmd = [
+        sys.executable,
+        str(REPO / "benchmarks" / "calibration_sources.py"),
+        "--quick",
+        "--models",
+        str(assets["classifier"]),
+        "--test",
+        str(assets["images"]),
+        "--preset",
+        "unit",
+        "--sources",
+        f"tiny=generator:{assets['generator']}",
+        "gaussian",
+        "fractal",
+        "--out",
+        str(out),
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = list(csv.DictReader(open(out / "calibration_sources.csv")))
+    assert {r["source"] for r in rows} == {"tiny", "gaussian", "fractal"}
+    assert all(0 <= float(r["flip_rate"]) <= 100 for r in rows)
+    md = (out / "calibration_sources.md").read_text()
+    assert "| cls |" in md and "--quick" in md
+    assert (out / "calibration_sources.png").exists()
+    # a rerun resumes: nothing new to do, same rows
+    subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=True)
+    assert len(list(csv.DictReader(open(out / "calibration_sources.csv")))) == len(rows)
