@@ -173,3 +173,19 @@ def test_fractal_source():
     assert not np.array_equal(a[0], a[1])
     with pytest.raises(SynthcalibError, match="unknown fractal kind"):
         SyntheticStream("fractal:mandelbrot", 2)
+
+
+def test_array_source(tmp_path):
+    imgs = np.random.default_rng(0).random((5, 3, 4, 4), dtype=np.float32)
+    np.save(tmp_path / "x.npy", imgs)
+    s = SyntheticStream(f"array:{tmp_path / 'x.npy'}", 10, seed=3)
+    got = np.stack([x for x, _ in s])
+    # each seed walks all five images before repeating
+    assert {g.tobytes() for g in got[:5]} == {i.tobytes() for i in imgs}
+    np.save(tmp_path / "u8.npy", (imgs.transpose(0, 2, 3, 1) * 255).astype(np.uint8))
+    assert SyntheticStream(f"array:{tmp_path / 'u8.npy'}", 2)[0][0].shape == (3, 4, 4)
+    np.save(tmp_path / "bad.npy", np.zeros((3, 4)))
+    with pytest.raises(SynthcalibError, match="expected images"):
+        SyntheticStream(f"array:{tmp_path / 'bad.npy'}", 2)
+    with pytest.raises(SynthcalibError, match="does not exist"):
+        SyntheticStream(f"array:{tmp_path / 'none.npy'}", 2)

@@ -6,7 +6,7 @@ import os
 
 from ..hookspecs import hookimpl
 from ..models import MODEL_SUFFIXES
-from . import fractal, generator, images, noise
+from . import arrays, fractal, generator, images, noise
 from .base import SourceType
 
 
@@ -23,6 +23,7 @@ def synthcalib_add_sources() -> list[SourceType]:
         SourceType(
             "noise", noise.make, "pixel noise: gaussian (mean, std) or uniform", "noise:gaussian?mean=0.5&std=0.25"
         ),
+        SourceType("array", arrays.make, "images from a .npy file (float NCHW in [0, 1] or uint8 NHWC)", "array:x.npy"),
         SourceType("fractal", fractal.make, "coloured IFS fractals (data-free baseline)", "fractal:ifs?size=32"),
     ]
 
