@@ -40,7 +40,7 @@ class ArraySource(Source):
             for i in indices[start : start + self.batch_size]:
                 epoch, k = divmod(int(i), n)
                 if (seed, epoch) not in self._orders:
-                    self._orders[(seed, epoch)] = item_rng(seed, TAG_ORDER, -1 - epoch).permutation(n)
+                    self._orders[(seed, epoch)] = item_rng(seed, TAG_ORDER + 1, epoch).permutation(n)
                 rows.append(self._orders[(seed, epoch)][k])
             yield np.asarray(self.images[rows], dtype=np.float32)
 
