@@ -1,0 +1,84 @@
+"""CLI: ``python -m openvino_synthcalib.train_generator {sample-teacher,train,export,evaluate} ...``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from ..errors import SynthcalibError
+from .options import COMMANDS, add_arguments, resolve_options
+
+HELP = {
+    "sample-teacher": "sample the teacher once into a resumable teacher set (.npz shards + manifest.json)",
+    "train": "distil a student generator from a teacher set",
+    "export": "export a run's EMA generator to an FP16 OpenVINO IR with synthcalib metadata",
+    "evaluate": "FID/KID, class consistency, size and speed of teacher and student",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m openvino_synthcalib.train_generator",
+        description="Distil a tiny conditional generator from a big black-box teacher.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    for cmd in COMMANDS:
+        add_arguments(sub.add_parser(cmd, help=HELP[cmd], description=HELP[cmd]), cmd)
+    return parser
+
+
+def run_sample_teacher(opts: dict[str, Any]) -> dict[str, Any]:
+    from .teacher_set import ensure_writable_dir, sample_teacher_set
+    from .teachers import load_teacher
+
+    ensure_writable_dir(opts["out"], "--out")
+    teacher = load_teacher(
+        opts["teacher"],
+        z_dim=opts["z_dim"],
+        num_classes=opts["num_classes"],
+        class_names=opts["class_names"],
+        truncation_psi=opts["truncation_psi"],
+        teacher_code=opts["teacher_code"],
+    )
+    return sample_teacher_set(
+        teacher,
+        opts["out"],
+        per_class=opts["per_class"],
+        shard_size=opts["shard_size"],
+        batch=opts["batch"],
+        seed=opts["seed"],
+        progress=opts["progress"],
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    given = {k: v for k, v in vars(args).items() if k != "command" and v is not None}
+    try:
+        opts = resolve_options(args.command, given)
+        if args.command == "sample-teacher":
+            manifest = run_sample_teacher(opts)
+            print(f"teacher set: {opts['out']} ({sum(manifest['shards'].values())} images)")
+        elif args.command == "train":
+            from .train import train_from_options
+
+            run_dir = train_from_options(opts)
+            if run_dir is not None:
+                print(f"run folder: {run_dir}")
+        elif args.command == "export":
+            from .export import export_from_options
+
+            print(f"exported: {export_from_options(opts)}")
+        else:
+            from .evaluate import evaluate_from_options, markdown_table
+
+            print(markdown_table(evaluate_from_options(opts)))
+    except SynthcalibError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

