@@ -28,7 +28,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 SHARED = REPO.parent / "shared"
-STUDENT = REPO / "generators" / "cifar10" / "generator.xml"
+STUDENT = REPO / "generators" / "cifar10" / "cifar10_student.xml"
 TEACHER = SHARED / "teachers" / "cifar10_cgan_teacher.onnx"
 
 DEFAULT_SOURCES = {

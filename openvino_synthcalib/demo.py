@@ -19,7 +19,7 @@ import numpy as np
 from .errors import SynthcalibError
 
 REPO = Path(__file__).resolve().parents[1]
-GENERATOR = REPO / "generators" / "cifar10" / "generator.xml"
+GENERATOR = REPO / "generators" / "cifar10" / "cifar10_student.xml"
 CLASSIFIER = REPO / "generators" / "cifar10" / "demo_classifier" / "classifier.xml"
 SHARED = REPO.parent / "shared"
 SHARED_TEACHER = SHARED / "teachers" / "cifar10_cgan_teacher.onnx"
@@ -32,9 +32,7 @@ def _pick(shipped: Path, fallback: Path, what: str) -> Path:
     if fallback.exists():
         print(f"note: no shipped {what} at {shipped.relative_to(REPO)}; using {fallback}", file=sys.stderr)
         return fallback
-    raise SynthcalibError(
-        f"no {what}: {shipped.relative_to(REPO)} is not in this checkout and {fallback} is absent"
-    )
+    raise SynthcalibError(f"no {what}: {shipped.relative_to(REPO)} is not in this checkout and {fallback} is absent")
 
 
 def _throughput(compiled: Any, x: np.ndarray, seconds: float) -> float:

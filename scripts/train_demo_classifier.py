@@ -138,9 +138,13 @@ def main() -> None:
             total += loss.item()
         model.eval()
         with torch.no_grad():
-            pred = torch.cat([model(normalise(torch.from_numpy(x_test[i : i + 500]))).argmax(1) for i in range(0, len(x_test), 500)])
+            pred = torch.cat(
+                [model(normalise(torch.from_numpy(x_test[i : i + 500]))).argmax(1) for i in range(0, len(x_test), 500)]
+            )
         acc = float((pred.numpy() == y_test).mean())
-        log.append({"epoch": epoch + 1, "loss": total / steps_per_epoch, "test_top1_torch": acc, "seconds": time.time() - t})
+        log.append(
+            {"epoch": epoch + 1, "loss": total / steps_per_epoch, "test_top1_torch": acc, "seconds": time.time() - t}
+        )
         print(json.dumps(log[-1]), flush=True)
 
     import openvino as ov
@@ -149,15 +153,28 @@ def main() -> None:
     model.eval()
     onnx_path = args.out / "classifier.onnx"
     torch.onnx.export(
-        model, torch.zeros(1, 3, 32, 32), str(onnx_path), input_names=["input"], output_names=["logits"],
-        dynamic_axes={"input": {0: "N"}, "logits": {0: "N"}}, opset_version=17, dynamo=False,
+        model,
+        torch.zeros(1, 3, 32, 32),
+        str(onnx_path),
+        input_names=["input"],
+        output_names=["logits"],
+        dynamic_axes={"input": {0: "N"}, "logits": {0: "N"}},
+        opset_version=17,
+        dynamo=False,
     )
     ov_model = ov.convert_model(str(onnx_path))
     ov_model.set_rt_info("cifar10", ["synthcalib", "preset"])
     ov.save_model(ov_model, str(args.out / "classifier.xml"), compress_to_fp16=False)
     onnx_path.unlink()
     (args.out / "train_log.json").write_text(
-        json.dumps({"options": vars(args) | {"data": str(args.data), "out": str(args.out)}, "parameters": params, "epochs": log}, indent=2)
+        json.dumps(
+            {
+                "options": vars(args) | {"data": str(args.data), "out": str(args.out)},
+                "parameters": params,
+                "epochs": log,
+            },
+            indent=2,
+        )
     )
     print(f"wrote {args.out / 'classifier.xml'} ({params} parameters) in {time.time() - t0:.0f} s")
 

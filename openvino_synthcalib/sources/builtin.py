@@ -17,7 +17,7 @@ def synthcalib_add_sources() -> list[SourceType]:
             "generator",
             generator.make,
             "a class-conditional generator IR/ONNX (inputs z, label; output image)",
-            "generator:generators/cifar10/generator.xml?num_classes=10",
+            "generator:generators/cifar10/cifar10_student.xml?num_classes=10",
         ),
         SourceType("images", images.make, "real images from a folder root/<class>/*.jpg", "images:data/train"),
         SourceType(
