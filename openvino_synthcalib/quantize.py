@@ -197,7 +197,10 @@ def quantize(
 
 
 def load_config(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read a YAML/JSON quantization config; relative paths resolve against its folder."""
+    """Read and check a YAML/JSON quantization config.
+
+    Relative paths are relative to the current directory, as in POT configs.
+    """
     p = Path(path)
     if not p.is_file():
         raise SynthcalibError(f"--config '{p}' does not exist")
@@ -218,16 +221,9 @@ def load_config(path: str | os.PathLike[str]) -> dict[str, Any]:
     unknown = sorted(set(data) - set(CONFIG_KEYS))
     if unknown:
         raise SynthcalibError(f"--config '{p}': unknown key(s) {', '.join(unknown)}; expected {', '.join(CONFIG_KEYS)}")
-    base = p.parent
-
-    def rel(value: str) -> str:
-        return value if os.path.isabs(value) else os.path.normpath(base / value)
-
     for key in ("model", "output"):
-        if key in data and data[key] is not None:
-            if not isinstance(data[key], str):
-                raise SynthcalibError(f"--config '{p}': {key} must be a path string")
-            data[key] = rel(data[key])
+        if key in data and data[key] is not None and not isinstance(data[key], str):
+            raise SynthcalibError(f"--config '{p}': {key} must be a path string")
     dataset = data.get("dataset")
     if dataset is None:
         raise SynthcalibError(f"--config '{p}': missing key 'dataset' (a source spec such as generator:PATH)")
@@ -240,9 +236,7 @@ def load_config(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise SynthcalibError(
             f"--config '{p}': unknown dataset key(s) {', '.join(unknown)}; expected {', '.join(DATASET_KEYS)}"
         )
-    scheme, arg, _ = parse_spec(dataset["source"])
-    if arg and not os.path.isabs(arg) and (base / arg.split("?")[0]).exists():
-        dataset["source"] = dataset["source"].replace(arg, rel(arg), 1) if scheme else rel(arg)
+    parse_spec(dataset["source"])
     data["dataset"] = dataset
     pre = data.get("preprocessing") or {}
     if not isinstance(pre, dict):

@@ -58,7 +58,7 @@ def test_quantize_evaluate_info(assets, tmp_path, capsys):
 def test_quantize_from_config(assets, tmp_path, capsys):
     cfg = tmp_path / "q.yaml"
     cfg.write_text(
-        f"model: {assets['classifier']}\noutput: out/q.xml\n"
+        f"model: {assets['classifier']}\noutput: {tmp_path}/out/q.xml\n"
         f"dataset:\n  source: generator:{assets['generator']}\n  num_samples: 16\n  seed: 2\n"
         "preprocessing: {preset: unit}\npreset: mixed\nfast_bias_correction: false\n"
         "ignored_scope: {types: [MatMul]}\n"
