@@ -7,7 +7,7 @@ import contextlib
 import json
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, NoReturn
 
 from .defaults import DEFAULTS
@@ -180,10 +180,28 @@ def cmd_quantize(args: argparse.Namespace) -> None:
     accuracy = config.get("accuracy_control")
     if args.max_drop is not None:
         accuracy = {**(accuracy or {}), "max_drop": args.max_drop, "metric": args.metric}
-    # NNCF's progress bars go to stdout; keep stdout for the report (--json stays parseable).
-    with contextlib.redirect_stdout(sys.stderr):
+    with _stdout_to_stderr():
         report = _run_quantize(args, model, source, out, dataset, pre, config, accuracy, nncf_options)
     _print_report(report, args.json)
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr() -> Iterator[None]:
+    """NNCF's progress bars and log go to stdout; keep stdout for the report (--json stays parseable)."""
+    import logging
+
+    import nncf  # noqa: F401  (its logger and handlers exist once imported)
+
+    moved = []
+    for handler in logging.getLogger("nncf").handlers:
+        if isinstance(handler, logging.StreamHandler) and handler.stream in (sys.stdout, sys.__stdout__):
+            moved.append((handler, handler.setStream(sys.stderr)))
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        for handler, stream in moved:
+            handler.setStream(stream)
 
 
 def _run_quantize(

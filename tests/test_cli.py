@@ -65,6 +65,7 @@ def test_quantize_from_config(assets, tmp_path, capsys):
     )
     code, text, err = run(capsys, "quantize", "--config", cfg, "--json")
     assert code == 0, err
+    assert text.lstrip().startswith("{"), (text, err)
     assert json.loads(text)["num_samples"] == 16 and (tmp_path / "out" / "q.xml").exists()
 
 
