@@ -84,6 +84,31 @@ class Source:
         """Release resources (compiled models, files)."""
 
 
+class ItemSource(Source):
+    """A source that makes each item from its own generator ``item_rng(seed, tag, i)``."""
+
+    tag: int = 0
+
+    def render(self, rng: np.random.Generator, size: tuple[int, int]) -> np.ndarray:
+        """One image, RGB float32 [3, H, W] in [0, 1]."""
+        raise NotImplementedError
+
+    def iter_images(
+        self,
+        indices: np.ndarray,
+        labels: np.ndarray,
+        seed: int,
+        size: tuple[int, int] | None = None,
+        occurrences: np.ndarray | None = None,
+    ) -> Iterator[np.ndarray]:
+        from ..rng import item_rng
+
+        hw = self.output_size(size)
+        for start in range(0, len(indices), self.batch_size):
+            chunk = indices[start : start + self.batch_size]
+            yield np.stack([self.render(item_rng(seed, self.tag, int(i)), hw) for i in chunk])
+
+
 SourceFactory = Callable[[str, dict[str, Any], SourceContext], Source]
 
 

@@ -9,13 +9,11 @@ then applies a random flip, 90-degree rotation and light blur.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
-from ..rng import item_rng
-from .base import Source, SourceContext, parse_size, take_options
+from .base import ItemSource, SourceContext, parse_size, take_options
 
 TAG_FRACTAL = 0xF4AC7
 _CHAINS = 256
@@ -81,8 +79,9 @@ def render(rng: np.random.Generator, size: tuple[int, int], points: int) -> np.n
     return np.clip(img, 0, 1).astype(np.float32)
 
 
-class FractalSource(Source):
+class FractalSource(ItemSource):
     scheme = "fractal"
+    tag = TAG_FRACTAL
     conditional = False
 
     def __init__(self, spec: str, num_classes: int, size: tuple[int, int] | None, points: int) -> None:
@@ -91,19 +90,8 @@ class FractalSource(Source):
         self.image_size = size
         self.points = points
 
-    def iter_images(
-        self,
-        indices: np.ndarray,
-        labels: np.ndarray,
-        seed: int,
-        size: tuple[int, int] | None = None,
-        occurrences: np.ndarray | None = None,
-    ) -> Iterator[np.ndarray]:
-        hw = self.output_size(size)
-        points = self.points or 8 * hw[0] * hw[1]
-        for start in range(0, len(indices), self.batch_size):
-            chunk = indices[start : start + self.batch_size]
-            yield np.stack([render(item_rng(seed, TAG_FRACTAL, int(i)), hw, points) for i in chunk])
+    def render(self, rng: np.random.Generator, size: tuple[int, int]) -> np.ndarray:
+        return render(rng, size, self.points or 8 * size[0] * size[1])
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "points": self.points}

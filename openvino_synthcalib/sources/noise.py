@@ -2,23 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
 from ..errors import SynthcalibError
-from ..rng import TAG_NOISE, item_rng
-from .base import Source, SourceContext, parse_size, take_options
+from ..rng import TAG_NOISE
+from .base import ItemSource, SourceContext, parse_size, take_options
 
 KINDS = ("gaussian", "uniform")
 
 
-class NoiseSource(Source):
+class NoiseSource(ItemSource):
     """Per-pixel noise. Gaussian: N(mean, std) clipped to [0, 1]; the defaults (0.5, 0.25)
     are about N(0, 1) after the usual dataset normalisation. Uniform: U(0, 1) pixels."""
 
     scheme = "noise"
+    tag = TAG_NOISE
     conditional = False
 
     def __init__(self, spec: str, kind: str, mean: float, std: float, num_classes: int, size: Any) -> None:
@@ -27,25 +27,12 @@ class NoiseSource(Source):
         self.num_classes = num_classes
         self.image_size = size
 
-    def iter_images(
-        self,
-        indices: np.ndarray,
-        labels: np.ndarray,
-        seed: int,
-        size: tuple[int, int] | None = None,
-        occurrences: np.ndarray | None = None,
-    ) -> Iterator[np.ndarray]:
-        h, w = self.output_size(size)
-        for start in range(0, len(indices), self.batch_size):
-            chunk = indices[start : start + self.batch_size]
-            out = np.empty((len(chunk), 3, h, w), np.float32)
-            for row, index in enumerate(chunk):
-                rng = item_rng(seed, TAG_NOISE, int(index))
-                if self.kind == "gaussian":
-                    out[row] = rng.normal(self.mean, self.std, (3, h, w))
-                else:
-                    out[row] = rng.random((3, h, w), dtype=np.float32)
-            yield np.clip(out, 0.0, 1.0, out=out)
+    def render(self, rng: np.random.Generator, size: tuple[int, int]) -> np.ndarray:
+        if self.kind == "gaussian":
+            img = rng.normal(self.mean, self.std, (3, *size)).astype(np.float32)
+        else:
+            img = rng.random((3, *size), dtype=np.float32)
+        return np.clip(img, 0.0, 1.0, out=img)
 
     def describe(self) -> dict[str, Any]:
         extra = {"mean": self.mean, "std": self.std} if self.kind == "gaussian" else {}
