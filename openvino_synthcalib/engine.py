@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-import threading
+from collections import deque
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -179,50 +179,20 @@ class GeneratorEngine:
 
     def run(self, batches: Iterable[tuple[np.ndarray, np.ndarray]]) -> Iterator[np.ndarray]:
         """Raw outputs for ``(z, labels)`` batches, in order, with up to ``num_requests`` in flight."""
-        import openvino as ov
+        sizes: deque[int] = deque()
 
-        queue = ov.AsyncInferQueue(self._compiled, self.num_requests)
-        results: dict[int, Any] = {}
-        done = threading.Condition()
+        def inputs() -> Iterator[dict[str, np.ndarray]]:
+            for z, labels in batches:
+                if len(z) > self.batch_size:
+                    raise SynthcalibError(f"batch of {len(z)} items exceeds batch_size={self.batch_size}")
+                sizes.append(len(z))
+                yield self._inputs(z, labels)
 
-        def on_done(request: Any, job: int) -> None:
-            try:
-                out = np.array(request.get_output_tensor(0).data, dtype=np.float32)
-            except Exception as exc:  # surfaced in the consumer thread
-                out = exc
-            with done:
-                results[job] = out
-                done.notify_all()
+        def read(request: Any) -> np.ndarray:
+            return np.array(request.get_output_tensor(0).data, dtype=np.float32)
 
-        queue.set_callback(on_done)
-        sizes: dict[int, int] = {}
-        source = iter(batches)
-        submitted = delivered = 0
-        exhausted = False
-        try:
-            while True:
-                while not exhausted and submitted - delivered < self.num_requests:
-                    try:
-                        z, labels = next(source)
-                    except StopIteration:
-                        exhausted = True
-                        break
-                    if len(z) > self.batch_size:
-                        raise SynthcalibError(f"batch of {len(z)} items exceeds batch_size={self.batch_size}")
-                    sizes[submitted] = len(z)
-                    queue.start_async(self._inputs(z, labels), submitted)
-                    submitted += 1
-                if delivered == submitted:
-                    return
-                with done:
-                    done.wait_for(lambda job=delivered: job in results)
-                    out = results.pop(delivered)
-                if isinstance(out, Exception):
-                    raise out
-                yield out[: sizes.pop(delivered)]
-                delivered += 1
-        finally:
-            queue.wait_all()
+        for out in models.run_ordered(self._compiled, inputs(), self.num_requests, read):
+            yield out[: sizes.popleft()]
 
     def latents(self, indices: np.ndarray, seed: int) -> np.ndarray:
         """The latent code of each item index: ``z_i`` depends on ``(seed, i)`` only."""

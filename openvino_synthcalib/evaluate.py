@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -21,37 +20,12 @@ from .transforms import resize
 
 def predict(compiled: Any, batches: Iterator[np.ndarray], num_requests: int = 0) -> Iterator[np.ndarray]:
     """Top-1 class per item for input batches, in order, with asynchronous requests."""
-    import openvino as ov
 
-    if num_requests <= 0:
-        num_requests = int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
-    queue = ov.AsyncInferQueue(compiled, max(1, num_requests))
-    results: dict[int, np.ndarray] = {}
-    done = threading.Condition()
+    def top1(request: Any) -> np.ndarray:
+        logits = request.get_output_tensor(0)
+        return np.asarray(logits.data).reshape(logits.shape[0], -1).argmax(axis=1)
 
-    def on_done(request: Any, job: int) -> None:
-        top1 = np.asarray(request.get_output_tensor(0).data).reshape(request.get_output_tensor(0).shape[0], -1)
-        with done:
-            results[job] = top1.argmax(axis=1)
-            done.notify_all()
-
-    queue.set_callback(on_done)
-    submitted = delivered = 0
-    try:
-        for batch in batches:
-            queue.start_async({0: batch}, submitted)
-            submitted += 1
-            while delivered < submitted and delivered in results:
-                with done:
-                    out = results.pop(delivered)
-                yield out
-                delivered += 1
-        queue.wait_all()
-        while delivered < submitted:
-            yield results.pop(delivered)
-            delivered += 1
-    finally:
-        queue.wait_all()
+    return models.run_ordered(compiled, ({0: b} for b in batches), num_requests, top1)
 
 
 def _compile_for_batches(model: Any, batch_size: int, device: str, precision: str | None) -> tuple[Any, int]:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -125,3 +127,51 @@ def file_size(path: str | os.PathLike[str]) -> int:
     if p.suffix.lower() == ".xml" and p.with_suffix(".bin").exists():
         size += p.with_suffix(".bin").stat().st_size
     return size
+
+
+def run_ordered(compiled: Any, inputs: Iterable[Any], num_requests: int, read: Callable[[Any], Any]) -> Iterator[Any]:
+    """Infer ``inputs`` with an AsyncInferQueue and yield ``read(request)`` in submission order,
+    with at most ``num_requests`` requests in flight (``0``: the device's optimal number)."""
+    import openvino as ov
+
+    if num_requests <= 0:
+        num_requests = int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
+    num_requests = max(1, num_requests)
+    queue = ov.AsyncInferQueue(compiled, num_requests)
+    results: dict[int, Any] = {}
+    done = threading.Condition()
+
+    def on_done(request: Any, job: int) -> None:
+        try:
+            out = read(request)
+        except Exception as exc:  # surfaced in the consumer thread
+            out = exc
+        with done:
+            results[job] = out
+            done.notify_all()
+
+    queue.set_callback(on_done)
+    source = iter(inputs)
+    submitted = delivered = 0
+    exhausted = False
+    try:
+        while True:
+            while not exhausted and submitted - delivered < num_requests:
+                try:
+                    item = next(source)
+                except StopIteration:
+                    exhausted = True
+                    break
+                queue.start_async(item, submitted)
+                submitted += 1
+            if delivered == submitted:
+                return
+            with done:
+                done.wait_for(lambda job=delivered: job in results)
+                out = results.pop(delivered)
+            if isinstance(out, Exception):
+                raise out
+            yield out
+            delivered += 1
+    finally:
+        queue.wait_all()
