@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -124,9 +124,6 @@ class Transform:
         merged = {k: v for k, v in read.items() if options.get(k) is None}
         merged.update({k: v for k, v in options.items() if v is not None})
         return cls.from_options(preset, **merged)
-
-    def with_size(self, size: tuple[int, int] | None) -> Transform:
-        return self if size is None or self.size is not None else replace(self, size=size)
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
         x = np.asarray(images, dtype=np.float32)
