@@ -73,6 +73,7 @@ def done_keys(path: Path) -> set[tuple[str, ...]]:
 
 def run(args: argparse.Namespace) -> None:
     import openvino as ov
+    from tqdm import tqdm
 
     from openvino_synthcalib.quantize import quantize
     from openvino_synthcalib.transforms import Transform
@@ -88,8 +89,19 @@ def run(args: argparse.Namespace) -> None:
         writer = csv.DictWriter(f, fieldnames=FIELDS)
         if new_file:
             writer.writeheader()
+        todo = [
+            (m.stem, mode, n, src, seed)
+            for m in args.models
+            for mode in args.modes
+            for n in args.samples
+            for src in args.sources
+            for seed in args.seeds
+        ]
+        bar = tqdm(total=sum(tuple(map(str, k)) not in done for k in todo), desc="runs", unit="run", file=sys.stderr)
         for model_path in args.models:
             name = model_path.stem
+            if all(tuple(map(str, k)) in done for k in todo if k[0] == name):
+                continue
             fp32_pred = predictions(compile_f32(ov.Core().read_model(str(model_path))), x_in)
             fp32_top1 = float((fp32_pred == y_test).mean())
             print(f"{name}: FP32 top-1 {100 * fp32_top1:.2f}%", file=sys.stderr)
@@ -102,7 +114,13 @@ def run(args: argparse.Namespace) -> None:
                             if key in done:
                                 continue
                             started = time.perf_counter()
-                            accuracy = {"max_drop": 0.01, "metric": "agreement"} if mode == "accuracy_control" else None
+                            accuracy = None
+                            if mode == "accuracy_control":
+                                accuracy = {
+                                    "max_drop": 0.01,
+                                    "metric": args.metric,
+                                    "source": args.source_specs.get(args.validation_source, args.validation_source),
+                                }
                             with contextlib.redirect_stdout(sys.stderr):
                                 report = quantize(
                                     str(model_path),
@@ -127,12 +145,14 @@ def run(args: argparse.Namespace) -> None:
                             }
                             writer.writerow(row)
                             f.flush()
-                            print(
+                            bar.update()
+                            bar.write(
                                 f"  {source_name:9s} {mode:16s} n={samples:<5d} seed={seed}: "
                                 f"{row['int8_top1']:.2f}% flips {row['flip_rate']:.2f}% ({elapsed:.0f} s)",
                                 file=sys.stderr,
                             )
                             del report
+        bar.close()
 
 
 def summarise(csv_path: Path, out: Path) -> str:
@@ -226,6 +246,12 @@ def main() -> None:
     p.add_argument("--samples", nargs="*", type=int, default=[300])
     p.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2])
     p.add_argument("--modes", nargs="*", default=["default"], choices=["default", "accuracy_control"])
+    p.add_argument(
+        "--validation-source",
+        default="student",
+        help="accuracy_control mode: the labelled validation set (a source name or spec)",
+    )
+    p.add_argument("--metric", default="labels", choices=["labels", "agreement"], help="accuracy_control metric")
     p.add_argument("--quick", action="store_true")
     p.add_argument("--report-only", action="store_true")
     p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")

@@ -1,13 +1,19 @@
-"""Stream throughput and the cost of streaming calibration data into nncf.quantize.
+"""Generator throughput and the cost of feeding nncf.quantize from a stream, from memory, from disk.
 
-1. Generator images/s through GeneratorEngine (async infer queue) vs batch size and number of
-   infer requests.
-2. Wall time of ``nncf.quantize`` fed by the synthetic stream vs by the same images held in
-   memory (a plain list of arrays), as a ratio from one run (median of --repeats).
+1. Images/s of each generator (shipped student, and the teacher where ``../shared`` has it)
+   through GeneratorEngine (in-order async infer queue) vs batch size and number of infer requests.
+2. Wall time of ``nncf.quantize`` on the same model and sample count, fed by
+   * the synthetic stream (``synthcalib.Dataset("generator:...")``, images made on demand),
+   * an image folder on disk (``images:`` source: JPEG/PNG files decoded as they are read),
+   * the images of that folder decoded and preprocessed ahead of time (a list of arrays in memory),
+   as ratios to the in-memory run, median of ``--repeats`` rounds with the three interleaved.
 
-    python benchmarks/stream_throughput.py [--generator G.xml] [--model M.onnx] [--quick]
+    python benchmarks/stream_throughput.py            # the committed results
+    python benchmarks/stream_throughput.py --quick    # a minute or two
 
-Writes benchmarks/results/stream_throughput.{csv,md}. Timings are only compared within one run.
+The image folder defaults to the shared CIFAR-10 train set; without it, the student's images are
+written to a temporary folder first (so the folder case still reads files from disk). Writes
+benchmarks/results/stream_throughput.{csv,md}. Timings are only compared within one run.
 """
 
 from __future__ import annotations
@@ -15,9 +21,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import os
 import platform
+import shlex
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -26,11 +35,9 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from openvino_synthcalib.demo import CLASSIFIER, GENERATOR, SHARED_CLASSIFIER, SHARED_TEACHER  # noqa: E402
+from openvino_synthcalib.demo import CLASSIFIER, GENERATOR, SHARED, SHARED_CLASSIFIER, SHARED_TEACHER  # noqa: E402
 
-
-def default(shipped: Path, fallback: Path) -> Path:
-    return shipped if shipped.exists() else fallback
+SHARED_TRAIN = SHARED / "datasets" / "cifar10-jpeg" / "train"
 
 
 def images_per_second(generator: Path, batch: int, requests: int, n: int, seed: int = 0) -> float:
@@ -46,80 +53,146 @@ def images_per_second(generator: Path, batch: int, requests: int, n: int, seed: 
     return count / (time.perf_counter() - started)
 
 
-def quantize_times(generator: Path, model_path: Path, samples: int, repeats: int) -> dict[str, float]:
+def write_folder(generator: Path, root: Path, samples: int) -> Path:
+    """The generator's images as PNG files, one folder per class (the no-../shared fallback)."""
+    from openvino_synthcalib.cli import main as synthcalib
+
+    with contextlib.redirect_stdout(sys.stderr):
+        if synthcalib(["generate", "--source", f"generator:{generator}", "-n", str(samples), "--out", str(root)]):
+            raise SystemExit(f"could not write {samples} images of {generator} to {root}")
+    return root
+
+
+def quantize_times(
+    generator: Path, folder: Path, model_path: Path, samples: int, repeats: int, preset: str
+) -> dict[str, float]:
     import nncf
     import openvino as ov
 
     import openvino_synthcalib as synthcalib
 
     core = ov.Core()
-    streamed, in_memory = [], []
-    for _ in range(repeats):
+    times: dict[str, list[float]] = {"stream": [], "folder": [], "memory": []}
+
+    specs = {"stream": f"generator:{generator}", "folder": f"images:{folder}"}
+    for r in range(repeats):
         model = core.read_model(str(model_path))
-        ds = synthcalib.Dataset(f"generator:{generator}", samples, model=model, transform="cifar10")
-        held = [np.array(x) for x in ds]  # the very same items, generated ahead of time
-        with contextlib.redirect_stdout(sys.stderr):
-            t = time.perf_counter()
-            nncf.quantize(model, ds, subset_size=samples)
-            streamed.append(time.perf_counter() - t)
+        # The folder's items, decoded and normalised before the clock starts.
+        held = [
+            np.array(x) for x in synthcalib.Dataset(specs["folder"], samples, model=model, seed=r, transform=preset)
+        ]
+        for kind in ("stream", "folder", "memory"):
             model = core.read_model(str(model_path))
-            t = time.perf_counter()
-            nncf.quantize(model, nncf.Dataset(held), subset_size=samples)
-            in_memory.append(time.perf_counter() - t)
-    return {"streamed_s": statistics.median(streamed), "in_memory_s": statistics.median(in_memory)}
+            with contextlib.redirect_stdout(sys.stderr):
+                started = time.perf_counter()
+                if kind == "memory":
+                    data = nncf.Dataset(held)
+                else:
+                    data = synthcalib.Dataset(specs[kind], samples, model=model, seed=r, transform=preset)
+                nncf.quantize(model, data, subset_size=samples)
+                times[kind].append(time.perf_counter() - started)
+    return {k: statistics.median(v) for k, v in times.items()}
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--generator", type=Path, default=default(GENERATOR, SHARED_TEACHER))
-    p.add_argument("--model", type=Path, default=default(CLASSIFIER, SHARED_CLASSIFIER))
+    p.add_argument(
+        "--generators", type=Path, nargs="*", default=None, help="default: student, and the teacher if present"
+    )
+    p.add_argument("--model", type=Path, default=SHARED_CLASSIFIER if SHARED_CLASSIFIER.exists() else CLASSIFIER)
+    p.add_argument(
+        "--folder",
+        default=str(SHARED_TRAIN) if SHARED_TRAIN.exists() else "generated",
+        help="class-per-folder images for the on-disk case, or 'generated': the first generator's images "
+        "written to a temporary folder (default: the shared train set if present, else generated)",
+    )
+    p.add_argument("--preset", default="cifar10", help="the model's preprocessing preset")
     p.add_argument("--images", type=int, default=1024, help="images per throughput point")
     p.add_argument("--samples", type=int, default=300, help="calibration samples for nncf.quantize")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--quick", action="store_true", help="few points, small counts")
     p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     args = p.parse_args()
+    gens = args.generators or [g for g in (GENERATOR, SHARED_TEACHER) if g.exists()]
+    for g in gens:
+        if not g.exists():
+            p.error(f"--generators: {g} does not exist")
     batches, requests = ([1, 8, 32, 64, 128], [1, 2, 4]) if not args.quick else ([1, 32], [1, 2])
     n = args.images if not args.quick else 128
+    samples = args.samples if not args.quick else 64
+    repeats = args.repeats if not args.quick else 1
+
     rows = []
-    for b in batches:
-        for r in requests:
-            ips = images_per_second(args.generator, b, r, max(n, b * r))
-            rows.append({"batch_size": b, "num_requests": r, "images_per_s": round(ips, 1)})
-            print(f"batch {b:4d} requests {r}: {ips:8.1f} img/s", file=sys.stderr)
-    q = quantize_times(args.generator, args.model, args.samples if not args.quick else 64, args.repeats)
+    for g in gens:
+        for b in batches:
+            for r in requests:
+                ips = images_per_second(g, b, r, max(n, b * r))
+                rows.append({"generator": g.stem, "batch_size": b, "num_requests": r, "images_per_s": round(ips, 1)})
+                print(f"{g.stem}: batch {b:4d} requests {r}: {ips:8.1f} img/s", file=sys.stderr)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        generated = args.folder == "generated"
+        folder = write_folder(gens[0], Path(tmp) / "images", samples) if generated else Path(args.folder)
+        q = quantize_times(gens[0], folder, args.model, samples, repeats, args.preset)
+
     args.out.mkdir(parents=True, exist_ok=True)
     with open(args.out / "stream_throughput.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
-    best = max(rows, key=lambda r: r["images_per_s"])
-    base = next(r for r in rows if r["batch_size"] == 1 and r["num_requests"] == 1)["images_per_s"]
+
+    ref = rows[0]  # first generator, batch 1, 1 request
+    command = shlex.join(["python", "benchmarks/stream_throughput.py", *sys.argv[1:]])
     lines = [
-        "# Stream throughput",
+        "# Generator throughput and calibration feeding",
         "",
-        f"Command: `python benchmarks/stream_throughput.py{' --quick' if args.quick else ''}`  ",
-        f"Generator: `{args.generator.name}`; model: `{args.model.name}`; machine: {platform.machine()},"
-        f" {__import__('os').cpu_count()} CPU cores, OpenVINO f32 inference.",
+        f"Command: `{command}`  ",
+        f"Generators: {', '.join(f'`{g.name}`' for g in gens)}; model: `{args.model.name}`; machine: "
+        f"{platform.machine()}, {os.cpu_count()} CPU cores, OpenVINO CPU f32 inference, one run.",
         "",
-        "## Generator images/s relative to batch 1 with 1 infer request",
+        f"## Generator images/s, relative to `{ref['generator']}` at batch 1 with 1 infer request",
         "",
-        "| batch | " + " | ".join(f"{r} request{'s' if r > 1 else ''}" for r in requests) + " |",
-        "|---|" + "---|" * len(requests),
+        "| generator | batch | " + " | ".join(f"{r} request{'s' if r > 1 else ''}" for r in requests) + " |",
+        "|---|---|" + "---|" * len(requests),
     ]
-    for b in batches:
-        cells = [next(x for x in rows if x["batch_size"] == b and x["num_requests"] == r) for r in requests]
-        lines.append(f"| {b} | " + " | ".join(f"x{c['images_per_s'] / base:.2f}" for c in cells) + " |")
+    for g in gens:
+        for b in batches:
+            cells = [
+                next(x for x in rows if (x["generator"], x["batch_size"], x["num_requests"]) == (g.stem, b, r))
+                for r in requests
+            ]
+            lines.append(
+                f"| {g.stem} | {b} | "
+                + " | ".join(f"x{c['images_per_s'] / ref['images_per_s']:.2f}" for c in cells)
+                + " |"
+            )
+    lines.append("")
+    best = {g.stem: max((x for x in rows if x["generator"] == g.stem), key=lambda x: x["images_per_s"]) for g in gens}
+    for name, b in best.items():
+        lines.append(
+            f"Best for {name}: batch {b['batch_size']}, {b['num_requests']} requests "
+            f"(x{b['images_per_s'] / ref['images_per_s']:.2f})."
+        )
+    if len(gens) > 1:
+        a, b = (best[g.stem] for g in gens[:2])
+        lines.append(f"Best {gens[0].stem} / best {gens[1].stem}: **x{a['images_per_s'] / b['images_per_s']:.2f}**.")
+    folder_desc = "a temporary folder of PNGs written by the generator" if generated else f"`{args.folder}`"
     lines += [
-        "",
-        f"Best: batch {best['batch_size']}, {best['num_requests']} requests (x{best['images_per_s'] / base:.2f}).",
         "Absolute images/s are in `stream_throughput.csv` (this machine only).",
         "",
-        "## nncf.quantize fed by the stream vs by the same images in memory",
+        "## nncf.quantize wall time by how the calibration items are fed",
         "",
-        f"{args.samples if not args.quick else 64} samples, median of {args.repeats} runs: streamed / in-memory wall"
-        f" time = **x{q['streamed_s'] / q['in_memory_s']:.2f}**"
-        " (the difference is the time spent generating the images).",
+        f"Same model, {samples} class-balanced items, `nncf.quantize` defaults, median of {repeats} rounds "
+        "(the three cases interleaved in each round), relative to the in-memory case:",
+        "",
+        "| calibration items come from | wall time |",
+        "|---|---|",
+        f"| the images of {folder_desc}, decoded and preprocessed ahead of time (list of arrays in memory) | x1.00 |",
+        f"| the same folder on disk, decoded as read (`images:` source) | x{q['folder'] / q['memory']:.2f} |",
+        f"| the synthetic stream of `{gens[0].name}`, generated on demand | x{q['stream'] / q['memory']:.2f} |",
+        "",
+        "The folder case runs with a warm page cache after the first round; both non-memory cases pay "
+        "for making the items (decoding or generating) inside `nncf.quantize`.",
         "",
     ]
     (args.out / "stream_throughput.md").write_text("\n".join(lines))

@@ -100,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_preprocessing(q)
     q.add_argument("--max-drop", type=float, help="use quantize_with_accuracy_control with this max drop")
     q.add_argument("--metric", choices=("agreement", "labels"), default="agreement", help="accuracy-control metric")
+    q.add_argument("--validation-source", help="accuracy-control validation source (default: the calibration source)")
     q.add_argument("--subset-size", type=_positive, help="nncf subset_size (default: --num-samples)")
     q.add_argument("--nncf-preset", choices=("performance", "mixed"), help="nncf quantization preset")
     q.add_argument("--fast-bias-correction", action=argparse.BooleanOptionalAction, default=None)
@@ -180,6 +181,10 @@ def cmd_quantize(args: argparse.Namespace) -> None:
     accuracy = config.get("accuracy_control")
     if args.max_drop is not None:
         accuracy = {**(accuracy or {}), "max_drop": args.max_drop, "metric": args.metric}
+    if args.validation_source:
+        if accuracy is None:
+            raise SynthcalibError("--validation-source: only used with --max-drop (or accuracy_control in --config)")
+        accuracy = {**accuracy, "source": args.validation_source}
     with _stdout_to_stderr():
         report = _run_quantize(args, model, source, out, dataset, pre, config, accuracy, nncf_options)
     _print_report(report, args.json)

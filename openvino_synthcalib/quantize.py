@@ -17,7 +17,7 @@ from .transforms import TRANSFORM_KEYS
 # nncf.quantize parameters a config may set, with how to check them.
 NNCF_KEYS = ("preset", "subset_size", "fast_bias_correction", "model_type", "target_device", "ignored_scope")
 DATASET_KEYS = ("source", "num_samples", "seed", "classes", "class_weights", "batch_size", "device", "precision")
-ACCURACY_KEYS = ("max_drop", "metric", "num_samples", "seed", "drop_type", "max_num_iterations")
+ACCURACY_KEYS = ("max_drop", "metric", "source", "num_samples", "seed", "drop_type", "max_num_iterations")
 CONFIG_KEYS = ("model", "output", "dataset", "preprocessing", "accuracy_control", "allow_class_mismatch", *NNCF_KEYS)
 METRICS = ("agreement", "labels")
 
@@ -85,7 +85,8 @@ def quantize(
     """Quantize ``model`` to INT8 on ``num_samples`` items of ``source`` and save it to ``output``.
 
     ``accuracy_control`` (``{"max_drop": 0.01, "metric": "agreement" | "labels"}``) switches to
-    ``nncf.quantize_with_accuracy_control`` with a synthetic labelled validation set.
+    ``nncf.quantize_with_accuracy_control`` with a synthetic labelled validation set, drawn from
+    ``source`` with another seed, or from ``accuracy_control["source"]`` when given.
     Returns a report: time, samples per class, model sizes.
     """
     import nncf
@@ -138,24 +139,34 @@ def quantize(
         metric = accuracy_control.get("metric", "agreement")
         if metric not in METRICS:
             raise SynthcalibError(f"accuracy_control.metric: expected one of {', '.join(METRICS)}, got {metric!r}")
-        if metric == "labels" and not src.conditional:
+        # The validation set may come from another source than calibration (say, real or noise
+        # calibration judged on a generator's labelled stream); by default it is the same source.
+        validation_stream = make_stream(
+            accuracy_control.get("source", src),
+            int(accuracy_control.get("num_samples", num_samples)),
+            model=model,
+            transform=stream.transform,
+            seed=int(accuracy_control.get("seed", seed + 1)),
+            classes=classes,
+            class_weights=class_weights,
+            device=device,
+            batch_size=batch_size,
+            precision=precision,
+        )
+        val_src = validation_stream.source
+        if metric == "labels" and not val_src.conditional:
             raise SynthcalibError(
-                f"accuracy_control.metric 'labels' needs a class-conditional source, not '{src.spec}'"
+                f"accuracy_control.metric 'labels' needs a class-conditional source, not '{val_src.spec}'"
             )
+        if val_src is not src and val_src.conditional and model_classes not in (None, val_src.num_classes):
+            if not allow_class_mismatch:
+                raise SynthcalibError(
+                    f"accuracy_control.source '{val_src.spec}' has {val_src.num_classes} classes "
+                    f"but the model outputs {model_classes}"
+                )
         from .validation import top1_agreement, top1_vs_labels
 
-        validation = Dataset(
-            make_stream(
-                src,
-                int(accuracy_control.get("num_samples", num_samples)),
-                model=model,
-                transform=stream.transform,
-                seed=int(accuracy_control.get("seed", seed + 1)),
-                classes=classes,
-                class_weights=class_weights,
-            ),
-            with_labels=True,
-        )
+        validation = Dataset(validation_stream, with_labels=True)
         fn = top1_agreement(model, device=device) if metric == "agreement" else top1_vs_labels
         extra: dict[str, Any] = {}
         if "max_num_iterations" in accuracy_control:
@@ -175,6 +186,8 @@ def quantize(
             **extra,
             **nncf_kwargs,
         )
+        if val_src is not src:
+            val_src.close()
     else:
         quantized = nncf.quantize(model, calibration, **nncf_kwargs)
     elapsed = time.perf_counter() - started

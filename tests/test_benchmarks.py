@@ -36,3 +36,30 @@ def test_calibration_sources_quick_on_tiny_inputs(assets, tmp_path):
     # a rerun resumes: nothing new to do, same rows
     subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=True)
     assert len(list(csv.DictReader(open(out / "calibration_sources.csv")))) == len(rows)
+
+
+def test_stream_throughput_quick_on_tiny_inputs(assets, tmp_path):
+    """Both generators' throughput points, and stream / folder / memory feeding of nncf.quantize."""
+    out = tmp_path / "results"
+    cmd = [
+        sys.executable,
+        str(REPO / "benchmarks" / "stream_throughput.py"),
+        "--quick",
+        "--generators",
+        str(assets["generator"]),
+        str(assets["generator_onehot"]),
+        "--model",
+        str(assets["classifier"]),
+        "--preset",
+        "unit",
+        "--folder",
+        "generated",
+        "--out",
+        str(out),
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = list(csv.DictReader(open(out / "stream_throughput.csv")))
+    assert {r["generator"] for r in rows} == {"gen", "gen_onehot"} and all(float(r["images_per_s"]) > 0 for r in rows)
+    md = (out / "stream_throughput.md").read_text()
+    assert "folder on disk" in md and "synthetic stream" in md and "--quick" in md

@@ -88,6 +88,43 @@ def test_accuracy_control_cli(assets, tmp_path, capsys):
     assert code == 0, err
 
 
+def test_accuracy_control_validates_on_another_source(assets, tmp_path, capsys):
+    """Noise calibration, judged on the generator's labelled stream (the benchmark's AA mode)."""
+    code, text, err = run(
+        capsys,
+        "quantize",
+        assets["classifier"],
+        "--source",
+        "noise:gaussian",
+        "--num-samples",
+        16,
+        "--out",
+        tmp_path / "ac.xml",
+        "--max-drop",
+        0.02,
+        "--metric",
+        "labels",
+        "--validation-source",
+        f"generator:{assets['generator']}",
+    )
+    assert code == 0, err
+
+
+def test_validation_source_needs_accuracy_control(assets, tmp_path, capsys):
+    code, _, err = run(
+        capsys,
+        "quantize",
+        assets["classifier"],
+        "--source",
+        "noise:gaussian",
+        "--out",
+        tmp_path / "q.xml",
+        "--validation-source",
+        "noise:uniform",
+    )
+    assert code == 2 and "--validation-source" in err and "Traceback" not in err
+
+
 def test_generate_is_byte_identical_across_batch_sizes(assets, tmp_path, capsys):
     for bs, d in [(3, "a"), (16, "b")]:
         code, _, err = run(
