@@ -75,6 +75,7 @@ def run(args: argparse.Namespace) -> None:
     import openvino as ov
     from tqdm import tqdm
 
+    from openvino_synthcalib.errors import SynthcalibError
     from openvino_synthcalib.quantize import quantize
     from openvino_synthcalib.transforms import Transform
 
@@ -108,7 +109,7 @@ def run(args: argparse.Namespace) -> None:
             for mode in args.modes:
                 for samples in args.samples:
                     for source_name in args.sources:
-                        spec = args.source_specs[source_name]
+                        spec = args.source_specs[source_name].replace("{model}", name)
                         for seed in args.seeds:
                             key = (name, source_name, mode, str(samples), str(seed))
                             if key in done:
@@ -121,15 +122,20 @@ def run(args: argparse.Namespace) -> None:
                                     "metric": args.metric,
                                     "source": args.source_specs.get(args.validation_source, args.validation_source),
                                 }
-                            with contextlib.redirect_stdout(sys.stderr):
-                                report = quantize(
-                                    str(model_path),
-                                    spec,
-                                    num_samples=samples,
-                                    seed=seed,
-                                    transform=args.preset,
-                                    accuracy_control=accuracy,
-                                )
+                            try:
+                                with contextlib.redirect_stdout(sys.stderr):
+                                    report = quantize(
+                                        str(model_path),
+                                        spec,
+                                        num_samples=samples,
+                                        seed=seed,
+                                        transform=args.preset,
+                                        accuracy_control=accuracy,
+                                    )
+                            except SynthcalibError as exc:  # e.g. a per-model array that was never made
+                                bar.write(f"  {source_name}: skipped for {name}: {exc}", file=sys.stderr)
+                                bar.update()
+                                continue
                             elapsed = time.perf_counter() - started
                             pred = predictions(compile_f32(report["quantized_model"]), x_in)
                             row = {
@@ -242,7 +248,12 @@ def main() -> None:
     p.add_argument("--test", type=Path, default=SHARED / "datasets" / "cifar10-jpeg" / "test")
     p.add_argument("--test-limit", type=int, default=None, help="evaluate an evenly spaced subset")
     p.add_argument("--preset", default="cifar10")
-    p.add_argument("--sources", nargs="*", default=list(DEFAULT_SOURCES), help="names; NAME=SPEC adds one")
+    p.add_argument(
+        "--sources",
+        nargs="*",
+        default=list(DEFAULT_SOURCES),
+        help="names; NAME=SPEC adds one ('{model}' in SPEC becomes each model's name)",
+    )
     p.add_argument("--samples", nargs="*", type=int, default=[300])
     p.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2])
     p.add_argument("--modes", nargs="*", default=["default"], choices=["default", "accuracy_control"])

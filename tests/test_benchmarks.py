@@ -22,6 +22,7 @@ def test_calibration_sources_quick_on_tiny_inputs(assets, tmp_path):
         f"tiny=generator:{assets['generator']}",
         "gaussian",
         "fractal",
+        f"missing=array:{tmp_path}/{{model}}.npy",  # a per-model array never made: skipped, not fatal
         "--out",
         str(out),
     ]
