@@ -202,10 +202,66 @@ def summarise(csv_path: Path, out: Path) -> str:
                     cells.append(f"{t.mean():.2f} ± {t.std():.2f} ({fl.mean():.2f}) n={len(g)}")
                 lines.append(f"| {m} | {fp32} | " + " | ".join(cells) + " |")
             lines.append("")
+    lines += _student_checks(groups, models)
     text = "\n".join(lines)
     (out / "calibration_sources.md").write_text(text)
     _plot(groups, models, sources, out)
     return text
+
+
+def _mean(groups, key, field: str = "int8_top1") -> float | None:
+    g = groups.get(key)
+    return float(np.mean([float(r[field]) for r in g])) if g else None
+
+
+def _student_checks(groups, models, student: str = "student", real: str = "real") -> list[str]:
+    """Student vs real per sample count, the share of each data-free baseline's gap it recovers,
+    and whether more synthetic samples beat 300 real ones (default mode only)."""
+    lines: list[str] = []
+    counts = sorted({k[1] for k in groups if k[0] == "default" and k[3] == student}, key=int)
+    for n in counts:
+        gaps = {m: (_mean(groups, ("default", n, m, student)), _mean(groups, ("default", n, m, real))) for m in models}
+        gaps = {m: s - r for m, (s, r) in gaps.items() if s is not None and r is not None}
+        if not gaps:
+            continue
+        lines += [f"## Student minus real, default mode, {n} samples (mean over seeds)", ""]
+        lines.append(
+            "| model | student − real (pp) | baselines losing ≥ 0.5 pp to real: share of the gap the student recovers |"
+        )
+        lines.append("|---|---|---|")
+        for m, gap in gaps.items():
+            r = _mean(groups, ("default", n, m, real))
+            s = _mean(groups, ("default", n, m, student))
+            rec = []
+            for b in ("gaussian", "uniform", "fractal"):
+                bm = _mean(groups, ("default", n, m, b))
+                if bm is not None and r - bm >= 0.5:
+                    rec.append(f"{b} {r - bm:.2f} pp gap: {100 * (s - bm) / (r - bm):.0f}%")
+            lines.append(f"| {m} | {gap:+.2f} | {'; '.join(rec) or '–'} |")
+        worst = max(gaps, key=lambda m: abs(gaps[m]))
+        lines += ["", f"Largest |student − real|: {abs(gaps[worst]):.2f} pp ({worst}).", ""]
+    real300 = {m: _mean(groups, ("default", "300", m, real), "flip_rate") for m in models}
+    if counts and any(v is not None for v in real300.values()):
+        lines += [
+            "## More synthetic samples vs 300 real ones (default mode, flip rate % / top-1 %)",
+            "",
+            "| model | real, 300 | " + " | ".join(f"{student}, {n}" for n in counts) + " |",
+            "|---|---|" + "---|" * len(counts),
+        ]
+        for m in models:
+            if real300[m] is None:
+                continue
+            top = _mean(groups, ("default", "300", m, real))
+            cells = []
+            for n in counts:
+                fl, t = (
+                    _mean(groups, ("default", n, m, student), "flip_rate"),
+                    _mean(groups, ("default", n, m, student)),
+                )
+                cells.append("–" if fl is None else f"{fl:.2f} / {t:.2f}")
+            lines.append(f"| {m} | {real300[m]:.2f} / {top:.2f} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return lines
 
 
 def _commands(out: Path) -> list[str]:
