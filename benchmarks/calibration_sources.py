@@ -179,6 +179,9 @@ def summarise(csv_path: Path, out: Path) -> str:
         "",
         *[f"    {c}" for c in _commands(out)],
         "",
+        "To reproduce a model's rows, rerun a command with `--models NAME --out DIR` (a rerun into this"
+        " folder skips the rows its CSV already holds) and compare with the rows here.",
+        "",
         "Top-1 % of the INT8 model on the test set, mean ± std over seeds, with the flip rate %"
         " (test images whose INT8 top-1 differs from FP32's) in brackets. `n` = seeds per cell.",
         "",
