@@ -58,13 +58,18 @@ def final_drop(log: str) -> dict[str, float] | None:
 CSV_FIELDS = ["model", "source", "mode", "samples", "seed", "fp32_top1", "int8_top1", "flip_rate", "quantize_s"]
 
 
-def config_for_seed(cfg: str, seed: int, out_root: Path) -> tuple[str, dict]:
-    """The committed config, or a copy of it with ``engine.seed`` (and the model name) changed."""
+def config_for_seed(cfg: str, seed: int, out_root: Path, source: str | None = None) -> tuple[str, dict]:
+    """The committed config, or a copy of it with ``engine.seed`` (and/or ``engine.source``) changed."""
     data = json.loads((ROOT / cfg).read_text())
-    if int(data["engine"].get("seed", 0)) == seed:
+    if int(data["engine"].get("seed", 0)) == seed and source in (None, data["engine"]["source"]):
         return cfg, data
-    data["engine"]["seed"] = seed
-    data["model"]["model_name"] += f"_seed{seed}"
+    if source not in (None, data["engine"]["source"]):
+        data["engine"]["source"] = source
+        data["engine"].setdefault("num_classes", 10)  # for a generator without synthcalib metadata
+        data["model"]["model_name"] += f"_{source_name(source)}"
+    if int(data["engine"].get("seed", 0)) != seed:
+        data["engine"]["seed"] = seed
+        data["model"]["model_name"] += f"_seed{seed}"
     path = out_root / "configs" / f"{data['model']['model_name']}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=2) + "\n")
@@ -131,6 +136,13 @@ def main() -> int:
     parser.add_argument("--reuse", action="store_true", help="reuse INT8 IRs already in out/pot")
     parser.add_argument("--limit", type=int, default=None, help="evaluate on this many test images (default: all)")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0], help="engine seeds (calibration subsets)")
+    parser.add_argument(
+        "--synthetic-source",
+        default=None,
+        help="engine source for the synthetic configs instead of theirs, e.g. the teacher ONNX",
+    )
+    parser.add_argument("--kinds", nargs="+", default=["synthetic", "real"], choices=["synthetic", "real"])
+    parser.add_argument("--report", default=None, help="Markdown file name under benchmarks/results")
     parser.add_argument("--csv", type=Path, default=None, help="append rows to this calibration-source CSV")
     args = parser.parse_args()
     done = csv_done(args.csv)
@@ -145,12 +157,14 @@ def main() -> int:
     try:
         for model in args.models:
             for algo in args.algos:
-                variants = [("synthetic", "synthcalib-pot")]
-                if args.hook:
+                variants = [("synthetic", "synthcalib-pot")] if "synthetic" in args.kinds else []
+                if args.hook and "synthetic" in args.kinds:
                     variants.append(("synthetic", "pot"))
-                variants.append(("real", "synthcalib-pot"))
+                if "real" in args.kinds:
+                    variants.append(("real", "synthcalib-pot"))
                 for (kind, tool), seed in [(v, s) for v in variants for s in args.seeds]:
-                    cfg, data = config_for_seed(f"configs/pot/{model}_{kind}_{algo}.json", seed, out_root)
+                    override = args.synthetic_source if kind == "synthetic" else None
+                    cfg, data = config_for_seed(f"configs/pot/{model}_{kind}_{algo}.json", seed, out_root, override)
                     source = source_name(data["engine"]["source"])
                     samples = str(data["engine"].get("subset_size", 300))
                     key = (model, source, f"pot_{algo}", samples, str(seed))
@@ -234,7 +248,7 @@ def main() -> int:
         print(f"appended to {args.csv}")
     if not rows:
         return 0
-    name = f"pot_{args.models[0]}.md" if len(args.models) == 1 else "pot_zoo.md"
+    name = args.report or (f"pot_{args.models[0]}.md" if len(args.models) == 1 else "pot_zoo.md")
     lines = [
         "# POT: synthetic vs real-image calibration (CIFAR-10 zoo)",
         "",
