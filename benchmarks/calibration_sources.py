@@ -299,6 +299,34 @@ def _plot(groups, models, sources, out: Path) -> None:
     ax.legend(ncols=3, fontsize=8)
     fig.tight_layout()
     fig.savefig(out / "calibration_sources.png", dpi=120)
+    plt.close(fig)
+    _plot_samples(groups, models, out, plt)
+
+
+def _plot_samples(groups, models, out: Path, plt, sources=("real", "student", "teacher", "fractal")) -> None:
+    """Flip rate vs calibration samples per model (default mode): does more synthetic data help?"""
+    counts = sorted({int(k[1]) for k in groups if k[0] == "default"})
+    if len(counts) < 2:
+        return
+    fig, axes = plt.subplots(1, len(models), figsize=(3 * len(models), 3), sharey=False, squeeze=False)
+    for ax, m in zip(axes[0], models):
+        for s in sources:
+            pts = [(n, g) for n in counts if (g := groups.get(("default", str(n), m, s)))]
+            if len(pts) < 2:
+                continue
+            xs = [n for n, _ in pts]
+            ys = [np.mean([float(r["flip_rate"]) for r in g]) for _, g in pts]
+            es = [np.std([float(r["flip_rate"]) for r in g]) for _, g in pts]
+            ax.errorbar(xs, ys, yerr=es, marker="o", ms=3, label=s)
+        ax.set_xscale("log")
+        ax.set_title(m, fontsize=9)
+        ax.set_xlabel("calibration samples", fontsize=8)
+    axes[0][0].set_ylabel("flip rate vs FP32 (%)")
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle("Flip rate by number of calibration samples (nncf.quantize defaults)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(out / "calibration_samples.png", dpi=110)
+    plt.close(fig)
 
 
 def main() -> None:
