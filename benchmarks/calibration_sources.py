@@ -243,6 +243,21 @@ def _student_checks(groups, models, student: str = "student", real: str = "real"
             lines.append(f"| {m} | {gap:+.2f} | {'; '.join(rec) or '–'} |")
         worst = max(gaps, key=lambda m: abs(gaps[m]))
         lines += ["", f"Largest |student − real|: {abs(gaps[worst]):.2f} pp ({worst}).", ""]
+    modes = [md for md in ("default", "accuracy_control", "pot_default") if any(k[0] == md for k in groups)]
+    if len(modes) > 1:
+        lines += [
+            "## Real vs student by quantizer, 300 samples (top-1 %, mean over seeds; student − real in brackets)",
+            "",
+            "| model | " + " | ".join(modes) + " |",
+            "|---|" + "---|" * len(modes),
+        ]
+        for m in models:
+            cells = []
+            for md in modes:
+                r, st = _mean(groups, (md, "300", m, real)), _mean(groups, (md, "300", m, student))
+                cells.append("–" if r is None or st is None else f"{r:.2f} / {st:.2f} ({st - r:+.2f})")
+            lines.append(f"| {m} | " + " | ".join(cells) + " |")
+        lines.append("")
     real300 = {m: _mean(groups, ("default", "300", m, real), "flip_rate") for m in models}
     if counts and any(v is not None for v in real300.values()):
         lines += [
