@@ -176,7 +176,8 @@ def main() -> None:
     if len(gens) > 1:
         a, b = (best[g.stem] for g in gens[:2])
         lines.append(f"Best {gens[0].stem} / best {gens[1].stem}: **x{a['images_per_s'] / b['images_per_s']:.2f}**.")
-    folder_desc = "a temporary folder of PNGs written by the generator" if generated else f"`{args.folder}`"
+    shown = os.path.relpath(args.folder, REPO) if not generated else ""
+    folder_desc = "a temporary folder of PNGs written by the generator" if generated else f"`{shown}`"
     lines += [
         "Absolute images/s are in `stream_throughput.csv` (this machine only).",
         "",
