@@ -224,6 +224,8 @@ def main() -> int:
             print(f"{row['xml'].name} ({row['tool']}): top-1 {row['top1']:.2f}%", flush=True)
 
     if args.csv is not None:
+        with open(args.csv.parent / "calibration_sources.commands.txt", "a") as f:
+            f.write(shlex.join([".venv-pot/bin/python", "benchmarks/pot_zoo.py", *sys.argv[1:]]) + "\n")
         new_file = not args.csv.exists()
         with open(args.csv, "a", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=CSV_FIELDS)
