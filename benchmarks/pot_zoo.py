@@ -34,6 +34,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from calibration_sources import FIELDS, done_keys  # one CSV schema for the calibration table
 
 ROOT = Path(__file__).resolve().parents[1]
 TEST_DIR = "../shared/datasets/cifar10-jpeg/test"
@@ -53,9 +54,6 @@ def run(cmd: list[str], log: Path) -> tuple[int, float, str]:
 def final_drop(log: str) -> dict[str, float] | None:
     found = re.findall(r"Accuracy drop(?: with the new quantization scope is)?:? (\{[^}]*\})", log)
     return json.loads(found[-1].replace("'", '"')) if found else None
-
-
-CSV_FIELDS = ["model", "source", "mode", "samples", "seed", "fp32_top1", "int8_top1", "flip_rate", "quantize_s"]
 
 
 def config_for_seed(cfg: str, seed: int, out_root: Path, source: str | None = None) -> tuple[str, dict]:
@@ -85,13 +83,6 @@ def source_name(spec: str) -> str:
     if "teacher" in spec:
         return "teacher"
     return spec
-
-
-def csv_done(path: Path | None) -> set[tuple[str, ...]]:
-    if path is None or not path.exists():
-        return set()
-    with open(path) as f:
-        return {(r["model"], r["source"], r["mode"], r["samples"], r["seed"]) for r in csv.DictReader(f)}
 
 
 def load_test_set(limit: int | None) -> tuple[np.ndarray, np.ndarray]:
@@ -145,7 +136,7 @@ def main() -> int:
     parser.add_argument("--report", default=None, help="Markdown file name under benchmarks/results")
     parser.add_argument("--csv", type=Path, default=None, help="append rows to this calibration-source CSV")
     args = parser.parse_args()
-    done = csv_done(args.csv)
+    done = done_keys(args.csv) if args.csv is not None else set()
 
     out_root = ROOT / "out" / "pot"
     rows = []
@@ -228,7 +219,7 @@ def main() -> int:
             f.write(shlex.join([".venv-pot/bin/python", "benchmarks/pot_zoo.py", *sys.argv[1:]]) + "\n")
         new_file = not args.csv.exists()
         with open(args.csv, "a", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=CSV_FIELDS)
+            writer = csv.DictWriter(f, fieldnames=FIELDS)
             if new_file:
                 writer.writeheader()
             for row in rows:

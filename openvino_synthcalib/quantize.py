@@ -65,6 +65,15 @@ def _nncf_options(options: dict[str, Any], where: str) -> dict[str, Any]:
     return out
 
 
+def _check_classes(src: Any, model_classes: int | None, what: str) -> None:
+    """A class-conditional source must have the classifier's class count."""
+    if src.conditional and model_classes is not None and src.num_classes != model_classes:
+        raise SynthcalibError(
+            f"{what} '{src.spec}' has {src.num_classes} classes but the model outputs {model_classes}: "
+            "use a source for this model's classes, or pass --allow-class-mismatch"
+        )
+
+
 def quantize(
     model: Any,
     source: Any,
@@ -122,11 +131,8 @@ def quantize(
     )
     model_classes = models.classifier_classes(model)
     src = stream.source
-    if src.conditional and model_classes is not None and src.num_classes != model_classes and not allow_class_mismatch:
-        raise SynthcalibError(
-            f"source '{src.spec}' has {src.num_classes} classes but the model outputs {model_classes}: "
-            "use a source for this model's classes, or pass --allow-class-mismatch"
-        )
+    if not allow_class_mismatch:
+        _check_classes(src, model_classes, "source")
     calibration = Dataset(stream)
     nncf_kwargs.setdefault("subset_size", len(calibration))
     started = time.perf_counter()
@@ -158,12 +164,8 @@ def quantize(
             raise SynthcalibError(
                 f"accuracy_control.metric 'labels' needs a class-conditional source, not '{val_src.spec}'"
             )
-        if val_src is not src and val_src.conditional and model_classes not in (None, val_src.num_classes):
-            if not allow_class_mismatch:
-                raise SynthcalibError(
-                    f"accuracy_control.source '{val_src.spec}' has {val_src.num_classes} classes "
-                    f"but the model outputs {model_classes}"
-                )
+        if val_src is not src and not allow_class_mismatch:
+            _check_classes(val_src, model_classes, "accuracy_control.source")
         from .validation import top1_agreement, top1_vs_labels
 
         validation = Dataset(validation_stream, with_labels=True)

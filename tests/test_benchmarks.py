@@ -6,16 +6,21 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
+def run_benchmark(script: str, *args) -> None:
+    """Run ``benchmarks/<script>`` with ``args``; it must exit 0."""
+    cmd = [sys.executable, str(REPO / "benchmarks" / script), *map(str, args)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
 def test_calibration_sources_quick_on_tiny_inputs(assets, tmp_path):
     out = tmp_path / "results"
-    cmd = [
-        sys.executable,
-        str(REPO / "benchmarks" / "calibration_sources.py"),
+    args = [
         "--quick",
         "--models",
-        str(assets["classifier"]),
+        assets["classifier"],
         "--test",
-        str(assets["images"]),
+        assets["images"],
         "--preset",
         "unit",
         "--sources",
@@ -24,10 +29,9 @@ def test_calibration_sources_quick_on_tiny_inputs(assets, tmp_path):
         "fractal",
         f"missing=array:{tmp_path}/{{model}}.npy",  # a per-model array never made: skipped, not fatal
         "--out",
-        str(out),
+        out,
     ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_benchmark("calibration_sources.py", *args)
     rows = list(csv.DictReader(open(out / "calibration_sources.csv")))
     assert {r["source"] for r in rows} == {"tiny", "gaussian", "fractal"}
     assert all(0 <= float(r["flip_rate"]) <= 100 for r in rows)
@@ -35,31 +39,28 @@ def test_calibration_sources_quick_on_tiny_inputs(assets, tmp_path):
     assert "| cls |" in md and "--quick" in md
     assert (out / "calibration_sources.png").exists()
     # a rerun resumes: nothing new to do, same rows
-    subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=True)
+    run_benchmark("calibration_sources.py", *args)
     assert len(list(csv.DictReader(open(out / "calibration_sources.csv")))) == len(rows)
 
 
 def test_stream_throughput_quick_on_tiny_inputs(assets, tmp_path):
     """Both generators' throughput points, and stream / folder / memory feeding of nncf.quantize."""
     out = tmp_path / "results"
-    cmd = [
-        sys.executable,
-        str(REPO / "benchmarks" / "stream_throughput.py"),
+    run_benchmark(
+        "stream_throughput.py",
         "--quick",
         "--generators",
-        str(assets["generator"]),
-        str(assets["generator_onehot"]),
+        assets["generator"],
+        assets["generator_onehot"],
         "--model",
-        str(assets["classifier"]),
+        assets["classifier"],
         "--preset",
         "unit",
         "--folder",
         "generated",
         "--out",
-        str(out),
-    ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+        out,
+    )
     rows = list(csv.DictReader(open(out / "stream_throughput.csv")))
     assert {r["generator"] for r in rows} == {"gen", "gen_onehot"} and all(float(r["images_per_s"]) > 0 for r in rows)
     md = (out / "stream_throughput.md").read_text()

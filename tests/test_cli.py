@@ -69,43 +69,33 @@ def test_quantize_from_config(assets, tmp_path, capsys):
     assert json.loads(text)["num_samples"] == 16 and (tmp_path / "out" / "q.xml").exists()
 
 
-def test_accuracy_control_cli(assets, tmp_path, capsys):
+@pytest.mark.parametrize(
+    "calibration, validation, num_samples",
+    [
+        ("generator", None, 20),
+        # noise calibration judged on the generator's labelled stream (the benchmark's AA mode)
+        ("noise:gaussian", "generator", 16),
+    ],
+    ids=["same-source", "validation-source"],
+)
+def test_accuracy_control_cli(assets, tmp_path, capsys, calibration, validation, num_samples):
+    generator = f"generator:{assets['generator']}"
+    extra = ["--validation-source", generator] if validation else []
     code, text, err = run(
         capsys,
         "quantize",
         assets["classifier"],
         "--source",
-        f"generator:{assets['generator']}",
+        generator if calibration == "generator" else calibration,
         "--num-samples",
-        20,
+        num_samples,
         "--out",
         tmp_path / "ac.xml",
         "--max-drop",
         0.02,
         "--metric",
         "labels",
-    )
-    assert code == 0, err
-
-
-def test_accuracy_control_validates_on_another_source(assets, tmp_path, capsys):
-    """Noise calibration, judged on the generator's labelled stream (the benchmark's AA mode)."""
-    code, text, err = run(
-        capsys,
-        "quantize",
-        assets["classifier"],
-        "--source",
-        "noise:gaussian",
-        "--num-samples",
-        16,
-        "--out",
-        tmp_path / "ac.xml",
-        "--max-drop",
-        0.02,
-        "--metric",
-        "labels",
-        "--validation-source",
-        f"generator:{assets['generator']}",
+        *extra,
     )
     assert code == 0, err
 
