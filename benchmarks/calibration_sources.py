@@ -24,12 +24,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-SHARED = REPO.parent / "shared"
-STUDENT = REPO / "generators" / "cifar10" / "cifar10_student.xml"
-TEACHER = SHARED / "teachers" / "cifar10_cgan_teacher.onnx"
+from paths import REPO, SHARED, STUDENT, TEACHER
 
 DEFAULT_SOURCES = {
     "real": f"images:{SHARED / 'datasets/cifar10-jpeg/train'}",

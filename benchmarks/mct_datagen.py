@@ -43,10 +43,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+from paths import CIFAR_TEST as TEST
+from paths import REPO, ZOO
 
-REPO = Path(__file__).resolve().parents[1]
-ZOO = REPO.parent / "shared" / "models" / "cifar10"
-TEST = REPO.parent / "shared" / "datasets" / "cifar10-jpeg" / "test"
 MEAN = (0.4914, 0.4822, 0.4465)
 STD = (0.2470, 0.2435, 0.2616)
 CLASSES = "airplane automobile bird cat deer dog frog horse ship truck".split()

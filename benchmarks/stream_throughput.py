@@ -31,13 +31,13 @@ import time
 from pathlib import Path
 
 import numpy as np
+from paths import CIFAR_TRAIN as SHARED_TRAIN
+from paths import DEMO_CLASSIFIER as CLASSIFIER
+from paths import REPO, ZOO
+from paths import STUDENT as GENERATOR
+from paths import TEACHER as SHARED_TEACHER
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from openvino_synthcalib.demo import CLASSIFIER, GENERATOR, SHARED, SHARED_CLASSIFIER, SHARED_TEACHER  # noqa: E402
-
-SHARED_TRAIN = SHARED / "datasets" / "cifar10-jpeg" / "train"
+SHARED_CLASSIFIER = ZOO / "resnet20.onnx"
 
 
 def images_per_second(generator: Path, batch: int, requests: int, n: int, seed: int = 0) -> float:

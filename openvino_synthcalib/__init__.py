@@ -6,8 +6,7 @@ only when the names that need them are first used.
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
+from . import lazy
 
 __version__ = "0.1.0"
 
@@ -15,9 +14,10 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "Dataset": "openvino_synthcalib.dataset",
     "GeneratorEngine": "openvino_synthcalib.engine",
-    "GeneratorInfo": "openvino_synthcalib.metadata",
-    "read_info": "openvino_synthcalib.metadata",
-    "write_info": "openvino_synthcalib.metadata",
+    "GeneratorInfo": "openvino_synthcalib.contract",
+    "read_info": "openvino_synthcalib.contract",
+    "write_info": "openvino_synthcalib.contract",
+    "shipped_generators": "openvino_synthcalib.shipped",
     "SyntheticStream": "openvino_synthcalib.stream",
     "make_stream": "openvino_synthcalib.stream",
     "Transform": "openvino_synthcalib.transforms",
@@ -40,15 +40,4 @@ _EXPORTS = {
 
 __all__ = ["__version__", *_EXPORTS]
 
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'openvino_synthcalib' has no attribute {name!r}")
-    value = getattr(import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+lazy.install(__name__, _EXPORTS)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
+import os
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -12,6 +14,9 @@ from typing import Any, NoReturn
 
 from .defaults import DEFAULTS
 from .errors import SynthcalibError
+from .models import PRECISIONS
+from .schedule import MAX_LENGTH
+from .shipped import generator_path
 
 
 class _Parser(argparse.ArgumentParser):
@@ -28,7 +33,19 @@ def _positive(value: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}") from None
     if n <= 0:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {n}")
+    if n > MAX_LENGTH:
+        raise argparse.ArgumentTypeError(f"expected at most {MAX_LENGTH} (2**53), got {n}")
     return n
+
+
+def _fraction(value: str) -> float:
+    try:
+        x = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {value!r}") from None
+    if not math.isfinite(x) or not 0 <= x <= 1:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1] (e.g. 0.01 = 1%), got {value!r}")
+    return x
 
 
 def _non_negative(value: str) -> int:
@@ -43,9 +60,12 @@ def _non_negative(value: str) -> int:
 
 def _floats(value: str) -> list[float]:
     try:
-        return [float(v) for v in value.replace(",", " ").split()]
+        out = [float(v) for v in value.replace(",", " ").split()]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected numbers separated by commas, got {value!r}") from None
+    if not out or not all(math.isfinite(v) for v in out):
+        raise argparse.ArgumentTypeError(f"expected finite numbers separated by commas, got {value!r}")
+    return out
 
 
 def _names(value: str) -> list[str]:
@@ -74,14 +94,28 @@ def _preprocessing(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _add_stream(p: argparse.ArgumentParser, source_required: bool = True) -> None:
+    # Defaults are None here and filled in by _setting(): a flag given on the command line wins
+    # over a --config value, which wins over DEFAULTS (whatever value the flag was given).
     p.add_argument("--source", required=source_required, help="generator:PATH, images:DIR, noise:gaussian, ...")
-    p.add_argument("--seed", type=_non_negative, default=DEFAULTS["seed"], help="stream seed (default %(default)s)")
+    p.add_argument("--seed", type=_non_negative, help=f"stream seed (default {DEFAULTS['seed']})")
     p.add_argument("--classes", type=_names, help="only these classes (indices or names), comma-separated")
     p.add_argument("--class-weights", type=_floats, help="relative weights of the chosen classes")
+    p.add_argument("--batch-size", type=_positive, help=f"generator batch (default {DEFAULTS['batch_size']})")
+    p.add_argument("--device", help=f"OpenVINO device for generation (default {DEFAULTS['device']})")
     p.add_argument(
-        "--batch-size", type=_positive, default=DEFAULTS["batch_size"], help="generator batch (default %(default)s)"
+        "--precision", choices=PRECISIONS, help=f"generator inference precision (default {DEFAULTS['precision']})"
     )
-    p.add_argument("--device", default=DEFAULTS["device"], help="OpenVINO device for generation (default %(default)s)")
+
+
+def _setting(args: argparse.Namespace, flag: str, config: dict[str, Any], key: str | None = None) -> Any:
+    """The command-line value of ``flag`` if given, else ``config[key]``, else the default."""
+    value = getattr(args, flag)
+    if value is not None:
+        return value
+    key = key or flag
+    if config.get(key) is not None:
+        return config[key]
+    return DEFAULTS.get(key)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -98,8 +132,10 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--num-samples", type=_positive, help=f"calibration items (default {DEFAULTS['num_samples']})")
     _add_stream(q, source_required=False)
     _add_preprocessing(q)
-    q.add_argument("--max-drop", type=float, help="use quantize_with_accuracy_control with this max drop")
-    q.add_argument("--metric", choices=("agreement", "labels"), default="agreement", help="accuracy-control metric")
+    q.add_argument(
+        "--max-drop", type=_fraction, help="use quantize_with_accuracy_control with this max drop (0.01 = 1%%)"
+    )
+    q.add_argument("--metric", choices=("agreement", "labels"), help="accuracy-control metric (default agreement)")
     q.add_argument("--validation-source", help="accuracy-control validation source (default: the calibration source)")
     q.add_argument("--subset-size", type=_positive, help="nncf subset_size (default: --num-samples)")
     q.add_argument("--nncf-preset", choices=("performance", "mixed"), help="nncf quantization preset")
@@ -124,7 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
     g = sub.add_parser("generate", help="write synthetic images as PNG files per class, plus grid.png")
     _add_stream(g)
     g.add_argument("-n", "--num", type=_positive, default=DEFAULTS["generate_num"], help="images (default %(default)s)")
-    g.add_argument("--out", required=True, help="output folder")
+    g.add_argument("--out", required=True, help="output folder (new or empty, unless --overwrite)")
+    g.add_argument("--overwrite", action="store_true", help="replace the content of a non-empty --out folder")
     g.add_argument("--num-classes", type=_positive, help="classes of a generator without metadata")
     g.add_argument("--size", help="image size HxW for sources without a native size (noise)")
 
@@ -180,19 +217,44 @@ def cmd_quantize(args: argparse.Namespace) -> None:
             nncf_options[key] = value
     accuracy = config.get("accuracy_control")
     if args.max_drop is not None:
-        accuracy = {**(accuracy or {}), "max_drop": args.max_drop, "metric": args.metric}
+        accuracy = {**(accuracy or {}), "max_drop": args.max_drop}
+    if args.metric is not None:
+        if accuracy is None:
+            raise SynthcalibError("--metric: only used with --max-drop (or accuracy_control in --config)")
+        accuracy = {**accuracy, "metric": args.metric}
     if args.validation_source:
         if accuracy is None:
             raise SynthcalibError("--validation-source: only used with --max-drop (or accuracy_control in --config)")
         accuracy = {**accuracy, "source": args.validation_source}
+    from .quantize import quantize
+
     with _stdout_to_stderr():
-        report = _run_quantize(args, model, source, out, dataset, pre, config, accuracy, nncf_options)
+        report = quantize(
+            model,
+            source,
+            out,
+            num_samples=_setting(args, "num_samples", dataset),
+            seed=_setting(args, "seed", dataset),
+            transform=pre or None,
+            classes=_setting(args, "classes", dataset),
+            class_weights=_setting(args, "class_weights", dataset),
+            device=_setting(args, "device", dataset),
+            batch_size=_setting(args, "batch_size", dataset),
+            precision=_setting(args, "precision", dataset),
+            accuracy_control=accuracy,
+            allow_class_mismatch=args.allow_class_mismatch or bool(config.get("allow_class_mismatch")),
+            nncf_options=nncf_options,
+        )
     _print_report(report, args.json)
 
 
 @contextlib.contextmanager
 def _stdout_to_stderr() -> Iterator[None]:
-    """NNCF's progress bars and log go to stdout; keep stdout for the report (--json stays parseable)."""
+    """NNCF's log and progress bars go to stdout; keep stdout for the report (--json stays parseable).
+
+    The log goes to stderr; the progress bars too on a terminal, and nowhere otherwise (a log file
+    or a pipe would only get their final frames, around the one line an error prints).
+    """
     import logging
 
     import nncf  # noqa: F401  (its logger and handlers exist once imported)
@@ -202,41 +264,13 @@ def _stdout_to_stderr() -> Iterator[None]:
         if isinstance(handler, logging.StreamHandler) and handler.stream in (sys.stdout, sys.__stdout__):
             moved.append((handler, handler.setStream(sys.stderr)))
     try:
-        with contextlib.redirect_stdout(sys.stderr):
+        with contextlib.ExitStack() as stack:
+            sink = sys.stderr if sys.stderr.isatty() else stack.enter_context(open(os.devnull, "w"))
+            stack.enter_context(contextlib.redirect_stdout(sink))
             yield
     finally:
         for handler, stream in moved:
             handler.setStream(stream)
-
-
-def _run_quantize(
-    args: argparse.Namespace,
-    model: str,
-    source: str,
-    out: str,
-    dataset: dict[str, Any],
-    pre: dict[str, Any],
-    config: dict[str, Any],
-    accuracy: dict[str, Any] | None,
-    nncf_options: dict[str, Any],
-) -> dict[str, Any]:
-    from .quantize import quantize
-
-    return quantize(
-        model,
-        source,
-        out,
-        num_samples=args.num_samples or dataset.get("num_samples", DEFAULTS["num_samples"]),
-        seed=args.seed if args.seed != DEFAULTS["seed"] else dataset.get("seed", args.seed),
-        transform=pre or None,
-        classes=args.classes or dataset.get("classes"),
-        class_weights=args.class_weights or dataset.get("class_weights"),
-        device=args.device,
-        batch_size=dataset.get("batch_size", args.batch_size),
-        accuracy_control=accuracy,
-        allow_class_mismatch=args.allow_class_mismatch or bool(config.get("allow_class_mismatch")),
-        nncf_options=nncf_options,
-    )
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
@@ -262,63 +296,57 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
 
 def cmd_generate(args: argparse.Namespace) -> None:
-    import numpy as np
     from tqdm import tqdm
 
-    from .imageio import ensure_dir, grid, save_png, to_uint8
+    from .files import replaced_dir
+    from .imageio import class_grid, generated_files, png_bytes
     from .sources.base import SourceContext, parse_size
     from .stream import SyntheticStream
 
     size = parse_size(args.size, "--size") if args.size else None
     context = SourceContext(
-        num_classes=args.num_classes, image_size=size, device=args.device, batch_size=args.batch_size
+        num_classes=args.num_classes,
+        device=_setting(args, "device", {}),
+        batch_size=_setting(args, "batch_size", {}),
+        precision=_setting(args, "precision", {}),
     )
-    transform = None
-    if size is not None:
-        from .transforms import Transform
-
-        transform = Transform(size=size)
+    started = time.perf_counter()
     stream = SyntheticStream(
         args.source,
         args.num,
-        seed=args.seed,
+        seed=_setting(args, "seed", {}),
         classes=args.classes,
         class_weights=args.class_weights,
         context=context,
-        transform=transform,
+        transform={"size": size} if size is not None else None,
     )
-    out = ensure_dir(args.out, "--out folder")
-    names = stream.source.names
-    per_class: list[list[np.ndarray]] = [[] for _ in names]
-    started = time.perf_counter()
-    index = 0
-    with tqdm(total=len(stream), desc="generate", unit="img", disable=not sys.stderr.isatty()) as bar:
-        for images, labels in stream.batches():
-            for img, label in zip(to_uint8(images), labels):
-                folder = out / _safe(names[label])
-                folder.mkdir(exist_ok=True)
-                save_png(img, folder / f"{index:06d}.png")
-                if len(per_class[label]) < DEFAULTS["grid_per_class"]:
-                    per_class[label].append(img)
-                index += 1
-            bar.update(len(labels))
-    save_png(grid([np.stack(r) if r else np.zeros((0, 1, 1, 3), np.uint8) for r in per_class if r]), out / "grid.png")
+    with stream, replaced_dir(args.out, args.overwrite) as tmp:
+        shown: list[tuple[Any, int]] = []  # the grid's images only: memory stays flat in --num
+        per_class: dict[int, int] = {}
+        bar = tqdm(total=len(stream), desc="generate", unit="img", disable=not sys.stderr.isatty())
+        with bar:
+            for relpath, img, label in generated_files(stream):
+                path = tmp / relpath
+                path.parent.mkdir(exist_ok=True)
+                path.write_bytes(png_bytes(img))  # the whole folder is renamed into place at the end
+                per_class[label] = per_class.get(label, 0) + 1
+                if per_class[label] <= DEFAULTS["grid_per_class"]:
+                    shown.append((img, label))
+                bar.update(1)
+        (tmp / "grid.png").write_bytes(png_bytes(class_grid(shown, DEFAULTS["grid_per_class"])))
     elapsed = time.perf_counter() - started
-    print(f"wrote {index} images ({len([r for r in per_class if r])} classes) and grid.png to {out} in {elapsed:.1f} s")
-
-
-def _safe(name: str) -> str:
-    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name) or "class"
+    print(f"wrote {len(stream)} images ({len(per_class)} classes) and grid.png to {args.out} in {elapsed:.1f} s")
 
 
 def cmd_info(args: argparse.Namespace) -> None:
-    from . import models
-    from .engine import GeneratorEngine, _find_inputs
-    from .metadata import read_info
+    from . import contract, models
+    from .classifier import classifier_classes, describe_input
+    from .engine import GeneratorEngine
 
-    model = models.read_model(args.model, "model")
+    path = str(generator_path(args.model))
+    model = models.read_model(path, "model")
     info: dict[str, Any] = {
-        "path": args.model,
+        "path": path,
         "inputs": [
             f"{p.get_any_name()} {p.get_element_type().to_string()} {p.get_partial_shape()}" for p in model.inputs
         ],
@@ -326,26 +354,21 @@ def cmd_info(args: argparse.Namespace) -> None:
             f"{p.get_any_name()} {p.get_element_type().to_string()} {p.get_partial_shape()}" for p in model.outputs
         ],
         "parameters": models.parameter_count(model),
-        "bytes": models.file_size(args.model),
+        "bytes": models.file_size(path),
     }
-    try:
-        _find_inputs(model, args.model)
-        is_generator = True
-    except SynthcalibError:
-        is_generator = False
-    if is_generator:
+    if contract.is_generator(model):
         info["kind"] = "generator"
-        info["synthcalib"] = read_info(model)
+        info["synthcalib"] = contract.read_info(model)
         try:
-            engine = GeneratorEngine(model, batch_size=1)
-            info["generator"] = engine.info.to_dict()
+            with GeneratorEngine(model, batch_size=1, num_requests=1) as engine:
+                info["generator"] = engine.info.to_dict()
         except SynthcalibError as exc:
             info["generator"] = f"incomplete metadata: {exc}"
     else:
         info["kind"] = "model"
-        info["classes"] = models.classifier_classes(model)
+        info["classes"] = classifier_classes(model)
         try:
-            info["input"] = models.describe_input(model)
+            info["input"] = describe_input(model)
         except SynthcalibError as exc:
             info["input"] = str(exc)
     if args.json:

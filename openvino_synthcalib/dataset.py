@@ -66,10 +66,12 @@ class Dataset(nncf.Dataset):
         batch_size: int = DEFAULTS["batch_size"],
         num_requests: int = DEFAULTS["num_requests"],
         precision: str | None = DEFAULTS["precision"],
+        prefetch: int = DEFAULTS["prefetch"],
     ) -> None:
         from .engine import GeneratorEngine
         from .sources.generator import GeneratorSource
 
+        self._owns_stream = not isinstance(source, SyntheticStream)
         if isinstance(source, SyntheticStream):
             stream = source
         else:
@@ -87,6 +89,7 @@ class Dataset(nncf.Dataset):
                 batch_size=batch_size,
                 num_requests=num_requests,
                 precision=precision,
+                prefetch=prefetch,
             )
         self.stream = stream
         self.with_labels = with_labels
@@ -108,3 +111,15 @@ class Dataset(nncf.Dataset):
 
     def describe(self) -> dict[str, Any]:
         return self.stream.describe()
+
+    def close(self) -> None:
+        """Release the stream this dataset made (and its compiled generator); a stream passed in
+        is the caller's to close."""
+        if self._owns_stream:
+            self.stream.close()
+
+    def __enter__(self) -> Dataset:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()

@@ -17,22 +17,7 @@ from typing import Any
 import numpy as np
 
 from .errors import SynthcalibError
-
-REPO = Path(__file__).resolve().parents[1]
-GENERATOR = REPO / "generators" / "cifar10" / "cifar10_student.xml"
-CLASSIFIER = REPO / "generators" / "cifar10" / "demo_classifier" / "classifier.xml"
-SHARED = REPO.parent / "shared"
-SHARED_TEACHER = SHARED / "teachers" / "cifar10_cgan_teacher.onnx"
-SHARED_CLASSIFIER = SHARED / "models" / "cifar10" / "resnet20.onnx"
-
-
-def _pick(shipped: Path, fallback: Path, what: str) -> Path:
-    if shipped.exists():
-        return shipped
-    if fallback.exists():
-        print(f"note: no shipped {what} at {shipped.relative_to(REPO)}; using {fallback}", file=sys.stderr)
-        return fallback
-    raise SynthcalibError(f"no {what}: {shipped.relative_to(REPO)} is not in this checkout and {fallback} is absent")
+from .shipped import DEFAULT_GENERATOR, DEMO_CLASSIFIER, GENERATORS
 
 
 def _throughput(compiled: Any, x: np.ndarray, seconds: float) -> float:
@@ -53,30 +38,30 @@ def run(
     out: Path = Path("out/demo"),
 ) -> dict[str, Any]:
     import nncf
-    import openvino as ov
 
     from . import models
     from .dataset import Dataset
-    from .evaluate import predict
+    from .files import created_dirs, save_ir
+    from .inference import predict
     from .stream import SyntheticStream
 
-    generator = generator or _pick(GENERATOR, SHARED_TEACHER, "generator")
-    classifier = classifier or _pick(CLASSIFIER, SHARED_CLASSIFIER, "demo classifier")
+    generator = generator or GENERATORS[DEFAULT_GENERATOR]
+    classifier = classifier or DEMO_CLASSIFIER
     model = models.read_model(classifier, "classifier")
-    calibration = Dataset(f"generator:{generator}", num_samples, model=model, transform="cifar10", seed=0)
-    started = time.perf_counter()
-    with contextlib.redirect_stdout(sys.stderr):
-        int8 = nncf.quantize(model, calibration, subset_size=num_samples)
-    quantize_s = time.perf_counter() - started
-    out.mkdir(parents=True, exist_ok=True)
-    ov.save_model(int8, str(out / "classifier_int8.xml"), compress_to_fp16=False)
-
-    test = SyntheticStream(calibration.stream.source, held_out, seed=1, transform=calibration.stream.transform)
+    with Dataset(f"generator:{generator}", num_samples, model=model, transform="cifar10", seed=0) as calibration:
+        started = time.perf_counter()
+        with contextlib.redirect_stdout(sys.stderr):
+            int8 = nncf.quantize(model, calibration, subset_size=num_samples)
+        quantize_s = time.perf_counter() - started
+        with created_dirs(out, "--out"):
+            save_ir(int8, out / "classifier_int8.xml")
+        stream = calibration.stream
+        test = SyntheticStream(stream.source, held_out, seed=1, transform=stream.transform)
+        inputs = [x for x, _ in test.batches()]
+        labels = test.labels()
     cfg = {"INFERENCE_PRECISION_HINT": "f32"}
     fp32_c = models.compile_model(models.read_model(classifier), "CPU", cfg)
     int8_c = models.compile_model(int8, "CPU", cfg)
-    inputs = [x for x, _ in test.batches()]
-    labels = test.labels()
     p32 = np.concatenate(list(predict(fp32_c, iter(inputs))))
     p8 = np.concatenate(list(predict(int8_c, iter(inputs))))
     batch = np.concatenate(inputs)[:64]
@@ -97,12 +82,22 @@ def run(
     }
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m openvino_synthcalib.demo", description=__doc__)
     parser.add_argument("--generator", type=Path, help="generator IR (default: the shipped CIFAR-10 generator)")
     parser.add_argument("--classifier", type=Path, help="FP32 classifier (default: the demo classifier)")
-    parser.add_argument("--num-samples", type=int, default=300)
-    parser.add_argument("--held-out", type=int, default=1000)
+    parser.add_argument("--num-samples", type=_positive, default=300)
+    parser.add_argument("--held-out", type=_positive, default=1000)
     parser.add_argument("--out", type=Path, default=Path("out/demo"))
     args = parser.parse_args(argv)
     try:
@@ -110,6 +105,9 @@ def main(argv: list[str] | None = None) -> int:
     except SynthcalibError as exc:
         print(f"demo: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("demo: interrupted", file=sys.stderr)
+        return 130
     print(f"generator:   {r['generator']}")
     print(f"classifier:  {r['classifier']}")
     print(f"calibrated:  {r['calibration_samples']} synthetic images, nncf.quantize {r['quantize_seconds']:.1f} s")

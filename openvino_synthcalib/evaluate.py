@@ -10,26 +10,18 @@ from typing import Any
 import numpy as np
 
 from . import models
+from .classifier import check_same_input, classifier_classes
 from .defaults import DEFAULTS
 from .errors import SynthcalibError
 from .imagefolder import ImageFolder, load_image
+from .inference import predict
 from .sources.base import parse_spec
-from .stream import as_transform
-from .transforms import resize
-
-
-def predict(compiled: Any, batches: Iterator[np.ndarray], num_requests: int = 0) -> Iterator[np.ndarray]:
-    """Top-1 class per item for input batches, in order, with asynchronous requests."""
-
-    def top1(request: Any) -> np.ndarray:
-        logits = request.get_output_tensor(0)
-        return np.asarray(logits.data).reshape(logits.shape[0], -1).argmax(axis=1)
-
-    return models.run_ordered(compiled, ({0: b} for b in batches), num_requests, top1)
+from .transforms import as_transform, resize
 
 
 def _compile_for_batches(model: Any, batch_size: int, device: str, precision: str | None) -> tuple[Any, int]:
-    """Compile with batch ``batch_size`` if the model allows it, else with its own batch."""
+    """Compile (a copy of) ``model`` with batch ``batch_size`` if it allows it, else with its own batch."""
+    model = models.writable_copy(model)
     port = model.inputs[0]
     dims = models.static_dims(port.get_partial_shape())
     batch = dims[0]
@@ -66,7 +58,7 @@ def evaluate(
     if not hasattr(model, "inputs"):
         model = models.read_model(model, "model")
     tf = as_transform(transform, model)
-    num_classes = models.classifier_classes(model)
+    num_classes = classifier_classes(model)
     if num_classes is not None and num_classes < len(folder.classes):
         raise SynthcalibError(f"--data '{root}' has {len(folder.classes)} classes but the model outputs {num_classes}")
     samples = folder.samples()
@@ -76,7 +68,12 @@ def evaluate(
     compiled_ref = None
     if reference is not None:
         ref_model = reference if hasattr(reference, "inputs") else models.read_model(reference, "reference model")
-        compiled_ref, _ = _compile_for_batches(ref_model, batch, device, precision)
+        check_same_input(
+            model, ref_model, f"--reference '{reference}'" if not hasattr(reference, "inputs") else "reference"
+        )
+        compiled_ref, ref_batch = _compile_for_batches(ref_model, batch, device, precision)
+        if ref_batch != batch:
+            raise SynthcalibError(f"--reference '{reference}' has a fixed batch of {ref_batch}, the model {batch}")
     size = tf.size if tf is not None and tf.size else None
 
     def inputs() -> Iterator[np.ndarray]:
@@ -95,9 +92,9 @@ def evaluate(
 
         bar = tqdm(total=len(samples), desc="evaluate", unit="img", leave=False)
     feeds = itertools.tee(inputs(), 2 if compiled_ref is not None else 1)
-    streams = [predict(compiled, feeds[0])]
+    streams = [predict(compiled, feeds[0], what="the model")]
     if compiled_ref is not None:
-        streams.append(predict(compiled_ref, feeds[1]))
+        streams.append(predict(compiled_ref, feeds[1], what="the reference model"))
     preds: list[list[np.ndarray]] = [[] for _ in streams]
     for outs in zip(*streams):  # in lockstep, so tee buffers only the requests in flight
         for acc, out in zip(preds, outs):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -46,13 +47,35 @@ class ImageFolder:
         return [(path, c) for c, paths in enumerate(self.files) for path in paths]
 
 
-def load_image(path: str) -> np.ndarray:
-    """An image file as RGB float32 [3, H, W] in [0, 1]."""
+def load_image(path: str | os.PathLike[str]) -> np.ndarray:
+    """An image file as RGB float32 [3, H, W] in [0, 1], whatever its mode (8/16-bit, grey, palette, float)."""
     from PIL import Image
 
     try:
         with Image.open(path) as im:
-            arr = np.asarray(im.convert("RGB"), dtype=np.float32)
+            im.load()
+            arr = _rgb01(im)
+    except SynthcalibError:
+        raise
     except Exception as exc:
         raise SynthcalibError(f"cannot read image '{path}': {exc}") from None
-    return arr.transpose(2, 0, 1) * np.float32(1 / 255)
+    if not np.isfinite(arr).all():
+        raise SynthcalibError(f"image '{path}' contains NaN or inf values")
+    return np.ascontiguousarray(arr.transpose(2, 0, 1))
+
+
+def _rgb01(im: Any) -> np.ndarray:
+    """[H, W, 3] float32 in [0, 1]. ``convert("RGB")`` clips 16-bit and float modes to 255, hence
+    the modes with wider values are scaled here first."""
+    mode = im.mode
+    if mode.startswith("I;16") or mode in ("I", "F"):
+        x = np.asarray(im, dtype=np.float32)
+        if mode == "F":
+            top = float(x.max()) if x.size else 1.0
+            # float images carry no declared range: [0, 1], 8-bit or 16-bit values, by their maximum
+            scale = 1.0 if top <= 1.0 else 255.0 if top <= 255.0 else 65535.0
+        else:
+            scale = 65535.0
+        grey = np.clip(x / np.float32(scale), 0.0, 1.0)
+        return np.repeat(grey[:, :, None], 3, axis=2)
+    return np.asarray(im.convert("RGB"), dtype=np.float32) * np.float32(1 / 255)

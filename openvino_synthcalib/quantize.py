@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import math
 import os
 import time
 from pathlib import Path
 from typing import Any
 
 from . import models
+from .classifier import classifier_classes
 from .defaults import DEFAULTS
 from .errors import SynthcalibError
+from .files import created_dirs, same_file, save_ir
 from .sources.base import parse_spec
 from .transforms import TRANSFORM_KEYS
 
@@ -20,6 +24,7 @@ DATASET_KEYS = ("source", "num_samples", "seed", "classes", "class_weights", "ba
 ACCURACY_KEYS = ("max_drop", "metric", "source", "num_samples", "seed", "drop_type", "max_num_iterations")
 CONFIG_KEYS = ("model", "output", "dataset", "preprocessing", "accuracy_control", "allow_class_mismatch", *NNCF_KEYS)
 METRICS = ("agreement", "labels")
+DROP_TYPES = ("absolute", "relative")
 
 
 def _nncf_options(options: dict[str, Any], where: str) -> dict[str, Any]:
@@ -36,9 +41,7 @@ def _nncf_options(options: dict[str, Any], where: str) -> dict[str, Any]:
             except ValueError:
                 raise SynthcalibError(f"{where}preset: expected performance or mixed, got {value!r}") from None
         elif key == "subset_size":
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise SynthcalibError(f"{where}subset_size: expected a positive integer, got {value!r}")
-            out[key] = value
+            out[key] = _integer(value, f"{where}subset_size", 1)
         elif key == "fast_bias_correction":
             if not isinstance(value, bool):
                 raise SynthcalibError(f"{where}fast_bias_correction: expected true or false, got {value!r}")
@@ -65,13 +68,52 @@ def _nncf_options(options: dict[str, Any], where: str) -> dict[str, Any]:
     return out
 
 
-def _check_classes(src: Any, model_classes: int | None, what: str) -> None:
-    """A class-conditional source must have the classifier's class count."""
-    if src.conditional and model_classes is not None and src.num_classes != model_classes:
-        raise SynthcalibError(
-            f"{what} '{src.spec}' has {src.num_classes} classes but the model outputs {model_classes}: "
-            "use a source for this model's classes, or pass --allow-class-mismatch"
-        )
+def _integer(value: Any, name: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise SynthcalibError(f"{name}: expected an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def check_accuracy_control(options: dict[str, Any], where: str = "accuracy_control") -> dict[str, Any]:
+    """Validate accuracy-control options (every key named in its error); returns them with defaults."""
+    if not isinstance(options, dict):
+        raise SynthcalibError(f"{where}: expected a mapping of {', '.join(ACCURACY_KEYS)}, got {options!r}")
+    unknown = sorted(set(options) - set(ACCURACY_KEYS))
+    if unknown:
+        raise SynthcalibError(f"{where}: unknown key(s) {', '.join(unknown)}; expected {', '.join(ACCURACY_KEYS)}")
+    out = {"max_drop": 0.01, "metric": "agreement", **options}
+    drop = out["max_drop"]
+    if isinstance(drop, bool) or not isinstance(drop, (int, float)) or not math.isfinite(drop) or not 0 <= drop <= 1:
+        raise SynthcalibError(f"{where}.max_drop: expected a number in [0, 1] (e.g. 0.01 = 1%), got {drop!r}")
+    out["max_drop"] = float(drop)
+    if out["metric"] not in METRICS:
+        raise SynthcalibError(f"{where}.metric: expected one of {', '.join(METRICS)}, got {out['metric']!r}")
+    if "drop_type" in out and str(out["drop_type"]).lower() not in DROP_TYPES:
+        raise SynthcalibError(f"{where}.drop_type: expected absolute or relative, got {out['drop_type']!r}")
+    for key, minimum in (("num_samples", 1), ("seed", 0), ("max_num_iterations", 1)):
+        if key in out and out[key] is not None:
+            _integer(out[key], f"{where}.{key}", minimum)
+    if "source" in out and not isinstance(out["source"], str):
+        raise SynthcalibError(f"{where}.source: expected a source spec string, got {out['source']!r}")
+    return out
+
+
+def check_output(output: str | os.PathLike[str], model_path: Path | None) -> Path:
+    """An output .xml path that is not the input model (nor shares its weights file)."""
+    out = Path(output)
+    if out.suffix.lower() != ".xml":
+        raise SynthcalibError(f"--out '{out}': expected a path ending in .xml")
+    if out.is_dir():
+        raise SynthcalibError(f"--out '{out}' is a folder: expected an .xml file path")
+    if model_path is not None:
+        inputs = [model_path] + ([model_path.with_suffix(".bin")] if model_path.suffix.lower() == ".xml" else [])
+        for produced in (out, out.with_suffix(".bin")):
+            for given in inputs:
+                if same_file(produced, given):
+                    raise SynthcalibError(
+                        f"--out '{out}' would overwrite the input model '{model_path}': choose another output path"
+                    )
+    return out
 
 
 def quantize(
@@ -96,131 +138,141 @@ def quantize(
     ``accuracy_control`` (``{"max_drop": 0.01, "metric": "agreement" | "labels"}``) switches to
     ``nncf.quantize_with_accuracy_control`` with a synthetic labelled validation set, drawn from
     ``source`` with another seed, or from ``accuracy_control["source"]`` when given.
-    Returns a report: time, samples per class, model sizes.
+    Returns a report: time, samples per class, model sizes. The output is written atomically
+    (an existing file is replaced only by a complete new model) and never over the input.
     """
-    import nncf
-    import openvino as ov
-
-    from .dataset import Dataset
-    from .stream import make_stream
-
     model_path = None
     if not hasattr(model, "inputs"):
         model_path = Path(model)
         model = models.read_model(model, "model")
-    out_path = None
-    if output is not None:
-        out_path = Path(output)
-        if out_path.suffix.lower() != ".xml":
-            raise SynthcalibError(f"--out '{out_path}': expected a path ending in .xml")
-        from .imageio import ensure_dir
-
-        ensure_dir(out_path.parent or Path("."), "--out folder")
+    out_path = check_output(output, model_path) if output is not None else None
     nncf_kwargs = _nncf_options(dict(nncf_options or {}), "")
-    stream = make_stream(
-        source,
-        num_samples,
-        model=model,
-        transform=transform,
-        seed=seed,
-        classes=classes,
-        class_weights=class_weights,
-        device=device,
-        batch_size=batch_size,
-        precision=precision,
-    )
-    model_classes = models.classifier_classes(model)
-    src = stream.source
-    if not allow_class_mismatch:
-        _check_classes(src, model_classes, "source")
-    calibration = Dataset(stream)
-    nncf_kwargs.setdefault("subset_size", len(calibration))
-    started = time.perf_counter()
-    if accuracy_control:
-        unknown = set(accuracy_control) - set(ACCURACY_KEYS)
-        if unknown:
-            raise SynthcalibError(
-                f"accuracy_control: unknown key(s) {sorted(unknown)}; expected {', '.join(ACCURACY_KEYS)}"
-            )
-        metric = accuracy_control.get("metric", "agreement")
-        if metric not in METRICS:
-            raise SynthcalibError(f"accuracy_control.metric: expected one of {', '.join(METRICS)}, got {metric!r}")
-        # The validation set may come from another source than calibration (say, real or noise
-        # calibration judged on a generator's labelled stream); by default it is the same source.
-        validation_stream = make_stream(
-            accuracy_control.get("source", src),
-            int(accuracy_control.get("num_samples", num_samples)),
-            model=model,
-            transform=stream.transform,
-            seed=int(accuracy_control.get("seed", seed + 1)),
+    accuracy = check_accuracy_control(accuracy_control) if accuracy_control else None
+    with contextlib.ExitStack() as stack:
+        if out_path is not None:
+            stack.enter_context(created_dirs(out_path.parent, "--out folder"))
+        report = _quantize(
+            model,
+            source,
+            stack,
+            num_samples=num_samples,
+            seed=seed,
+            transform=transform,
             classes=classes,
             class_weights=class_weights,
             device=device,
             batch_size=batch_size,
             precision=precision,
+            accuracy=accuracy,
+            allow_class_mismatch=allow_class_mismatch,
+            nncf_kwargs=nncf_kwargs,
+        )
+        report["model"] = str(model_path) if model_path else None
+        report["fp32_bytes"] = models.file_size(model_path) if model_path else None
+        if out_path is not None:
+            save_ir(report["quantized_model"], out_path)
+            report["output"] = str(out_path)
+            report["int8_bytes"] = models.file_size(out_path)
+    return report
+
+
+def _quantize(
+    model: Any,
+    source: Any,
+    stack: contextlib.ExitStack,
+    *,
+    num_samples: int,
+    seed: int,
+    transform: Any,
+    classes: Any,
+    class_weights: Any,
+    device: str,
+    batch_size: int,
+    precision: str | None,
+    accuracy: dict[str, Any] | None,
+    allow_class_mismatch: bool,
+    nncf_kwargs: dict[str, Any],
+) -> dict[str, Any]:
+    """The NNCF call; every stream it opens is closed by ``stack`` whatever happens."""
+    import nncf
+
+    from .dataset import Dataset
+    from .stream import make_stream
+
+    stream_options = {
+        "model": model,
+        "classes": classes,
+        "class_weights": class_weights,
+        "device": device,
+        "batch_size": batch_size,
+        "precision": precision,
+    }
+    stream = stack.enter_context(make_stream(source, num_samples, transform=transform, seed=seed, **stream_options))
+    model_classes = classifier_classes(model)
+    src = stream.source
+    if not allow_class_mismatch:
+        src.check_classes(model_classes, "source")
+    calibration = Dataset(stream)
+    nncf_kwargs.setdefault("subset_size", len(calibration))
+    started = time.perf_counter()
+    if accuracy:
+        # The validation set may come from another source than calibration (say, real or noise
+        # calibration judged on a generator's labelled stream); by default it is the same source.
+        validation_stream = stack.enter_context(
+            make_stream(
+                accuracy.get("source", src),
+                int(accuracy.get("num_samples", num_samples)),
+                transform=stream.transform,
+                seed=int(accuracy.get("seed", seed + 1)),
+                **stream_options,
+            )
         )
         val_src = validation_stream.source
+        metric = accuracy["metric"]
         if metric == "labels" and not val_src.conditional:
             raise SynthcalibError(
                 f"accuracy_control.metric 'labels' needs a class-conditional source, not '{val_src.spec}'"
             )
         if val_src is not src and not allow_class_mismatch:
-            _check_classes(val_src, model_classes, "accuracy_control.source")
+            val_src.check_classes(model_classes, "accuracy_control.source")
         from .validation import top1_agreement, top1_vs_labels
 
         validation = Dataset(validation_stream, with_labels=True)
         fn = top1_agreement(model, device=device) if metric == "agreement" else top1_vs_labels
         extra: dict[str, Any] = {}
-        if "max_num_iterations" in accuracy_control:
+        if "max_num_iterations" in accuracy:
             from nncf.quantization.advanced_parameters import AdvancedAccuracyRestorerParameters
 
             extra["advanced_accuracy_restorer_parameters"] = AdvancedAccuracyRestorerParameters(
-                max_num_iterations=int(accuracy_control["max_num_iterations"])
+                max_num_iterations=int(accuracy["max_num_iterations"])
             )
-        if "drop_type" in accuracy_control:
-            extra["drop_type"] = nncf.DropType(accuracy_control["drop_type"])
+        if "drop_type" in accuracy:
+            extra["drop_type"] = nncf.DropType(str(accuracy["drop_type"]).lower())
         quantized = nncf.quantize_with_accuracy_control(
-            model,
-            calibration,
-            validation,
-            fn,
-            max_drop=float(accuracy_control.get("max_drop", 0.01)),
-            **extra,
-            **nncf_kwargs,
+            model, calibration, validation, fn, max_drop=accuracy["max_drop"], **extra, **nncf_kwargs
         )
-        if val_src is not src:
-            val_src.close()
     else:
         quantized = nncf.quantize(model, calibration, **nncf_kwargs)
-    elapsed = time.perf_counter() - started
-    report: dict[str, Any] = {
-        "model": str(model_path) if model_path else None,
+    return {
         "source": src.spec,
         "num_samples": len(stream),
         "seed": stream.seed,
         "samples_per_class": stream.describe()["samples_per_class"],
-        "quantize_seconds": round(elapsed, 2),
-        "fp32_bytes": models.file_size(model_path) if model_path else None,
+        "quantize_seconds": round(time.perf_counter() - started, 2),
+        "quantized_model": quantized,
     }
-    if out_path is not None:
-        ov.save_model(quantized, str(out_path), compress_to_fp16=False)
-        report["output"] = str(out_path)
-        report["int8_bytes"] = models.file_size(out_path)
-    report["quantized_model"] = quantized
-    src.close()
-    return report
 
 
 def load_config(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read and check a YAML/JSON quantization config.
+    """Read and check a YAML/JSON quantization config; every key is checked for its type.
 
     Relative paths are relative to the current directory, as in POT configs.
     """
     p = Path(path)
     if not p.is_file():
         raise SynthcalibError(f"--config '{p}' does not exist")
-    text = p.read_text()
     try:
+        text = p.read_text(encoding="utf-8")
         if p.suffix.lower() == ".json":
             data = json.loads(text)
         else:
@@ -231,36 +283,60 @@ def load_config(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise SynthcalibError(
             f"--config '{p}' is not valid {p.suffix.lstrip('.').upper() or 'YAML'}: {exc}".splitlines()[0]
         ) from None
+    where = f"--config '{p}': "
     if not isinstance(data, dict):
-        raise SynthcalibError(f"--config '{p}': expected a mapping of keys ({', '.join(CONFIG_KEYS)})")
+        raise SynthcalibError(f"{where}expected a mapping of keys ({', '.join(CONFIG_KEYS)})")
     unknown = sorted(set(data) - set(CONFIG_KEYS))
     if unknown:
-        raise SynthcalibError(f"--config '{p}': unknown key(s) {', '.join(unknown)}; expected {', '.join(CONFIG_KEYS)}")
+        raise SynthcalibError(f"{where}unknown key(s) {', '.join(unknown)}; expected {', '.join(CONFIG_KEYS)}")
     for key in ("model", "output"):
         if key in data and data[key] is not None and not isinstance(data[key], str):
-            raise SynthcalibError(f"--config '{p}': {key} must be a path string")
+            raise SynthcalibError(f"{where}{key} must be a path string")
+    if "allow_class_mismatch" in data and not isinstance(data["allow_class_mismatch"], bool):
+        raise SynthcalibError(f"{where}allow_class_mismatch: expected true or false")
     dataset = data.get("dataset")
     if dataset is None:
-        raise SynthcalibError(f"--config '{p}': missing key 'dataset' (a source spec such as generator:PATH)")
+        raise SynthcalibError(f"{where}missing key 'dataset' (a source spec such as generator:PATH)")
     if isinstance(dataset, str):
         dataset = {"source": dataset}
     if not isinstance(dataset, dict) or "source" not in dataset:
-        raise SynthcalibError(f"--config '{p}': dataset must be a source spec or a mapping with 'source'")
+        raise SynthcalibError(f"{where}dataset must be a source spec or a mapping with 'source'")
     unknown = sorted(set(dataset) - set(DATASET_KEYS))
     if unknown:
-        raise SynthcalibError(
-            f"--config '{p}': unknown dataset key(s) {', '.join(unknown)}; expected {', '.join(DATASET_KEYS)}"
-        )
-    parse_spec(dataset["source"])
+        raise SynthcalibError(f"{where}unknown dataset key(s) {', '.join(unknown)}; expected {', '.join(DATASET_KEYS)}")
+    _check_dataset(dataset, where)
     data["dataset"] = dataset
     pre = data.get("preprocessing") or {}
     if not isinstance(pre, dict):
-        raise SynthcalibError(f"--config '{p}': preprocessing must be a mapping")
+        raise SynthcalibError(f"{where}preprocessing must be a mapping")
     unknown = sorted(set(pre) - set(TRANSFORM_KEYS))
     if unknown:
         raise SynthcalibError(
-            f"--config '{p}': unknown preprocessing key(s) {', '.join(unknown)}; expected {', '.join(TRANSFORM_KEYS)}"
+            f"{where}unknown preprocessing key(s) {', '.join(unknown)}; expected {', '.join(TRANSFORM_KEYS)}"
         )
     data["preprocessing"] = pre
-    _nncf_options({k: data[k] for k in NNCF_KEYS if k in data}, f"--config '{p}': ")
+    if data.get("accuracy_control") is not None:
+        try:
+            data["accuracy_control"] = check_accuracy_control(data["accuracy_control"])
+        except SynthcalibError as exc:
+            raise SynthcalibError(f"{where}{exc}") from None
+    _nncf_options({k: data[k] for k in NNCF_KEYS if k in data}, where)
     return data
+
+
+def _check_dataset(dataset: dict[str, Any], where: str) -> None:
+    parse_spec(dataset["source"])
+    for key, minimum in (("num_samples", 1), ("seed", 0), ("batch_size", 1)):
+        if dataset.get(key) is not None:
+            _integer(dataset[key], f"{where}dataset.{key}", minimum)
+    if dataset.get("device") is not None and not isinstance(dataset["device"], str):
+        raise SynthcalibError(f"{where}dataset.device: expected a device name such as CPU, got {dataset['device']!r}")
+    if dataset.get("precision") is not None:
+        try:
+            models.precision_config(dataset["precision"])
+        except SynthcalibError as exc:
+            raise SynthcalibError(f"{where}dataset.{exc}") from None
+    for key in ("classes", "class_weights"):
+        value = dataset.get(key)
+        if value is not None and not isinstance(value, (list, str, int)):
+            raise SynthcalibError(f"{where}dataset.{key}: expected a list, got {value!r}")

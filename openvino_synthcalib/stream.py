@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import queue
+import threading
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -10,38 +12,76 @@ import numpy as np
 
 from .defaults import DEFAULTS
 from .errors import SynthcalibError
-from .schedule import ClassSchedule
+from .schedule import ClassSchedule, resolve_classes
 from .sources.base import Source, SourceContext
-from .transforms import Transform
+from .transforms import Transform, as_transform
 
 _CACHED_BLOCKS = 4
+_END = object()
 
 
-def resolve_classes(source: Source, classes: Sequence[int | str] | None) -> list[int] | None:
-    """Class indices from indices or names (names are matched against the source's classes)."""
-    if classes is None:
-        return None
-    if isinstance(classes, (str, int)):
-        classes = [classes]
-    names = list(source.names)
-    out = []
-    for c in classes:
-        if isinstance(c, str) and not c.strip().lstrip("-").isdigit():
-            if c not in names:
-                raise SynthcalibError(f"classes: unknown class name {c!r}; the source has {', '.join(names)}")
-            out.append(names.index(c))
-        else:
-            out.append(int(c))
-    return out
+class _Failed:
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+
+def prefetched(items: Iterator[Any], depth: int) -> Iterator[Any]:
+    """Iterate ``items`` in a background thread, up to ``depth`` ahead of the consumer.
+
+    Order and values are unchanged; an exception in the producer is raised in the consumer;
+    a consumer that stops early stops the producer (which closes ``items`` in its own thread).
+    """
+    q: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(value: Any) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(value, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put(item):
+                    return
+            put(_END)
+        except BaseException as exc:  # handed to the consumer, raised there
+            put(_Failed(exc))
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()
+
+    worker = threading.Thread(target=produce, name="synthcalib-prefetch", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item = q.get()
+            if item is _END:
+                return
+            if isinstance(item, _Failed):
+                raise item.exc
+            yield item
+    finally:
+        stop.set()
+        worker.join()
 
 
 class SyntheticStream:
     """``num_samples`` items; item ``i`` is ``(model_input [C, H, W], class label)``.
 
     Item ``i`` is a pure function of ``(seed, i)``: its class comes from a class-balanced
-    schedule, its image from the source. Iteration generates ``batch_size`` items at a time
-    (pipelined by the source), so memory does not grow with ``num_samples``; indexing
-    generates the aligned block around ``i`` and keeps a few blocks cached.
+    schedule (see :class:`~openvino_synthcalib.schedule.ClassSchedule`), its image from the
+    source. Iteration generates ``batch_size`` items at a time, ``prefetch`` batches ahead of the
+    consumer in a background thread, so memory does not grow with ``num_samples``; indexing
+    generates the aligned block around ``i`` and keeps a few blocks cached. Every batch is
+    checked for NaN/inf, before and after preprocessing.
+
+    A stream built from a spec owns its source: :meth:`close` (or ``with``) releases it.
     """
 
     def __init__(
@@ -50,51 +90,91 @@ class SyntheticStream:
         num_samples: int = DEFAULTS["num_samples"],
         *,
         seed: int = DEFAULTS["seed"],
-        transform: Transform | None = None,
+        transform: Any = None,
         classes: Sequence[int | str] | None = None,
         class_weights: Sequence[float] | None = None,
         context: SourceContext | None = None,
+        prefetch: int = DEFAULTS["prefetch"],
     ) -> None:
         from .plugins import resolve_source
 
         if isinstance(num_samples, bool) or not isinstance(num_samples, (int, np.integer)) or num_samples <= 0:
             raise SynthcalibError(f"num_samples: expected a positive integer, got {num_samples!r}")
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**63:
             raise SynthcalibError(f"seed: expected a non-negative integer, got {seed!r}")
+        if isinstance(prefetch, bool) or not isinstance(prefetch, int) or prefetch < 0:
+            raise SynthcalibError(f"prefetch: expected a non-negative number of batches, got {prefetch!r}")
+        self._owns_source = not isinstance(source, Source)
         self.source = resolve_source(source, context)
-        self.num_samples = int(num_samples)
-        self.seed = int(seed)
-        self.transform = transform
-        self.schedule = ClassSchedule(
-            self.source.num_classes, self.num_samples, resolve_classes(self.source, classes), class_weights
-        )
+        try:
+            self.num_samples = int(num_samples)
+            self.seed = int(seed)
+            self.transform = as_transform(transform)
+            self.prefetch = prefetch
+            self.schedule = ClassSchedule(
+                self.source.num_classes,
+                self.num_samples,
+                resolve_classes(self.source.names, classes),
+                class_weights,
+                seed=self.seed,
+            )
+        except BaseException:
+            self.close()
+            raise
         self.block = self.source.batch_size
         self._blocks: OrderedDict[int, tuple[np.ndarray, np.ndarray]] = OrderedDict()
 
     @property
     def target_size(self) -> tuple[int, int] | None:
-        return self.transform.size if self.transform is not None else None
+        return getattr(self.transform, "size", None)
 
     def __len__(self) -> int:
         return self.num_samples
 
-    def labels(self) -> np.ndarray:
-        return self.schedule.labels(np.arange(self.num_samples))
+    def labels(self, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """The class of items ``start..stop`` (all by default)."""
+        stop = self.num_samples if stop is None else min(stop, self.num_samples)
+        return self.schedule.labels(np.arange(start, stop, dtype=np.int64))
 
     def _prepare(self, images: np.ndarray) -> np.ndarray:
         return self.transform(images) if self.transform is not None else np.ascontiguousarray(images, np.float32)
 
+    def _generate(self, start: int, stop: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        step = max(self.block, 1)
+        for chunk in range(start, stop, 64 * step):  # class schedule per chunk: flat in the stream length
+            indices = np.arange(chunk, min(stop, chunk + 64 * step), dtype=np.int64)
+            labels, occurrences = self.schedule.labels_and_occurrences(indices)
+            pos = 0
+            for images in self.source.iter_images(indices, labels, self.seed, self.target_size, occurrences):
+                n = len(images)
+                first = int(indices[pos])
+                if not np.isfinite(images).all():
+                    raise SynthcalibError(
+                        f"source '{self.source.spec}' produced NaN or inf pixels (items {first}..{first + n - 1}): "
+                        "the source is broken or its output_range is wrong"
+                    )
+                x = self._prepare(images)
+                if not np.isfinite(x).all():
+                    raise SynthcalibError(
+                        f"preprocessing {self._describe_transform()} turned items {first}..{first + n - 1} of "
+                        f"'{self.source.spec}' into NaN or inf values: check mean, std and input_range"
+                    )
+                yield x, labels[pos : pos + n]
+                pos += n
+
+    def _describe_transform(self) -> str:
+        if isinstance(self.transform, Transform):
+            d = self.transform.describe()
+            return f"(mean={d['mean']}, std={d['std']}, input_range={d['input_range']}, dtype={d['dtype']})"
+        return repr(self.transform)
+
     def batches(self, start: int = 0, stop: int | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """``(inputs [n, ...], labels [n])`` for items ``start..stop``, ``batch_size`` at a time."""
         stop = self.num_samples if stop is None else min(stop, self.num_samples)
-        indices = np.arange(start, stop, dtype=np.int64)
-        labels = self.schedule.labels(indices)
-        occurrences = self.schedule.occurrences(indices)
-        pos = 0
-        for images in self.source.iter_images(indices, labels, self.seed, self.target_size, occurrences):
-            n = len(images)
-            yield self._prepare(images), labels[pos : pos + n]
-            pos += n
+        items = self._generate(start, stop)
+        if self.prefetch <= 0:
+            return items
+        return prefetched(items, self.prefetch)
 
     def __iter__(self) -> Iterator[tuple[np.ndarray, int]]:
         for inputs, labels in self.batches():
@@ -112,7 +192,7 @@ class SyntheticStream:
         block = i // self.block
         if block not in self._blocks:
             start = block * self.block
-            inputs, labels = zip(*self.batches(start, start + self.block))
+            inputs, labels = zip(*self._generate(start, min(start + self.block, self.num_samples)))
             self._blocks[block] = (np.concatenate(inputs), np.concatenate(labels))
             while len(self._blocks) > _CACHED_BLOCKS:
                 self._blocks.popitem(last=False)
@@ -125,28 +205,20 @@ class SyntheticStream:
             "num_samples": self.num_samples,
             "seed": self.seed,
             "samples_per_class": {name: int(n) for name, n in zip(self.source.names, self.schedule.counts()) if n},
-            "transform": self.transform.describe() if self.transform else None,
+            "transform": self.transform.describe() if isinstance(self.transform, Transform) else None,
         }
 
+    def close(self) -> None:
+        """Release the source if this stream made it from a spec (idempotent)."""
+        self._blocks = OrderedDict()
+        if self._owns_source:
+            self.source.close()
 
-def as_transform(transform: Any, model: Any = None) -> Transform | None:
-    """A Transform from a Transform, a preset name, a dict of options, or None (model-derived)."""
-    if isinstance(transform, Transform):
-        return transform
-    if transform is not None and callable(transform) and not isinstance(transform, (str, dict)):
-        return transform  # any callable mapping canonical [n, 3, H, W] batches to model inputs
-    options: dict[str, Any] = {}
-    if isinstance(transform, str):
-        options["preset"] = transform
-    elif isinstance(transform, dict):
-        options.update(transform)
-    elif transform is not None:
-        raise SynthcalibError(
-            f"transform: expected a Transform, preset name, dict of options or callable, got {type(transform).__name__}"
-        )
-    if model is not None:
-        return Transform.for_model(model, **options)
-    return Transform.from_options(**options) if options else None
+    def __enter__(self) -> SyntheticStream:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
 
 
 def make_stream(
@@ -162,22 +234,39 @@ def make_stream(
     batch_size: int = DEFAULTS["batch_size"],
     num_requests: int = DEFAULTS["num_requests"],
     precision: str | None = DEFAULTS["precision"],
+    prefetch: int = DEFAULTS["prefetch"],
 ) -> SyntheticStream:
     """A stream for a target ``model`` (path or ``openvino.Model``): its input size, layout and
-    class count are read from it; ``transform`` adds the normalisation (e.g. ``"cifar10"``)."""
+    class count are read from it; ``transform`` adds the normalisation (e.g. ``"cifar10"``).
+    Items that would not fit the model's input are refused here, before any generation."""
     from . import models
+    from .classifier import check_item_shape, classifier_classes
 
     if model is not None and not hasattr(model, "inputs"):
         model = models.read_model(model, "model")
     tf = as_transform(transform, model)
     context = SourceContext(
-        num_classes=models.classifier_classes(model) if model is not None else None,
-        image_size=getattr(tf, "size", None),
+        num_classes=classifier_classes(model) if model is not None else None,
         device=device,
         batch_size=batch_size,
         num_requests=num_requests,
         precision=precision,
     )
-    return SyntheticStream(
-        source, num_samples, seed=seed, transform=tf, classes=classes, class_weights=class_weights, context=context
+    stream = SyntheticStream(
+        source,
+        num_samples,
+        seed=seed,
+        transform=tf,
+        classes=classes,
+        class_weights=class_weights,
+        context=context,
+        prefetch=prefetch,
     )
+    if model is not None and isinstance(tf, Transform):
+        try:
+            shape = tf.output_shape(stream.source.output_size(tf.size))
+            check_item_shape(model, shape, tf.dtype, f"layout {tf.layout}, dtype {tf.dtype}")
+        except BaseException:
+            stream.close()
+            raise
+    return stream

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -48,6 +49,8 @@ def _floats(value: Any, name: str, length: int | None = None) -> tuple[float, ..
         out = tuple(float(v) for v in (value if isinstance(value, Sequence) else [value]))
     except (TypeError, ValueError):
         raise SynthcalibError(f"{name}: expected numbers, got {value!r}") from None
+    if not all(math.isfinite(v) for v in out):
+        raise SynthcalibError(f"{name}: expected finite numbers, got {list(out)}")
     if length is not None and len(out) not in (1, length):
         raise SynthcalibError(f"{name}: expected 1 or {length} numbers, got {len(out)}")
     return out
@@ -73,21 +76,23 @@ class Transform:
 
     def __post_init__(self) -> None:
         if self.size is not None:
-            size = tuple(int(s) for s in self.size)
-            if len(size) != 2 or min(size) <= 0:
-                raise SynthcalibError(f"size: expected [H, W] of positive integers, got {self.size!r}")
-            object.__setattr__(self, "size", size)
+            from .sources.base import parse_size
+
+            object.__setattr__(self, "size", parse_size(self.size, "size"))
         rng = _floats(self.input_range, "input_range")
         if rng is None or len(rng) != 2 or not rng[0] < rng[1]:
             raise SynthcalibError(f"input_range: expected [low, high] with low < high, got {self.input_range!r}")
         object.__setattr__(self, "input_range", rng)
-        if self.channels not in (1, 3):
+        if isinstance(self.channels, bool) or self.channels not in (1, 3):
             raise SynthcalibError(f"channels: expected 1 or 3, got {self.channels!r}")
         object.__setattr__(self, "mean", _floats(self.mean, "mean", self.channels))
         std = _floats(self.std, "std", self.channels)
         if std is not None and any(s <= 0 for s in std):
             raise SynthcalibError(f"std: expected positive numbers, got {list(std)}")
         object.__setattr__(self, "std", std)
+        for key in ("channel_order", "layout", "dtype"):
+            if not isinstance(getattr(self, key), str):
+                raise SynthcalibError(f"{key}: expected a string, got {getattr(self, key)!r}")
         if self.channel_order.upper() not in CHANNEL_ORDERS:
             raise SynthcalibError(f"channel_order: expected RGB or BGR, got {self.channel_order!r}")
         object.__setattr__(self, "channel_order", self.channel_order.upper())
@@ -117,13 +122,45 @@ class Transform:
 
     @classmethod
     def for_model(cls, model: Any, preset: str | None = None, **options: Any) -> Transform:
-        """Read size, layout, channels and dtype from a model's first input, then apply options."""
-        from .models import describe_input
+        """Read size, layout, channels and dtype from a model's input, then apply options.
+
+        A layout, size or channel count given in ``options`` must agree with the model's input.
+        A model with an integer input and no stated ``input_range`` (nor a preset) gets pixels
+        in [0, 255] for uint8; for other integer types the range must be stated.
+        """
+        from .classifier import describe_input
 
         read = describe_input(model)
+        for key in ("layout", "channels", "size"):
+            given = options.get(key)
+            if given is None or key not in read:
+                continue
+            if key == "size":
+                from .sources.base import parse_size
+
+                given = parse_size(given, "size")
+            elif key == "layout":
+                given = str(given).upper()
+            if given != read[key]:
+                flag = "--layout" if key == "layout" else key
+                raise SynthcalibError(
+                    f"{flag} {options[key]!r}: the model's input is {read['layout']} with "
+                    f"{read['channels']} channels{' at ' + 'x'.join(map(str, read['size'])) if 'size' in read else ''}"
+                )
         merged = {k: v for k, v in read.items() if options.get(k) is None}
         merged.update({k: v for k, v in options.items() if v is not None})
+        if read["dtype"] in ("uint8", "int8") and preset is None and options.get("input_range") is None:
+            if read["dtype"] == "int8":
+                raise SynthcalibError(
+                    "the model's input is int8: state its value range with --input-range (or a --preset)"
+                )
+            merged["input_range"] = (0.0, 255.0)
         return cls.from_options(preset, **merged)
+
+    def output_shape(self, size: tuple[int, int]) -> tuple[int, int, int]:
+        """Shape of one transformed item for source images of ``size`` (H, W)."""
+        h, w = self.size or size
+        return (self.channels, h, w) if self.layout == "NCHW" else (h, w, self.channels)
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
         x = np.asarray(images, dtype=np.float32)
@@ -158,3 +195,26 @@ class Transform:
             "dtype": self.dtype,
             "channels": self.channels,
         }
+
+
+def as_transform(transform: Any, model: Any = None) -> Any:
+    """A Transform from a Transform, a preset name, a dict of options, or None (model-derived).
+
+    Any other callable mapping canonical [n, 3, H, W] batches to model inputs is returned as is.
+    """
+    if isinstance(transform, Transform):
+        return transform
+    if transform is not None and callable(transform) and not isinstance(transform, (str, dict)):
+        return transform
+    options: dict[str, Any] = {}
+    if isinstance(transform, str):
+        options["preset"] = transform
+    elif isinstance(transform, dict):
+        options.update(transform)
+    elif transform is not None:
+        raise SynthcalibError(
+            f"transform: expected a Transform, preset name, dict of options or callable, got {type(transform).__name__}"
+        )
+    if model is not None:
+        return Transform.for_model(model, **options)
+    return Transform.from_options(**options) if options else None

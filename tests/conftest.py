@@ -36,6 +36,7 @@ def assets(tmp_path_factory):
         "generator_onehot": make_generator(root / "gen_onehot.xml", onehot=True),
         "classifier": make_classifier(root / "cls.xml"),
         "classifier_nhwc": make_classifier(root / "cls_nhwc.xml", nhwc=True),
-        "images": make_image_folder(root / "images"),
+        # folder names sort in the classifier's class order (red, green, blue, gray)
+        "images": make_image_folder(root / "images", classes=("0_red", "1_green", "2_blue", "3_gray")),
         "root": root,
     }

@@ -48,7 +48,9 @@ def test_quantize_evaluate_info(assets, tmp_path, capsys):
     )
     assert code == 0, err
     result = json.loads(text)
-    assert result["images"] == 24 and 0 <= result["top1"] <= 1 and result["agreement"] > 0.8
+    # the tiny classifier reads the tint: FP32 gets all 24 right, INT8 (calibrated on generator images) too
+    assert result["images"] == 24 and result["reference_top1"] == 1.0
+    assert result["top1"] >= 0.95 and result["agreement"] >= 0.95
     code, text, _ = run(capsys, "info", assets["generator"])
     assert code == 0 and "generator" in text and "z_dim: 8" in text
     code, text, _ = run(capsys, "info", assets["classifier"], "--json")

@@ -3,9 +3,9 @@ import openvino as ov
 import pytest
 from conftest import TEACHER
 
+from openvino_synthcalib.contract import GeneratorInfo, read_info
 from openvino_synthcalib.engine import GeneratorEngine
 from openvino_synthcalib.errors import SynthcalibError
-from openvino_synthcalib.metadata import GeneratorInfo, read_info
 
 
 def test_metadata_roundtrip(assets):

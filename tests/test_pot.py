@@ -108,7 +108,7 @@ def make_generator(path: Path, num_classes: int = NUM_CLASSES, metadata: bool = 
     image = _named(ops.tanh(ops.reshape(h, shape, False)), "image")
     model = ov.Model([image], [z, label], "tiny_generator")
     if metadata:
-        from openvino_synthcalib.metadata import GeneratorInfo, write_info
+        from openvino_synthcalib.contract import GeneratorInfo, write_info
 
         write_info(model, GeneratorInfo(z_dim=Z_DIM, num_classes=num_classes, image_size=(SIZE, SIZE)))
     ov.save_model(model, str(path))

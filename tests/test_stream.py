@@ -19,7 +19,8 @@ def test_round_robin_is_exactly_balanced():
 
 def test_subset_and_weights():
     s = ClassSchedule(10, 8, classes=[2, 5])
-    assert s.labels(np.arange(8)).tolist() == [2, 5] * 4
+    first = s.labels(np.arange(2)).tolist()
+    assert sorted(first) == [2, 5] and s.labels(np.arange(8)).tolist() == first * 4
     w = ClassSchedule(3, 400, weights=[1, 1, 2])
     assert w.counts().tolist() == [100, 100, 200]
     prefix = w.labels(np.arange(40))
@@ -27,6 +28,34 @@ def test_subset_and_weights():
     occ = w.occurrences(np.arange(400))
     for c in range(3):
         assert occ[w.labels(np.arange(400)) == c].tolist() == list(range(w.counts()[c]))
+
+
+def test_seed_permutes_class_coverage_and_keeps_prefixes_balanced():
+    """300 items of a 1000-class generator: seeds cover different classes, each prefix balanced."""
+    covered = []
+    for seed in (0, 1):
+        s = ClassSchedule(1000, 300, seed=seed)
+        labels = s.labels(np.arange(300))
+        assert len(set(labels.tolist())) == 300
+        covered.append(set(labels.tolist()))
+        long = ClassSchedule(1000, 5000, seed=seed)
+        for n in (1, 999, 1000, 1001, 2500, 5000):
+            counts = long.counts(n)
+            assert counts.max() - counts.min() <= 1 and counts.sum() == n
+    assert covered[0] != covered[1] and len(covered[0] & covered[1]) < 150
+    # the same seed gives the same order; item i depends on (seed, i) only
+    a, b = ClassSchedule(1000, 300, seed=7), ClassSchedule(1000, 10**12, seed=7)
+    assert a.labels(np.arange(300)).tolist() == b.labels(np.arange(300)).tolist()
+
+
+def test_schedule_memory_is_flat_in_the_length():
+    weighted = ClassSchedule(4, 10**15, weights=[1, 2, 3, 4], seed=1)
+    tail = np.arange(10**15 - 40, 10**15)
+    labels, occ = weighted.labels_and_occurrences(tail)
+    assert len(labels) == 40 and weighted.counts().sum() == 10**15
+    np.testing.assert_allclose(weighted.counts() / 10**15, [0.1, 0.2, 0.3, 0.4], rtol=1e-9)
+    with pytest.raises(SynthcalibError, match="num_samples"):
+        ClassSchedule(4, 10**20)
 
 
 @pytest.mark.parametrize(
@@ -37,6 +66,7 @@ def test_subset_and_weights():
         (dict(classes=[1, 1]), "distinct"),
         (dict(weights=[1, 2]), "weights"),
         (dict(weights=[-1] * 10), "non-negative"),
+        (dict(weights=[float("nan")] * 10), "non-negative"),
     ],
 )
 def test_schedule_errors(kwargs, match):
@@ -104,14 +134,16 @@ def test_stream_items_and_indexing(assets):
     )
     items = list(s)
     assert len(items) == 30 and items[0][0].shape == (3, 8, 8)
-    assert [y for _, y in items] == [i % 4 for i in range(30)]
+    order = s.schedule.order.tolist()
+    assert sorted(order) == [0, 1, 2, 3] and [y for _, y in items] == [order[i % 4] for i in range(30)]
     for i in (0, 7, 29, 13, -1):
         x, y = s[i]
         assert np.array_equal(x, items[i][0]) and y == items[i][1]
     with pytest.raises(IndexError):
         s[30]
     d = s.describe()
-    assert d["samples_per_class"] == {"red": 8, "green": 8, "blue": 7, "gray": 7}
+    names = ("red", "green", "blue", "gray")
+    assert d["samples_per_class"] == {names[c]: 8 if c in order[:2] else 7 for c in range(4)}
 
 
 def test_images_source_balanced_deterministic(assets):
@@ -120,14 +152,14 @@ def test_images_source_balanced_deterministic(assets):
     b = SyntheticStream(spec, 16, seed=1)
     xa = np.stack([x for x, _ in a])
     assert np.array_equal(xa, np.stack([x for x, _ in b]))
-    assert a.source.class_names == ("blue", "gray", "green", "red")  # sorted folder names
+    assert a.source.class_names == ("0_red", "1_green", "2_blue", "3_gray")  # sorted folder names
     assert np.bincount([y for _, y in a]).tolist() == [4, 4, 4, 4]
     c = SyntheticStream(spec, 16, seed=2)
     assert not np.array_equal(xa, np.stack([x for x, _ in c]))
     # each class walks through its files without repeats before wrapping
     per_class = [xa[i::4] for i in range(4)]
     assert all(len({p.tobytes() for p in part}) == 4 for part in per_class)
-    assert SyntheticStream(spec, 8, classes=["red"]).labels().tolist() == [3] * 8
+    assert SyntheticStream(spec, 8, classes=["2_blue"]).labels().tolist() == [2] * 8
 
 
 def test_noise_sources(assets):

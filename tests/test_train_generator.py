@@ -17,10 +17,11 @@ import pytest
 torch = pytest.importorskip("torch")
 ov = pytest.importorskip("openvino")
 
+from openvino_synthcalib.contract import read_info  # noqa: E402
 from openvino_synthcalib.errors import SynthcalibError  # noqa: E402
-from openvino_synthcalib.metadata import read_info  # noqa: E402
 from openvino_synthcalib.train_generator import options as opt_mod  # noqa: E402
 from openvino_synthcalib.train_generator.__main__ import main  # noqa: E402
+from openvino_synthcalib.train_generator.teacher_set import size as teacher_set_size  # noqa: E402
 from openvino_synthcalib.train_generator.teachers import load_teacher  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -171,7 +172,7 @@ def test_dry_run_prints_resolved_options(tmp_path, capsys):
 def test_teacher_set_is_resumable(work, capsys):
     data = work["data"]
     manifest = json.loads((data / "manifest.json").read_text())
-    assert manifest["complete"] and sum(manifest["shards"].values()) == 48
+    assert manifest["complete"] and teacher_set_size(manifest) == 48
     assert manifest["teacher"]["class_names"] == list(NAMES) and manifest["teacher"]["sha256"]
     with np.load(data / "shard_00001.npz") as f:
         before = {k: f[k].copy() for k in f.files}
@@ -495,7 +496,7 @@ def test_bad_teacher_file_missing(tmp_path, capsys):
 def test_bad_teacher_wrong_outputs(tmp_path, capsys):
     two = _export_onnx(TinyTeacher(extra_output=True).eval(), tmp_path / "two_outputs.onnx")
     code, _, err = run_cli(["sample-teacher", "--teacher", two, "--out", tmp_path / "o"], capsys)
-    _one_line_error(code, err, "two_outputs.onnx", "one output")
+    _one_line_error(code, err, "two_outputs.onnx", "expected one image output")
 
     class Flat(torch.nn.Module):
         def forward(self, z, label):
@@ -556,11 +557,11 @@ def test_bad_unwritable_output(work, tmp_path, capsys):
     blocker = tmp_path / "a_file"
     blocker.write_text("x")
     code, _, err = run_cli(["sample-teacher", "--teacher", work["teacher"], "--out", blocker / "set"], capsys)
-    _one_line_error(code, err, "--out", "not writable")
+    _one_line_error(code, err, "--out", "cannot be created")
     code, _, err = run_cli(["export", "--run", work["run"], "--out", blocker / "g.xml"], capsys)
-    _one_line_error(code, err, "--out", "not writable")
+    _one_line_error(code, err, "--out", "is not a folder")
     code, _, err = run_cli(["train", "--data", work["data"], "--runs-dir", blocker / "runs", *TINY_TRAIN], capsys)
-    _one_line_error(code, err, "--runs-dir", "not writable")
+    _one_line_error(code, err, "--runs-dir", "cannot be created")
 
 
 def test_cli_subprocess_error_has_no_traceback(tmp_path):

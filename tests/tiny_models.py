@@ -15,7 +15,7 @@ try:
 except ImportError:  # openvino 2023.x keeps the opsets under runtime
     import openvino.runtime.opset11 as ops
 
-from openvino_synthcalib.metadata import GeneratorInfo, write_info
+from openvino_synthcalib.contract import GeneratorInfo, write_info
 
 CLASS_NAMES = ("red", "green", "blue", "gray")
 
@@ -35,8 +35,12 @@ def make_generator(
     output_range: tuple[float, float] = (-1.0, 1.0),
     static_batch: int | None = None,
     class_names: tuple[str, ...] | None = CLASS_NAMES,
+    nan: bool = False,
 ) -> Path:
-    """A generator whose images depend on z and are tinted by class (class c brightens channel c % 3)."""
+    """A generator whose images depend on z and are tinted by class (class c brightens channel c % 3).
+
+    ``nan=True``: a broken generator whose pixels are all NaN (its metadata still declares a range).
+    """
     rng = np.random.default_rng(123)
     batch = static_batch if static_batch is not None else -1
     z = ops.parameter([batch, z_dim], ov.Type.f32, name="z")
@@ -53,6 +57,8 @@ def make_generator(
     act = ops.tanh(ops.add(pix, emb))
     lo, hi = output_range
     act = ops.add(ops.multiply(act, _const(np.float32((hi - lo) / 2))), _const(np.float32((hi + lo) / 2)))
+    if nan:
+        act = ops.multiply(act, _const(np.float32("nan")))
     image = ops.reshape(act, ops.constant(np.array([-1, 3, size, size], np.int64)), False)
     image.output(0).get_tensor().set_names({"image"})
     model = ov.Model([image], [z, label], "tiny_generator")
@@ -80,13 +86,21 @@ def _tint(num_classes: int, size: int) -> np.ndarray:
     return t.reshape(num_classes, -1)
 
 
-def make_classifier(path: Path, *, num_classes: int = 4, size: int = 8, nhwc: bool = False) -> Path:
-    """A conv net that mostly reads the mean colour: class = strongest channel (gray: all similar)."""
+def make_classifier(
+    path: Path, *, num_classes: int = 4, size: int = 8, nhwc: bool = False, input_type: str = "f32"
+) -> Path:
+    """A conv net whose decision reads the mean colour: class k < 3 = channel k strongest, class 3 = gray.
+
+    ``input_type="u8"``: the input takes pixels 0..255 (uint8) and the net scales them to [0, 1].
+    """
     rng = np.random.default_rng(7)
     shape = [-1, size, size, 3] if nhwc else [-1, 3, size, size]
-    x = ops.parameter(shape, ov.Type.f32, name="input")
+    x = ops.parameter(shape, {"f32": ov.Type.f32, "u8": ov.Type.u8, "i8": ov.Type.i8}[input_type], name="input")
     x.output(0).get_tensor().set_names({"input"})
     h = ops.transpose(x, ops.constant(np.array([0, 3, 1, 2], np.int64))) if nhwc else x
+    if input_type != "f32":
+        h = ops.multiply(ops.convert(h, ov.Type.f32), _const(np.float32(1 / 255)))
+    rgb = h
     w1 = rng.normal(0, 0.1, (16, 3, 3, 3)).astype(np.float32)
     for k in range(3):
         w1[k, k] += 0.3
@@ -97,25 +111,33 @@ def make_classifier(path: Path, *, num_classes: int = 4, size: int = 8, nhwc: bo
     h = ops.relu(ops.convolution(h, _const(w2), [1, 1], [1, 1], [1, 1], [1, 1]))
     h = ops.reduce_mean(h, ops.constant(np.array([2, 3], np.int64)), False)
     wf = rng.normal(0, 0.05, (16, num_classes)).astype(np.float32)
+    conv_logits = ops.multiply(ops.matmul(h, _const(wf), False, False), _const(np.float32(0.1)))
+    # the decision reads the mean colour: class k < 3 = channel k strongest, class 3 = gray (all alike)
+    colour = ops.reduce_mean(rgb, ops.constant(np.array([2, 3], np.int64)), False)
+    direct = np.zeros((3, num_classes), np.float32)
+    bias = np.full(num_classes, -1.0, np.float32)
     for k in range(min(3, num_classes)):
-        wf[k, k] += 3.0
-    logits = ops.add(ops.matmul(h, _const(wf), False, False), _const(np.linspace(0, 0.1, num_classes)))
+        direct[k, k], bias[k] = 4.0, 0.0
+    if num_classes > 3:
+        direct[:, 3], bias[3] = 4.0 / 3, 0.6
+    logits = ops.add(ops.add(ops.matmul(colour, _const(direct), False, False), _const(bias)), conv_logits)
     logits.output(0).get_tensor().set_names({"logits"})
     ov.save_model(ov.Model([logits], [x], "tiny_classifier"), str(path), compress_to_fp16=False)
     return path
 
 
 def make_image_folder(root: Path, *, per_class: int = 6, size: int = 8, classes: tuple[str, ...] = CLASS_NAMES) -> Path:
-    """root/<class>/NNNN.png: noisy images tinted like the generator's classes."""
+    """root/<class>/NNNN.png: noisy images tinted like the generator's classes (by the colour in the name)."""
     from PIL import Image
 
     rng = np.random.default_rng(5)
-    for c, name in enumerate(classes):
+    for name in classes:
+        channel = next((k for k, colour in enumerate(("red", "green", "blue")) if colour in name), None)
         (root / name).mkdir(parents=True, exist_ok=True)
         for k in range(per_class):
             img = rng.uniform(0, 80, (size, size, 3))
-            if c < 3:
-                img[..., c] += 160
+            if channel is not None:
+                img[..., channel] += 160
             else:
                 img += 80
             Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(root / name / f"{k:04d}.png")

@@ -2,7 +2,7 @@
 
 * :class:`SyntheticDataLoader` - a POT ``DataLoader`` over a synthetic stream, yielding
   ``(input, conditioning class)`` items identical to the NNCF ``synthcalib.Dataset``'s.
-* :class:`Top1Agreement` / :class:`Top1Label` - POT ``Metric`` s for AccuracyAwareQuantization
+* :class:`AgreementMetric` / :class:`LabelMetric` - POT ``Metric`` s for AccuracyAwareQuantization
   without real data (agreement with the FP32 model; accuracy against the conditioning class).
 * the ``"type": "synthetic"`` engine for ``pot -c config.json`` (see :mod:`.patch`), through
   the ``synthcalib-pot`` wrapper or the opt-in ``.pth`` hook (:mod:`.hook`).
@@ -15,16 +15,17 @@ from __future__ import annotations
 from typing import Any
 
 _LAZY = {
-    "SyntheticDataLoader": "classes",
-    "SyntheticEngine": "classes",
-    "ClassLabel": "classes",
-    "Top1Agreement": "classes",
-    "Top1Label": "classes",
-    "MetricSet": "classes",
-    "Fp32Reference": "classes",
-    "make_metric": "classes",
+    "SyntheticDataLoader": "loader",
+    "ClassLabel": "loader",
+    "SyntheticEngine": "engine",
+    "AgreementMetric": "metrics",
+    "LabelMetric": "metrics",
+    "MetricSet": "metrics",
+    "Fp32Reference": "metrics",
+    "make_metric": "metrics",
     "apply_patch": "patch",
     "build_setup": "engine_config",
+    "make_setup": "engine_config",
 }
 
 __all__ = sorted(_LAZY)

@@ -64,7 +64,6 @@ class EngineSetup:
 
     stream: Any
     model_path: Any  # path of the model to quantize (or an openvino.Model)
-    num_classes: int | None
     metrics: list[str] = field(default_factory=list)
     device: str = DEFAULTS["device"]
     cache: bool = True
@@ -155,23 +154,31 @@ def build_setup(
     model_path: str | os.PathLike[str],
     algorithms: list[str] | tuple[str, ...] = (),
 ) -> EngineSetup:
-    """Validate the engine section against the model to quantize and build its stream.
-
-    The same section, model and algorithms give the same (cached) set-up, so that a wrapper
-    can validate a config before POT starts and POT reuses the result.
-    """
+    """:func:`make_setup`, cached: the same section, model and algorithms give the same set-up,
+    so that a wrapper can validate a config before POT starts and POT reuses the result.
+    :func:`release_all` closes what was built once the POT run is over."""
     key = _cache_key(dict(engine), model_path, algorithms)
     if key not in _BUILT:
-        _BUILT[key] = _build_setup(dict(engine), model_path, algorithms)
+        _BUILT[key] = make_setup(dict(engine), model_path, algorithms)
     return _BUILT[key]
 
 
-def _build_setup(
+def release_all() -> None:
+    """Close the streams (compiled generators) of every set-up built or registered so far."""
+    setups = {id(s): s for s in (*_BUILT.values(), *_REGISTRY.values())}
+    _BUILT.clear()
+    _REGISTRY.clear()
+    for setup in setups.values():
+        setup.stream.close()
+
+
+def make_setup(
     engine: dict[str, Any],
     model_path: str | os.PathLike[str],
     algorithms: list[str] | tuple[str, ...] = (),
 ) -> EngineSetup:
     from .. import models
+    from ..classifier import classifier_classes
     from ..stream import make_stream
 
     check_keys(engine)
@@ -203,7 +210,7 @@ def _build_setup(
     else:
         model = models.read_model(model_path, "model.model")
         reference = where = os.fspath(model_path)
-    model_classes = models.classifier_classes(model)
+    model_classes = classifier_classes(model)
 
     num_classes = engine.get("num_classes")
     if num_classes is not None:
@@ -216,7 +223,7 @@ def _build_setup(
 
     preprocessing = engine["preprocessing"]
     try:
-        from ..stream import as_transform
+        from ..transforms import as_transform
 
         transform = as_transform(preprocessing, model)
     except SynthcalibError as exc:
@@ -242,23 +249,22 @@ def _build_setup(
         raise _prefixed("source", exc) from None
 
     source = stream.source
-    if getattr(source, "conditional", False) and model_classes is not None and source.num_classes != model_classes:
-        raise SynthcalibError(
-            f"engine.source: '{spec}' has {source.num_classes} classes but model '{where}' "
-            f"outputs {model_classes} logits"
-        )
-    if "top1_label" in metrics and not getattr(source, "conditional", False):
-        raise SynthcalibError(
-            f"engine.metrics: 'label' needs a class-conditional source; '{spec}' has no meaningful labels"
-        )
-    if metrics and model_classes is None:
-        raise SynthcalibError(
-            f"engine.metrics: top-1 metrics need a classifier with one [N, K] output; model '{where}' has none"
-        )
+    try:
+        source.check_classes(model_classes, "engine.source")
+        if "top1_label" in metrics and not source.conditional:
+            raise SynthcalibError(
+                f"engine.metrics: 'label' needs a class-conditional source; '{spec}' has no meaningful labels"
+            )
+        if metrics and model_classes is None:
+            raise SynthcalibError(
+                f"engine.metrics: top-1 metrics need a classifier with one [N, K] output; model '{where}' has none"
+            )
+    except BaseException:
+        stream.close()
+        raise
     return EngineSetup(
         stream=stream,
         model_path=reference,
-        num_classes=model_classes,
         metrics=metrics,
         device=device,
         cache=cache,

@@ -23,22 +23,15 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import SynthcalibError
-from .engine_config import ENGINE_TYPE, TOKEN_KEY, build_setup, check_type, register
+from ..files import cache_dir, ensure_dir, save_ir
+from ..models import first_line
+from .engine_config import ENGINE_TYPE, TOKEN_KEY, build_setup, check_type, register, release_all
 
 PATCHED_FLAG = "_synthcalib_patched"
 
 
 def _is_synthetic(engine: Any) -> bool:
     return engine is not None and engine.get("type") == ENGINE_TYPE
-
-
-def cache_dir() -> Path:
-    """Where converted ONNX models go: ``$SYNTHCALIB_CACHE`` or ``$XDG_CACHE_HOME/openvino_synthcalib``."""
-    explicit = os.environ.get("SYNTHCALIB_CACHE")
-    if explicit:
-        return Path(explicit)
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "openvino_synthcalib"
 
 
 def onnx_to_ir(path: str | os.PathLike[str]) -> tuple[str, str]:
@@ -55,17 +48,8 @@ def onnx_to_ir(path: str | os.PathLike[str]) -> tuple[str, str]:
         try:
             model = ov.convert_model(str(src))
         except Exception as exc:
-            first = next((ln for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)
-            raise SynthcalibError(f"model.model: cannot convert '{src}' to IR: {first[:200]}") from None
-        tmp = out_dir.with_name(out_dir.name + f".tmp{os.getpid()}")
-        tmp.mkdir(parents=True, exist_ok=True)
-        ov.save_model(model, str(tmp / xml.name), compress_to_fp16=False)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        for suffix in (".bin", ".xml"):  # .xml last: its presence marks a complete IR
-            os.replace(tmp / xml.with_suffix(suffix).name, xml.with_suffix(suffix))
-        for leftover in tmp.iterdir():
-            leftover.unlink()
-        tmp.rmdir()
+            raise SynthcalibError(f"model.model: cannot convert '{src}' to IR: {first_line(exc)}") from None
+        save_ir(model, ensure_dir(out_dir, "cache folder") / xml.name, "POT IR cache")  # .xml lands last
     return str(xml), str(xml.with_suffix(".bin"))
 
 
@@ -124,14 +108,14 @@ def apply(run_module: Any = None) -> Any:
 
     def create_data_loader(config: Any, model: Any) -> Any:
         if _is_synthetic(config):
-            from .classes import create_data_loader as make
+            from .loader import create_data_loader as make
 
             return make(config, model)
         return original_create_data_loader(config, model)
 
     def create_engine(config: Any, **kwargs: Any) -> Any:
         if _is_synthetic(config):
-            from .classes import create_engine as make
+            from .engine import create_engine as make
 
             return make(config, **kwargs)
         return original_create_engine(config, **kwargs)
@@ -142,6 +126,8 @@ def apply(run_module: Any = None) -> Any:
         except SynthcalibError as exc:
             sys.stderr.write(f"error: {exc}\n")
             raise SystemExit(2) from None
+        finally:
+            release_all()  # the compiled generators of this run
 
     run_module.create_data_loader = create_data_loader
     run_module.create_engine = create_engine

@@ -17,7 +17,6 @@ class SourceContext:
     """What the caller knows that a source may use: the target model's classes and size, devices."""
 
     num_classes: int | None = None
-    image_size: tuple[int, int] | None = None
     device: str = DEFAULTS["device"]
     batch_size: int = DEFAULTS["batch_size"]
     num_requests: int = DEFAULTS["num_requests"]
@@ -80,8 +79,23 @@ class Source:
             "image_size": list(self.image_size) if self.image_size else None,
         }
 
+    def check_classes(self, model_classes: int | None, what: str = "source") -> None:
+        """A class-conditional source must have the classes of the classifier it calibrates."""
+        if self.conditional and model_classes is not None and self.num_classes != model_classes:
+            raise SynthcalibError(
+                f"{what} '{self.spec}' has {self.num_classes} classes but the model outputs {model_classes}: "
+                "use a source for this model's classes, or pass --allow-class-mismatch"
+            )
+
     def close(self) -> None:
-        """Release resources (compiled models, files)."""
+        """Release what the source holds (compiled models, open files); sources that hold nothing
+        have nothing to do. A closed source must not be used again."""
+
+    def __enter__(self) -> Source:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
 
 
 class ItemSource(Source):
@@ -104,10 +118,17 @@ class ItemSource(Source):
         from ..rng import item_rng
 
         hw = self.output_size(size)
-        for start in range(0, len(indices), self.batch_size):
-            chunk = indices[start : start + self.batch_size]
+        # Large images come in smaller batches, so that a batch stays within BATCH_BYTES.
+        step = max(1, min(self.batch_size, BATCH_BYTES // (3 * 4 * hw[0] * hw[1])))
+        for start in range(0, len(indices), step):
+            chunk = indices[start : start + step]
             yield np.stack([self.render(item_rng(seed, self.tag, int(i)), hw) for i in chunk])
 
+
+#: Memory bound of one batch of rendered images (float32).
+BATCH_BYTES = 256 << 20
+#: Largest image side a source makes or a transform resizes to.
+MAX_IMAGE_SIDE = 8192
 
 SourceFactory = Callable[[str, dict[str, Any], SourceContext], Source]
 
@@ -168,14 +189,48 @@ def parse_size(value: Any, name: str = "size") -> tuple[int, int]:
         raise SynthcalibError(f"{name}: expected H, HxW or [H, W], got {value!r}") from None
     if h <= 0 or w <= 0:
         raise SynthcalibError(f"{name}: expected positive sizes, got {value!r}")
+    if max(h, w) > MAX_IMAGE_SIDE:
+        raise SynthcalibError(f"{name}: {h}x{w} is too large; expected at most {MAX_IMAGE_SIDE} pixels a side")
     return h, w
 
 
-def take_options(spec: str, options: dict[str, Any], allowed: dict[str, Any]) -> dict[str, Any]:
-    """Options with defaults filled in; an unknown key is an error naming the spec."""
+def take_options(
+    spec: str, options: dict[str, Any], allowed: dict[str, Any], kinds: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """Options with defaults filled in; an unknown key, or a value not of its kind, is an error
+    naming the spec. ``kinds`` maps option names to ``"int>=0"``, ``"int>0"``, ``"float"``
+    (finite), ``"float>0"``, ``"str"`` or ``"range"`` (two finite increasing numbers)."""
     unknown = sorted(set(options) - set(allowed))
     if unknown:
         raise SynthcalibError(
             f"source '{spec}': unknown option(s) {', '.join(unknown)}; expected {', '.join(sorted(allowed)) or 'none'}"
         )
-    return {**allowed, **options}
+    out = {**allowed, **options}
+    for key, kind in (kinds or {}).items():
+        if key in options and options[key] is not None:
+            out[key] = _check_kind(spec, key, options[key], kind)
+    return out
+
+
+def _check_kind(spec: str, key: str, value: Any, kind: str) -> Any:
+    where = f"source '{spec}': option {key}"
+    if kind.startswith("int"):
+        if isinstance(value, bool) or not isinstance(value, int) or value < (1 if kind == "int>0" else 0):
+            raise SynthcalibError(
+                f"{where}: expected a {'positive' if kind == 'int>0' else 'non-negative'} integer, got {value!r}"
+            )
+        return value
+    if kind.startswith("float"):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
+            raise SynthcalibError(f"{where}: expected a finite number, got {value!r}")
+        if kind == "float>0" and value <= 0:
+            raise SynthcalibError(f"{where}: expected a positive number, got {value!r}")
+        return float(value)
+    if kind == "range":
+        ok = isinstance(value, list) and len(value) == 2 and all(isinstance(v, (int, float)) for v in value)
+        if not ok or not all(np.isfinite(v) for v in value) or not value[0] < value[1]:
+            raise SynthcalibError(f"{where}: expected low,high finite numbers with low < high, got {value!r}")
+        return (float(value[0]), float(value[1]))
+    if kind == "str":
+        return str(value)
+    raise ValueError(f"unknown option kind {kind!r}")

@@ -16,8 +16,8 @@ def synthcalib_add_sources() -> list[SourceType]:
         SourceType(
             "generator",
             generator.make,
-            "a class-conditional generator IR/ONNX (inputs z, label; output image)",
-            "generator:generators/cifar10/cifar10_student.xml?num_classes=10",
+            "a class-conditional generator IR/ONNX (inputs z, label; output image), or a shipped one by name",
+            "generator:cifar10 or generator:path/to/generator.xml?num_classes=10",
         ),
         SourceType("images", images.make, "real images from a folder root/<class>/*.jpg", "images:data/train"),
         SourceType(
@@ -30,7 +30,9 @@ def synthcalib_add_sources() -> list[SourceType]:
 
 @hookimpl(trylast=True)
 def synthcalib_guess_scheme(path: str) -> str | None:
-    if path.lower().endswith(MODEL_SUFFIXES):
+    from ..shipped import GENERATORS
+
+    if path.lower().endswith(MODEL_SUFFIXES) or (path in GENERATORS and not os.path.exists(path)):
         return "generator"
     if os.path.isdir(path):
         return "images"

@@ -103,6 +103,8 @@ def make(arg: str, options: dict[str, Any], context: SourceContext) -> FractalSo
         from ..errors import SynthcalibError
 
         raise SynthcalibError(f"source '{spec}': unknown fractal kind {arg!r}; expected ifs")
-    opts = take_options(spec, options, {"size": None, "points": 0, "num_classes": None})
+    opts = take_options(
+        spec, options, {"size": None, "points": 0, "num_classes": None}, {"points": "int>=0", "num_classes": "int>0"}
+    )
     size = parse_size(opts["size"], f"{spec}: size") if opts["size"] is not None else None
     return FractalSource(spec, int(opts["num_classes"] or context.num_classes or 1), size, int(opts["points"]))

@@ -52,10 +52,28 @@ class GeneratorSource(Source):
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "generator": self.engine.info.to_dict(), "path": self.engine.path}
 
+    def close(self) -> None:
+        self.engine.close()
+
+
+KINDS = {
+    "z_dim": "int>0",
+    "num_classes": "int>0",
+    "label_input": "str",
+    "output_range": "range",
+    "device": "str",
+    "batch_size": "int>0",
+    "num_requests": "int>=0",
+    "precision": "str",
+}
+
 
 def make(arg: str, options: dict[str, Any], context: SourceContext) -> GeneratorSource:
+    from ..shipped import generator_path
+
     spec = f"generator:{arg}"
-    opts = take_options(spec, options, OPTIONS)
+    opts = take_options(spec, options, OPTIONS, KINDS)
+    arg = str(generator_path(arg))
     overrides = {k: opts[k] for k in ("z_dim", "num_classes", "class_names", "output_range", "label_input")}
     if isinstance(overrides["class_names"], str):
         overrides["class_names"] = [overrides["class_names"]]

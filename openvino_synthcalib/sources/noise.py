@@ -44,11 +44,14 @@ def make(arg: str, options: dict[str, Any], context: SourceContext) -> NoiseSour
     kind = arg.strip().lower() or "gaussian"
     if kind not in KINDS:
         raise SynthcalibError(f"source '{spec}': unknown noise kind {arg!r}; expected {' or '.join(KINDS)}")
-    opts = take_options(spec, options, {"mean": 0.5, "std": 0.25, "size": None, "num_classes": None})
+    opts = take_options(
+        spec,
+        options,
+        {"mean": 0.5, "std": 0.25, "size": None, "num_classes": None},
+        {"mean": "float", "std": "float>0", "num_classes": "int>0"},
+    )
     if kind == "uniform" and ({"mean", "std"} & set(options)):
         raise SynthcalibError(f"source '{spec}': mean/std apply to noise:gaussian only")
-    if opts["std"] <= 0:
-        raise SynthcalibError(f"source '{spec}': std must be positive, got {opts['std']}")
     size = parse_size(opts["size"], f"{spec}: size") if opts["size"] is not None else None
     num_classes = int(opts["num_classes"] or context.num_classes or 1)
     return NoiseSource(spec, kind, opts["mean"], opts["std"], num_classes, size)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .. import lazy
 from .options import defaults, resolve_options
 
 __all__ = ["defaults", "evaluate", "export", "resolve_options", "sample", "train"]
@@ -16,9 +17,9 @@ __all__ = ["defaults", "evaluate", "export", "resolve_options", "sample", "train
 
 def sample(**options: Any) -> dict[str, Any]:
     """Sample a teacher set (options of ``sample-teacher``); returns its manifest."""
-    from .__main__ import run_sample_teacher
+    from .teacher_set import sample_from_options
 
-    return run_sample_teacher(resolve_options("sample-teacher", options))
+    return sample_from_options(resolve_options("sample-teacher", options))
 
 
 def train(**options: Any) -> Any:
@@ -40,3 +41,8 @@ def evaluate(**options: Any) -> dict[str, Any]:
     from .evaluate import evaluate_from_options
 
     return evaluate_from_options(resolve_options("evaluate", options))
+
+
+# ``train``, ``export`` and ``evaluate`` share their names with submodules: keep the functions bound
+# whichever is imported first (``import openvino_synthcalib.train_generator.export`` included).
+lazy.install(__name__, protected=("train", "export", "evaluate"))

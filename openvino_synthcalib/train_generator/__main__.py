@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
 
 from ..errors import SynthcalibError
 from .options import COMMANDS, add_arguments, resolve_options
@@ -28,38 +27,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def run_sample_teacher(opts: dict[str, Any]) -> dict[str, Any]:
-    from .teacher_set import ensure_writable_dir, sample_teacher_set
-    from .teachers import load_teacher
-
-    ensure_writable_dir(opts["out"], "--out")
-    teacher = load_teacher(
-        opts["teacher"],
-        z_dim=opts["z_dim"],
-        num_classes=opts["num_classes"],
-        class_names=opts["class_names"],
-        truncation_psi=opts["truncation_psi"],
-        teacher_code=opts["teacher_code"],
-    )
-    return sample_teacher_set(
-        teacher,
-        opts["out"],
-        per_class=opts["per_class"],
-        shard_size=opts["shard_size"],
-        batch=opts["batch"],
-        seed=opts["seed"],
-        progress=opts["progress"],
-    )
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     given = {k: v for k, v in vars(args).items() if k != "command" and v is not None}
     try:
         opts = resolve_options(args.command, given)
         if args.command == "sample-teacher":
-            manifest = run_sample_teacher(opts)
-            print(f"teacher set: {opts['out']} ({sum(manifest['shards'].values())} images)")
+            from .teacher_set import sample_from_options, size
+
+            manifest = sample_from_options(opts)
+            print(f"teacher set: {opts['out']} ({size(manifest)} images)")
         elif args.command == "train":
             from .train import train_from_options
 
@@ -76,7 +53,10 @@ def main(argv: list[str] | None = None) -> int:
             print(markdown_table(evaluate_from_options(opts)))
     except SynthcalibError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"{args.command}: interrupted; finished work is kept (rerun the same command to resume)", file=sys.stderr)
+        return 130
     return 0
 
 

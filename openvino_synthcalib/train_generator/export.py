@@ -2,7 +2,7 @@
 
 The IR has inputs ``z`` (float32 [N, z_dim]) and ``label`` (int64 [N]) and one output ``image``
 [N, 3, H, W] in [-1, 1] with a dynamic batch, and carries the ``synthcalib`` rt_info (see
-:mod:`openvino_synthcalib.metadata`) with a provenance record: teacher, steps, options hash, date,
+:mod:`openvino_synthcalib.contract`) with a provenance record: teacher, steps, options hash, date,
 parameter count.
 """
 
@@ -17,30 +17,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..contract import IMAGE_OUTPUT, LABEL_INPUT, Z_INPUT, GeneratorInfo, write_info
 from ..errors import SynthcalibError
-from ..metadata import GeneratorInfo, write_info
+from ..files import created_dirs, save_ir
+from ..models import parameter_count
+from .checkpoints import load_checkpoint
 from .student import StudentGenerator, count_params
-from .teacher_set import ensure_writable_dir
-from .train import last_checkpoint
-
-
-def load_checkpoint(run: str | Path) -> tuple[dict[str, Any], Path]:
-    """Load a checkpoint given a run folder (its last one) or a checkpoint file."""
-    p = Path(run)
-    if p.is_dir():
-        ck = last_checkpoint(p)
-        if ck is None:
-            raise SynthcalibError(f"--run {run}: the run folder has no checkpoint-*.pt yet")
-        p = ck
-    elif not p.is_file():
-        raise SynthcalibError(f"--run {run}: no such run folder or checkpoint file")
-    try:
-        data = torch.load(p, map_location="cpu", weights_only=False)
-    except Exception as exc:
-        raise SynthcalibError(f"--run {run}: not a readable checkpoint ({str(exc).splitlines()[0]})") from exc
-    if not isinstance(data, dict) or "G_ema" not in data:
-        raise SynthcalibError(f"--run {run}: not a train_generator checkpoint (no G_ema)")
-    return data, p
 
 
 def generator_from_checkpoint(data: dict[str, Any]) -> StudentGenerator:
@@ -71,14 +53,10 @@ def recalibrate_batchnorm(g: StudentGenerator, batches: int, batch: int = 64, se
     g.eval()
 
 
-def export_generator(g: StudentGenerator, out: str | Path, info: GeneratorInfo) -> Path:
-    """Write ``g`` as an FP16 OpenVINO IR at ``out`` (.xml) with ``info`` in its rt_info."""
+def to_openvino(g: StudentGenerator) -> Any:
+    """``g`` as an ``openvino.Model`` with the contract's port names (dynamic batch), via ONNX."""
     import openvino as ov
 
-    out = Path(out)
-    if out.suffix.lower() != ".xml":
-        raise SynthcalibError(f"--out {out}: expected an .xml path for the OpenVINO IR")
-    ensure_writable_dir(out.parent, "--out")
     g = g.eval().cpu()
     z = torch.randn(2, g.z_dim)
     y = torch.arange(2, dtype=torch.int64) % g.num_classes
@@ -90,26 +68,35 @@ def export_generator(g: StudentGenerator, out: str | Path, info: GeneratorInfo) 
                 g,
                 (z, y),
                 str(onnx_path),
-                input_names=["z", "label"],
-                output_names=["image"],
-                dynamic_axes={"z": {0: "N"}, "label": {0: "N"}, "image": {0: "N"}},
+                input_names=[Z_INPUT, LABEL_INPUT],
+                output_names=[IMAGE_OUTPUT],
+                dynamic_axes={Z_INPUT: {0: "N"}, LABEL_INPUT: {0: "N"}, IMAGE_OUTPUT: {0: "N"}},
                 opset_version=17,
                 dynamo=False,
             )
         model = ov.convert_model(str(onnx_path))
-    model.inputs[0].get_tensor().set_names({"z"})
-    model.inputs[1].get_tensor().set_names({"label"})
-    model.outputs[0].get_tensor().set_names({"image"})
+    model.inputs[0].get_tensor().set_names({Z_INPUT})
+    model.inputs[1].get_tensor().set_names({LABEL_INPUT})
+    model.outputs[0].get_tensor().set_names({IMAGE_OUTPUT})
+    return model
+
+
+def export_generator(model: Any, out: str | Path, info: GeneratorInfo) -> Path:
+    """Write an ``openvino.Model`` generator as an FP16 IR at ``out`` (.xml) with ``info`` in its rt_info."""
+    out = Path(out)
+    if out.suffix.lower() != ".xml":
+        raise SynthcalibError(f"--out {out}: expected an .xml path for the OpenVINO IR")
     write_info(model, info)
-    ov.save_model(model, str(out), compress_to_fp16=True)
-    return out
+    with created_dirs(out.parent, "--out folder"):
+        return save_ir(model, out, "--out", compress_to_fp16=True)
 
 
 def export_from_options(opts: dict[str, Any]) -> Path:
     """``export`` command: last checkpoint of ``--run`` -> ``--out`` .xml."""
-    data, ckpt = load_checkpoint(opts["run"])
+    data, ckpt = load_checkpoint(opts["run"], "--run")
     g = generator_from_checkpoint(data)
     recalibrate_batchnorm(g, opts["bn_batches"])
+    model = to_openvino(g)
     teacher = data["teacher"]
     names = teacher.get("class_names")
     info = GeneratorInfo(
@@ -130,10 +117,11 @@ def export_from_options(opts: dict[str, Any]) -> Path:
             "options": data.get("options"),
             "checkpoint": ckpt.name,
             "run": ckpt.parent.name,
-            "params": count_params(g),
+            "params": parameter_count(model),  # what `synthcalib info` reports for the IR
+            "trainable_params": count_params(g),
             "architecture": {"g_channels": list(g.channels), "g_blocks": g.blocks_per_res},
             "trained": data.get("time"),
             "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         },
     )
-    return export_generator(g, opts["out"], info)
+    return export_generator(model, opts["out"], info)

@@ -115,83 +115,25 @@ class Teacher:
 def _openvino_teacher(
     path: Path, spec: str, z_dim: int | None, num_classes: int | None, ov_config: dict[str, Any] | None = None
 ) -> Teacher:
-    import openvino as ov
+    """An IR/ONNX teacher through the generator contract (ports, metadata, probed output range)."""
+    from ..engine import GeneratorEngine
 
-    from ..metadata import read_info
-
-    core = ov.Core()
-    try:
-        model = core.read_model(str(path))
-    except Exception as exc:
-        raise SynthcalibError(f"teacher {spec}: cannot be read by OpenVINO ({str(exc).splitlines()[0]})") from exc
-    info = read_info(model)
-    if len(model.outputs) != 1:
-        raise SynthcalibError(
-            f"teacher {spec}: expected exactly one output (the image [N, 3, H, W]), got {len(model.outputs)}"
-        )
-    out_shape = model.outputs[0].get_partial_shape()
-    if out_shape.rank.is_static and out_shape.rank.get_length() != 4:
-        raise SynthcalibError(f"teacher {spec}: output must be an image [N, 3, H, W], got shape {out_shape}")
-    if out_shape.rank.is_static and out_shape[1].is_static and out_shape[1].get_length() != 3:
-        raise SynthcalibError(f"teacher {spec}: output must have 3 channels, got shape {out_shape}")
-    if len(model.inputs) != 2:
-        raise SynthcalibError(f"teacher {spec}: expected 2 inputs (z and label), got {len(model.inputs)}")
-    z_port = label_port = None
-    label_kind = "index"
-    for port in model.inputs:
-        names = {n.lower() for n in port.get_names()}
-        etype = port.get_element_type()
-        is_float = etype.is_real()
-        if "z" in names or "latent" in names:
-            z_port = port
-        elif "label" in names or "labels" in names or "c" in names or "class" in names:
-            label_port = port
-            label_kind = "index" if not is_float else "onehot"
-    if z_port is None or label_port is None:  # fall back on types: float rank 2 = z; int = label
-        for port in model.inputs:
-            if port.get_element_type().is_integral() and label_port is None:
-                label_port, label_kind = port, "index"
-            elif z_port is None:
-                z_port = port
-        if label_port is None:
-            label_port = [p for p in model.inputs if p is not z_port][0]
-            label_kind = "onehot"
-    zs = z_port.get_partial_shape()
-    if zs.rank.is_static and zs.rank.get_length() == 2 and zs[1].is_static:
-        z_dim = zs[1].get_length()
-    z_dim = z_dim or info.get("z_dim")
-    if label_kind == "onehot":
-        ls = label_port.get_partial_shape()
-        if ls.rank.is_static and ls.rank.get_length() == 2 and ls[1].is_static:
-            num_classes = ls[1].get_length()
-    num_classes = num_classes or info.get("num_classes")
-    if not z_dim:
-        raise SynthcalibError(f"teacher {spec}: z size is dynamic; pass --z-dim")
-    if not num_classes:
-        raise SynthcalibError(f"teacher {spec}: its class count is not declared; pass --num-classes or --class-names")
-    compiled = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32", **(ov_config or {})})
-    request = compiled.create_infer_request()
-    z_name, l_name = z_port.get_any_name(), label_port.get_any_name()
-    l_type = label_port.get_element_type().to_dtype()
-    n_cls = int(num_classes)
-
-    def run(z: np.ndarray, labels: np.ndarray) -> np.ndarray:
-        lab = np.eye(n_cls, dtype=l_type)[labels] if label_kind == "onehot" else labels.astype(l_type)
-        res = request.infer({z_name: z, l_name: lab})
-        return np.array(next(iter(res.values())))
-
-    names = info.get("class_names")
-    rng = info.get("output_range") or (-1.0, 1.0)
+    overrides = {"z_dim": z_dim, "num_classes": num_classes}
+    engine = GeneratorEngine(path, batch_size=64, num_requests=1, config=ov_config, **overrides)
+    info = engine.info
     return Teacher(
         kind="onnx" if path.suffix.lower() == ".onnx" else "openvino",
         spec=spec,
-        z_dim=int(z_dim),
-        num_classes=n_cls,
-        class_names=tuple(names) if names else None,
-        output_range=(float(rng[0]), float(rng[1])),
+        z_dim=info.z_dim,
+        num_classes=info.num_classes,
+        class_names=info.class_names,
+        output_range=info.output_range,
         sha256=sha256_file(path),
-        extra={"label_input": label_kind},
-        _fn=run,
+        extra={
+            "label_input": info.label_input,
+            "output_range_guessed": bool(info.provenance.get("output_range_guessed")),
+        },
+        _fn=engine.generate,
     )
 
 

@@ -1,0 +1,34 @@
+"""Where the benchmarks find the shared assets (``../shared`` beside the checkout, or ``$SYNTHCALIB_SHARED``)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # run from a checkout without installing the package
+    sys.path.insert(0, str(REPO))
+
+from openvino_synthcalib.shipped import DEMO_CLASSIFIER, GENERATORS  # noqa: E402
+
+SHARED = Path(os.environ.get("SYNTHCALIB_SHARED", REPO.parent / "shared"))
+TEACHER = SHARED / "teachers" / "cifar10_cgan_teacher.onnx"
+ZOO = SHARED / "models" / "cifar10"
+CIFAR = SHARED / "datasets" / "cifar10-jpeg"
+CIFAR_TRAIN = CIFAR / "train"
+CIFAR_TEST = CIFAR / "test"
+STUDENT = GENERATORS["cifar10"]
+RESULTS = REPO / "benchmarks" / "results"
+__all__ = [
+    "CIFAR",
+    "CIFAR_TEST",
+    "CIFAR_TRAIN",
+    "DEMO_CLASSIFIER",
+    "REPO",
+    "RESULTS",
+    "SHARED",
+    "STUDENT",
+    "TEACHER",
+    "ZOO",
+]
