@@ -6,7 +6,6 @@ The data-loss cases run the real CLI in a subprocess and kill it while it writes
 from __future__ import annotations
 
 import json
-import os
 import resource
 import signal
 import subprocess
