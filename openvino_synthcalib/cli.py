@@ -419,6 +419,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("synthcalib: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (synthcalib info ... | head): not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     return 0
 
 

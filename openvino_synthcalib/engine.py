@@ -18,8 +18,8 @@ from .rng import normal_rows
 class GeneratorEngine:
     """Loads, checks and compiles a generator; runs batched asynchronous inference.
 
-    ``model`` is a path to an IR/ONNX file or an ``openvino.Model`` (left untouched: the engine
-    reshapes its own copy). Metadata missing from the model's rt_info can be given as keyword
+    ``model`` is a path to an IR/ONNX file, the name of a shipped generator (``"cifar10"``) or an
+    ``openvino.Model`` (left untouched: the engine reshapes its own copy). Metadata missing from the model's rt_info can be given as keyword
     overrides (``z_dim``, ``num_classes``, ``class_names``, ``image_size``, ``output_range``,
     ``label_input``); the rest is read from the ports or, for the value range, from a probe batch
     (see :mod:`openvino_synthcalib.contract`). ``default_num_classes`` (e.g. the class count of the
@@ -41,8 +41,10 @@ class GeneratorEngine:
         **overrides: Any,
     ) -> None:
         if isinstance(model, (str, os.PathLike)):
-            self.path: str | None = os.fspath(model)
-            model = models.read_model(model, "generator")
+            from .shipped import generator_path
+
+            self.path: str | None = os.fspath(generator_path(model))
+            model = models.read_model(self.path, "generator")
         else:
             self.path = None
             model = models.writable_copy(model)

@@ -31,7 +31,7 @@ fi
 stamp="$VENV/.synthcalib-pot-stamp"
 want="$(cat "${BASH_SOURCE[0]}" "$ROOT/pyproject.toml" 2>/dev/null | sha256sum | cut -d' ' -f1)"
 if [ "${POT_FORCE:-0}" != 1 ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] \
-    && "$VENV/bin/python" -c "import openvino.tools.pot, openvino_synthcalib.pot, pytest" >/dev/null 2>&1; then
+    && "$VENV/bin/python" -c "import openvino.tools.pot, openvino_synthcalib.pot, pytest, onnx" >/dev/null 2>&1; then
     echo "$VENV is up to date"
     exit 0
 fi
@@ -40,7 +40,8 @@ target="$ROOT"
 if [ -f "$ROOT/pyproject.toml" ] || [ -f "$ROOT/setup.py" ]; then
     target="$ROOT[pot,test]"
 fi
-"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "${PINS[@]}" pytest -e "$target"
+# onnx: the tests build an ONNX classifier (POT configs name .onnx models)
+"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "${PINS[@]}" pytest "onnx==1.15.0" -e "$target"
 "$VENV/bin/python" - <<'PY'
 import openvino as ov, openvino.tools.pot, numpy, scipy, nncf  # noqa: E401,F401
 print(f"legacy POT env ready: openvino {ov.__version__.split('-')[0]}, nncf {nncf.__version__}, "

@@ -77,3 +77,55 @@ def test_public_surface():
         assert getattr(synthcalib, name) is not None
     with pytest.raises(AttributeError):
         synthcalib.nothing_here  # noqa: B018
+
+
+def test_failing_quantize_releases_its_generator(assets, tmp_path, monkeypatch):
+    """Every stream a failing quantize() opened is closed: no compiled generator stays behind."""
+    from openvino_synthcalib.engine import GeneratorEngine
+    from openvino_synthcalib.errors import SynthcalibError
+    from openvino_synthcalib.quantize import quantize
+
+    made = []
+    original = GeneratorEngine.__init__
+
+    def spy(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        made.append(self)
+
+    monkeypatch.setattr(GeneratorEngine, "__init__", spy)
+    bad_scope = {"ignored_scope": {"names": ["no such node"], "validate": True}}
+    for accuracy in (None, {"max_drop": 0.01}):
+        with pytest.raises(Exception) as failure:  # NNCF's own error for the ignored scope
+            quantize(assets["classifier"], f"generator:{assets['generator']}", tmp_path / "q.xml",
+                     num_samples=8, accuracy_control=accuracy, nncf_options=bad_scope)  # fmt: skip
+        assert "no such node" in str(failure.value)
+    assert len(made) >= 2 and all(engine.compiled is None for engine in made)
+    from tiny_models import make_generator
+
+    five = make_generator(tmp_path / "g5.xml", num_classes=5, class_names=None)
+    with pytest.raises(SynthcalibError, match="has 5 classes but the model outputs 4"):
+        quantize(assets["classifier"], f"generator:{five}", tmp_path / "q.xml", num_samples=8)
+    assert all(engine.compiled is None for engine in made) and not (tmp_path / "q.xml").exists()
+
+
+def test_prefetch_keeps_items_and_order(assets):
+    import threading
+
+    from openvino_synthcalib.stream import SyntheticStream
+
+    spec = f"generator:{assets['generator']}"
+    with SyntheticStream(spec, 50, seed=4, prefetch=0) as plain, SyntheticStream(spec, 50, seed=4, prefetch=3) as ahead:
+        a = list(plain.batches())
+        b = list(ahead.batches())
+        assert [y.tolist() for _, y in a] == [y.tolist() for _, y in b]
+        assert all(np.array_equal(x, xb) for (x, _), (xb, _) in zip(a, b))
+        threads = threading.active_count()
+        first = next(iter(ahead))  # stop early: the producer thread must end
+        del first
+        for _ in range(100):
+            if threading.active_count() <= threads:
+                break
+            import time
+
+            time.sleep(0.02)
+        assert threading.active_count() <= threads

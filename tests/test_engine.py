@@ -100,3 +100,29 @@ def test_teacher_without_metadata_is_usable():
         np.arange(12), np.arange(12) % 10, seed=3
     )
     assert np.array_equal(a, b)
+
+
+def test_shipped_student_smoke():
+    """The packaged student: addressable by name, complete metadata, output in its declared range."""
+    from openvino_synthcalib import models
+    from openvino_synthcalib.shipped import GENERATORS, generator_path
+
+    assert generator_path("cifar10") == GENERATORS["cifar10"] and GENERATORS["cifar10"].is_file()
+    with GeneratorEngine("cifar10", batch_size=16, num_requests=1) as eng:
+        info = eng.info
+        assert (info.z_dim, info.num_classes, info.image_size, info.output_range) == (128, 10, (32, 32), (-1.0, 1.0))
+        assert info.class_names[0] == "airplane" and info.class_names[-1] == "truck"
+        assert not info.provenance.get("output_range_guessed")
+        raw = eng.generate(eng.latents(np.arange(32), seed=0), np.arange(32) % 10)
+        assert raw.shape == (32, 3, 32, 32) and raw.min() >= -1.0 and raw.max() <= 1.0 and raw.std() > 0.1
+        model = models.read_model(GENERATORS["cifar10"])
+        assert info.provenance["params"] == models.parameter_count(model)
+    assert eng.compiled is None  # closed by the with block
+
+
+def test_engine_leaves_the_callers_model_alone(assets):
+    model = ov.Core().read_model(str(assets["generator"]))
+    before = [str(p.get_partial_shape()) for p in model.inputs]
+    with GeneratorEngine(model, batch_size=4) as eng:
+        assert eng.images(np.arange(3), np.arange(3), seed=0).shape == (3, 3, 8, 8)
+    assert [str(p.get_partial_shape()) for p in model.inputs] == before

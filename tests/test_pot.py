@@ -130,11 +130,40 @@ def make_classifier(path: Path, num_classes: int = NUM_CLASSES) -> Path:
     return path
 
 
+def make_onnx_classifier(path: Path, num_classes: int = NUM_CLASSES) -> Path:
+    """The classifier of :func:`make_classifier` as an ONNX file (opset 13), as the shipped configs use."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(2)
+    w = np.eye(3, dtype=np.float32)[:, :, None, None] + rng.normal(0, 0.05, (3, 3, 1, 1)).astype(np.float32)
+    nodes = [
+        helper.make_node("Conv", ["input", "w"], ["conv"]),
+        helper.make_node("Reshape", ["conv", "shape"], ["flat"]),
+        helper.make_node("MatMul", ["flat", "emb"], ["logits"]),
+    ]
+    inits = [
+        numpy_helper.from_array(w, "w"),
+        numpy_helper.from_array(np.array([-1, 3 * SIZE * SIZE], np.int64), "shape"),
+        numpy_helper.from_array(_embedding(num_classes).T.copy(), "emb"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "tiny_classifier",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, SIZE, SIZE])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", num_classes])],
+        inits,
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(path))
+    return path
+
+
 @pytest.fixture(scope="module")
 def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     d = tmp_path_factory.mktemp("pot_models")
     make_generator(d / "gen.xml")
     make_classifier(d / "cls.xml")
+    make_onnx_classifier(d / "cls.onnx")
     make_generator(d / "gen5.xml", num_classes=5, metadata=True)
     return d
 
@@ -294,6 +323,29 @@ class TestPot:
         assert int8.exists()
         assert "FakeQuantize" in int8.read_text()
         engine = engine_section(seed=99, source=f"generator:{work / 'gen.xml'}")
+        inputs = SyntheticDataLoader(engine, model=str(work / "cls.xml")).inputs()
+        assert agreement(int8, work / "cls.xml", inputs) >= 0.9
+
+    def test_wrapper_with_an_onnx_model(self, models_dir: Path, tmp_path: Path) -> None:
+        """Every shipped POT config names an .onnx model: it is converted once to a cached IR."""
+        work = copy_models(models_dir, tmp_path)
+        config = json.loads(write_config(work, "dq.json", engine_section()).read_text())
+        config["model"] = {"model_name": "tiny_onnx", "model": "cls.onnx"}
+        (work / "onnx.json").write_text(json.dumps(config))
+        cache = tmp_path / "cache"
+        env = {**_env(), "SYNTHCALIB_CACHE": str(cache)}
+        proc = subprocess.run(
+            [sys.executable, "-m", "openvino_synthcalib.pot.cli", "-c", "onnx.json", "--output-dir", "out",
+             "--direct-dump"],
+            cwd=work, env=env, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        int8 = work / "out" / "optimized" / "tiny_onnx.xml"
+        assert "FakeQuantize" in int8.read_text()
+        assert len(list((cache / "pot-ir").glob("*/cls.xml"))) == 1
+        from openvino_synthcalib.pot import SyntheticDataLoader
+
+        engine = engine_section(seed=5, source=f"generator:{work / 'gen.xml'}")
         inputs = SyntheticDataLoader(engine, model=str(work / "cls.xml")).inputs()
         assert agreement(int8, work / "cls.xml", inputs) >= 0.9
 

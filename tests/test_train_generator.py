@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import signal
 import socket
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import numpy as np
@@ -582,6 +584,147 @@ def test_cli_subprocess_error_has_no_traceback(tmp_path):
         timeout=120,
     )
     assert res.returncode == 2 and res.stderr.startswith("error: --run") and "Traceback" not in res.stderr
+
+
+# ----------------------------------------------------------------------------- nothing lost
+
+
+def _train_args(work, runs, *extra):
+    return ["train", "--data", work["data"], "--runs-dir", runs, "--name", "tiny", *TINY_TRAIN, *extra]
+
+
+def _copy_run(work, name):
+    import shutil
+
+    run = work["root"] / name / "00000-tiny"
+    shutil.copytree(work["run"], run)
+    return run
+
+
+def _scalar_steps(run):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(run))
+    acc.Reload()
+    return [e.step for e in acc.Scalars("loss/pixel")]
+
+
+def test_resumed_run_equals_an_uninterrupted_one(work, capsys):
+    """Killed after step 6 (its checkpoint 12 never written), resumed to 12: same weights, no duplicated logs."""
+    run = _copy_run(work, "runs_parity")
+    (run / "checkpoint-0000012.pt").unlink()
+    code, _, err = run_cli(_train_args(work, run.parent, "--steps", 12, "--ckpt-every", 6, "--resume", "latest"), capsys)
+    assert code == 0, err
+    resumed = torch.load(run / "checkpoint-0000012.pt", weights_only=False)
+    straight = torch.load(work["run"] / "checkpoint-0000012.pt", weights_only=False)
+    for key in ("G", "G_ema", "D"):
+        for name, value in straight[key].items():
+            torch.testing.assert_close(resumed[key][name], value, rtol=0, atol=1e-6, msg=f"{key}.{name}")
+    steps = [json.loads(line)["step"] for line in (run / "log.txt").read_text().splitlines() if line.startswith("{")]
+    assert steps == sorted(set(steps)) and steps[-1] == 12
+    assert _scalar_steps(run) == sorted(set(_scalar_steps(run)))
+
+
+def test_resume_falls_back_from_a_corrupt_checkpoint(work, capsys):
+    run = _copy_run(work, "runs_corrupt")
+    last = run / "checkpoint-0000012.pt"
+    last.write_bytes(last.read_bytes()[:1000])  # a copy cut short
+    code, _, err = run_cli(_train_args(work, run.parent, "--steps", 14, "--ckpt-every", 6, "--resume", str(run)), capsys)
+    assert code == 0, err
+    assert "checkpoint-0000012.pt is unreadable" in err and "Traceback" not in err
+    assert torch.load(run / "checkpoint-0000014.pt", weights_only=False)["step"] == 14
+
+
+def test_sigint_in_train_saves_a_checkpoint_and_resumes(work, tmp_path, capsys):
+    runs = tmp_path / "runs"
+    cmd = [sys.executable, "-m", "openvino_synthcalib.train_generator",
+           *map(str, _train_args(work, runs, "--steps", 100000, "--ckpt-every", 100000, "--log-every", 1))]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+    log = runs / "00000-tiny" / "log.txt"
+    deadline = time.time() + 120
+    while not (log.is_file() and log.read_text().count('"step"') >= 3) and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("train: interrupted after step") and "--resume" in lines[0]
+    (ckpt,) = (runs / "00000-tiny").glob("checkpoint-*.pt")
+    step = torch.load(ckpt, weights_only=False)["step"]
+    assert f"step {step};" in lines[0]
+    code, _, err = run_cli(_train_args(work, runs, "--steps", step + 2, "--resume", "latest"), capsys)
+    assert code == 0, err
+    steps = [json.loads(line)["step"] for line in log.read_text().splitlines() if line.startswith("{")]
+    assert steps == sorted(set(steps)) and steps[-1] == step + 2
+
+
+def test_sigint_in_sample_teacher_is_one_line(work, tmp_path):
+    out = tmp_path / "set"
+    cmd = [sys.executable, "-m", "openvino_synthcalib.train_generator", "sample-teacher", "--teacher",
+           str(work["teacher"]), "--out", str(out), "--per-class", "200000", "--shard-size", "64", "--no-progress",
+           "--class-names", ",".join(NAMES)]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+    deadline = time.time() + 120
+    while not list(out.glob("shard_*.npz")) and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and err.strip().splitlines() == [
+        "sample-teacher: interrupted; finished work is kept (rerun the same command to resume)"
+    ], err
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["shards"] and not manifest["complete"]
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporaries left
+
+
+def test_truncated_shard_is_refused_then_resampled(work, tmp_path, capsys):
+    import shutil
+
+    data = tmp_path / "set"
+    shutil.copytree(work["data"], data)
+    shard = data / "shard_00001.npz"
+    original = shard.read_bytes()
+    shard.write_bytes(original[: len(original) // 2])
+    code, _, err = run_cli(_train_args(work, tmp_path / "runs")[:1] + ["--data", data, "--runs-dir",
+                           tmp_path / "runs", *TINY_TRAIN], capsys)  # fmt: skip
+    _one_line_error(code, err, "shard_00001.npz", "corrupt", "sample-teacher")
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+    args = ["sample-teacher", "--teacher", work["teacher"], "--out", data, "--per-class", 16, "--shard-size", 20,
+            "--batch", 8, "--class-names", ",".join(NAMES), "--no-progress"]  # fmt: skip
+    assert run_cli(args, capsys)[0] == 0
+    assert shard.read_bytes() == original  # resampled: the same (z, label) -> the same images
+
+
+def test_failed_run_leaves_no_run_folder(work, tmp_path, capsys):
+    code, _, err = run_cli(_train_args(work, tmp_path / "runs", "--max-params", 10), capsys)
+    _one_line_error(code, err, "max")
+    assert not any((tmp_path / "runs").iterdir())
+    code, _, err = run_cli(_train_args(work, tmp_path / "runs", "--device", "cuda"), capsys)
+    if not torch.cuda.is_available():
+        _one_line_error(code, err, "--device cuda", "CUDA is not available")
+    code, _, err = run_cli(_train_args(work, tmp_path / "runs", "--device", "tpu"), capsys)
+    _one_line_error(code, err, "--device", "expected auto, cpu, cuda")
+
+
+def test_export_matches_pytorch_and_can_run_twice(work, tmp_path):
+    from openvino_synthcalib import train_generator
+    from openvino_synthcalib.train_generator.checkpoints import load_checkpoint
+    from openvino_synthcalib.train_generator.export import generator_from_checkpoint, recalibrate_batchnorm
+
+    first = train_generator.export(run=str(work["run"]), out=str(tmp_path / "a.xml"), bn_batches=2)
+    second = train_generator.export(run=str(work["run"]), out=str(tmp_path / "b.xml"), bn_batches=2)
+    assert first.with_suffix(".bin").read_bytes() == second.with_suffix(".bin").read_bytes()
+    data, _ = load_checkpoint(work["run"], "--run")
+    g = generator_from_checkpoint(data)
+    recalibrate_batchnorm(g, 2)
+    z = torch.randn(16, Z_DIM, generator=torch.Generator().manual_seed(3))
+    y = torch.arange(16) % NUM_CLASSES
+    with torch.no_grad():
+        expected = g(z, y).numpy()
+    compiled = ov.Core().compile_model(str(first), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    got = compiled({"z": z.numpy(), "label": y.numpy()})[0]
+    np.testing.assert_allclose(got, expected, atol=2e-2)  # FP16 weights
+    assert np.abs(got - expected).mean() < 2e-3
 
 
 # ----------------------------------------------------------------------------- DDP (gloo, 2 processes)

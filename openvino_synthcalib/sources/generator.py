@@ -69,11 +69,8 @@ KINDS = {
 
 
 def make(arg: str, options: dict[str, Any], context: SourceContext) -> GeneratorSource:
-    from ..shipped import generator_path
-
     spec = f"generator:{arg}"
     opts = take_options(spec, options, OPTIONS, KINDS)
-    arg = str(generator_path(arg))
     overrides = {k: opts[k] for k in ("z_dim", "num_classes", "class_names", "output_range", "label_input")}
     if isinstance(overrides["class_names"], str):
         overrides["class_names"] = [overrides["class_names"]]

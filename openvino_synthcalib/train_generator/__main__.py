@@ -54,8 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     except SynthcalibError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
-        print(f"{args.command}: interrupted; finished work is kept (rerun the same command to resume)", file=sys.stderr)
+    except KeyboardInterrupt as exc:  # train says which checkpoint it saved
+        generic = f"{args.command}: interrupted; finished work is kept (rerun the same command to resume)"
+        print(str(exc) or generic, file=sys.stderr)
         return 130
     return 0
 
