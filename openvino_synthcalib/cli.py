@@ -262,10 +262,9 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
 
 def cmd_generate(args: argparse.Namespace) -> None:
-    import numpy as np
     from tqdm import tqdm
 
-    from .imageio import ensure_dir, grid, save_png, to_uint8
+    from .imageio import ensure_dir, sample_pngs
     from .sources.base import SourceContext, parse_size
     from .stream import SyntheticStream
 
@@ -288,27 +287,18 @@ def cmd_generate(args: argparse.Namespace) -> None:
         transform=transform,
     )
     out = ensure_dir(args.out, "--out folder")
-    names = stream.source.names
-    per_class: list[list[np.ndarray]] = [[] for _ in names]
     started = time.perf_counter()
-    index = 0
+    classes: set[int] = set()
     with tqdm(total=len(stream), desc="generate", unit="img", disable=not sys.stderr.isatty()) as bar:
-        for images, labels in stream.batches():
-            for img, label in zip(to_uint8(images), labels):
-                folder = out / _safe(names[label])
-                folder.mkdir(exist_ok=True)
-                save_png(img, folder / f"{index:06d}.png")
-                if len(per_class[label]) < DEFAULTS["grid_per_class"]:
-                    per_class[label].append(img)
-                index += 1
-            bar.update(len(labels))
-    save_png(grid([np.stack(r) if r else np.zeros((0, 1, 1, 3), np.uint8) for r in per_class if r]), out / "grid.png")
+        for sample in sample_pngs(stream.batches(), stream.source.names):
+            path = out / sample.path
+            path.parent.mkdir(exist_ok=True)
+            path.write_bytes(sample.data)
+            if sample.label is not None:
+                classes.add(sample.label)
+                bar.update(1)
     elapsed = time.perf_counter() - started
-    print(f"wrote {index} images ({len([r for r in per_class if r])} classes) and grid.png to {out} in {elapsed:.1f} s")
-
-
-def _safe(name: str) -> str:
-    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name) or "class"
+    print(f"wrote {len(stream)} images ({len(classes)} classes) and grid.png to {out} in {elapsed:.1f} s")
 
 
 def cmd_info(args: argparse.Namespace) -> None:

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import io
 import os
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
+
+from .defaults import DEFAULTS
 
 
 def to_uint8(images: np.ndarray) -> np.ndarray:
@@ -13,10 +18,50 @@ def to_uint8(images: np.ndarray) -> np.ndarray:
     return (np.clip(images, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8).transpose(0, 2, 3, 1)
 
 
-def save_png(image_hwc: np.ndarray, path: str | os.PathLike[str]) -> None:
+def png_bytes(image_hwc: np.ndarray) -> bytes:
+    """A uint8 [H, W, 3] image as PNG file bytes."""
     from PIL import Image
 
-    Image.fromarray(image_hwc).save(path, format="PNG", optimize=False)
+    buffer = io.BytesIO()
+    Image.fromarray(image_hwc).save(buffer, format="PNG", optimize=False)
+    return buffer.getvalue()
+
+
+def save_png(image_hwc: np.ndarray, path: str | os.PathLike[str]) -> None:
+    Path(path).write_bytes(png_bytes(image_hwc))
+
+
+def safe_name(name: str) -> str:
+    """A class name usable as a folder name."""
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name) or "class"
+
+
+class SampleFile(NamedTuple):
+    """One file of a sample set: relative path, PNG bytes, class label (``None`` for the grid)."""
+
+    path: str
+    data: bytes
+    label: int | None
+
+
+def sample_pngs(
+    batches: Iterable[tuple[np.ndarray, np.ndarray]],
+    names: Sequence[str],
+    grid_per_class: int = DEFAULTS["grid_per_class"],
+) -> Iterator[SampleFile]:
+    """The files ``synthcalib generate`` writes for a stream's canonical ``(images, labels)`` batches:
+    ``<class>/<index:06d>.png`` per item in stream order, then ``grid.png`` (one row per class,
+    its first ``grid_per_class`` images)."""
+    per_class: list[list[np.ndarray]] = [[] for _ in names]
+    index = 0
+    for images, labels in batches:
+        for img, label in zip(to_uint8(images), labels):
+            label = int(label)
+            yield SampleFile(f"{safe_name(names[label])}/{index:06d}.png", png_bytes(img), label)
+            if len(per_class[label]) < grid_per_class:
+                per_class[label].append(img)
+            index += 1
+    yield SampleFile("grid.png", png_bytes(grid([np.stack(r) for r in per_class if r])), None)
 
 
 def grid(images_by_class: list[np.ndarray], pad: int = 2) -> np.ndarray:
