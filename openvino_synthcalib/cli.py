@@ -1,4 +1,4 @@
-"""The ``synthcalib`` command line: quantize, evaluate, generate, info, plugins."""
+"""The ``synthcalib`` command line: quantize, evaluate, generate, info, plugins, serve."""
 
 from __future__ import annotations
 
@@ -133,6 +133,12 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--json", action="store_true")
 
     sub.add_parser("plugins", help="list source schemes with their package and version")
+
+    w = sub.add_parser("serve", help="a local web page: preview generators, calibrate a model from one")
+    w.add_argument("--generator", action="append", default=[], help="generator IR/ONNX to offer (repeatable)")
+    w.add_argument("--model", action="append", default=[], help="FP32 classifier to offer for calibration (repeatable)")
+    w.add_argument("--host", default="127.0.0.1", help="address to listen on (default %(default)s: this machine only)")
+    w.add_argument("--port", type=_non_negative, default=8000, help="port (default %(default)s; 0: a free one)")
     return parser
 
 
@@ -367,12 +373,24 @@ def cmd_plugins(args: argparse.Namespace) -> None:
         print(f"{scheme:<{width}}  {f'{package} {version}':<{pw}}  {text}")
 
 
+def cmd_serve(args: argparse.Namespace) -> None:
+    try:
+        import fastapi  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError as exc:
+        raise SynthcalibError(f"serve: needs the web extra, pip install 'openvino_synthcalib[web]' ({exc})") from None
+    from .serve.runner import serve
+
+    serve(args.generator, args.model, host=args.host, port=args.port)
+
+
 COMMANDS = {
     "quantize": cmd_quantize,
     "evaluate": cmd_evaluate,
     "generate": cmd_generate,
     "info": cmd_info,
     "plugins": cmd_plugins,
+    "serve": cmd_serve,
 }
 
 
