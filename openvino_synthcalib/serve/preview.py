@@ -48,18 +48,17 @@ def preview(entry: GeneratorEntry, seed: int, classes: list[str] | None, count: 
     started = time.perf_counter()
     stream = preview_stream(entry, seed, classes, count)
     names = stream.source.names
-    rows: dict[int, list[dict[str, Any]]] = {int(c): [] for c in sorted(stream.schedule.classes)}
+    rows: dict[int, list[dict[str, Any]]] = {}
     for index, sample in enumerate(f for f in sample_pngs(stream.batches(), names) if f.label is not None):
-        rows[sample.label].append(
-            {"index": index, "path": sample.path, "png": base64.b64encode(sample.data).decode("ascii")}
-        )
+        item = {"index": index, "path": sample.path, "png": base64.b64encode(sample.data).decode("ascii")}
+        rows.setdefault(sample.label, []).append(item)
     return {
         "generator": entry.id,
         "seed": seed,
         "count": count,
         "images": len(stream),
         "seconds": round(time.perf_counter() - started, 3),
-        "rows": [{"label": c, "name": names[c], "items": items} for c, items in rows.items()],
+        "rows": [{"label": c, "name": names[c], "items": rows[c]} for c in sorted(rows)],
         "command": generate_command(entry, seed, classes, len(stream)),
     }
 
