@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).parent / "static"
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1", "[::1]")
-DEFAULTS = {"seed": 0, "count": 10, "num_samples": 300, "preset": "cifar10", "recipe": RECIPES[0]}
+PAGE_DEFAULTS = {"seed": 0, "count": 10, "num_samples": 300, "preset": "cifar10", "recipe": RECIPES[0]}
 _SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
@@ -115,15 +115,15 @@ def create_app(
             "presets": _preset_names(),
             "recipes": list(RECIPES),
             "limits": LIMITS,
-            "defaults": DEFAULTS,
+            "defaults": PAGE_DEFAULTS,
             "held_out": held_out,
             "job": latest.snapshot() if latest else None,
         }
 
     def preview_args(gid: str, seed: str | None, classes: str | None, count: str | None) -> tuple[Any, ...]:
         entry = catalog.generator(gid)
-        seed_n = integer("seed", DEFAULTS["seed"] if seed is None else seed, 0, MAX_SEED)
-        count_n = integer("count", DEFAULTS["count"] if count is None else count, 1, MAX_PER_CLASS)
+        seed_n = integer("seed", PAGE_DEFAULTS["seed"] if seed is None else seed, 0, MAX_SEED)
+        count_n = integer("count", PAGE_DEFAULTS["count"] if count is None else count, 1, MAX_PER_CLASS)
         return entry, seed_n, class_list(classes), count_n
 
     @app.get("/api/generators/{gid}/card")
@@ -161,7 +161,7 @@ def create_app(
             raise SynthcalibError(
                 f"request body: unknown key(s) {', '.join(unknown)[:120]}; expected {', '.join(sorted(known))}"
             )
-        preset = body.get("preset", DEFAULTS["preset"])
+        preset = body.get("preset", PAGE_DEFAULTS["preset"])
         if preset not in _preset_names():
             raise SynthcalibError(f"preset: expected one of {', '.join(_preset_names())}, got {shown(preset)}")
         for key in ("generator", "model"):
@@ -172,9 +172,9 @@ def create_app(
                 generator=catalog.generator(body["generator"]),
                 model=catalog.model(body["model"]),
                 preset=None if preset == "none" else preset,
-                num_samples=integer("num_samples", body.get("num_samples", DEFAULTS["num_samples"]), 1, MAX_SAMPLES),
-                seed=integer("seed", body.get("seed", DEFAULTS["seed"]), 0, MAX_SEED),
-                recipe=body.get("recipe", DEFAULTS["recipe"]),
+                num_samples=integer("num_samples", body.get("num_samples", PAGE_DEFAULTS["num_samples"]), 1, MAX_SAMPLES),
+                seed=integer("seed", body.get("seed", PAGE_DEFAULTS["seed"]), 0, MAX_SEED),
+                recipe=body.get("recipe", PAGE_DEFAULTS["recipe"]),
             )
         )
         return job.snapshot()
