@@ -172,7 +172,9 @@ def create_app(
                 generator=catalog.generator(body["generator"]),
                 model=catalog.model(body["model"]),
                 preset=None if preset == "none" else preset,
-                num_samples=integer("num_samples", body.get("num_samples", PAGE_DEFAULTS["num_samples"]), 1, MAX_SAMPLES),
+                num_samples=integer(
+                    "num_samples", body.get("num_samples", PAGE_DEFAULTS["num_samples"]), 1, MAX_SAMPLES
+                ),
                 seed=integer("seed", body.get("seed", PAGE_DEFAULTS["seed"]), 0, MAX_SEED),
                 recipe=body.get("recipe", PAGE_DEFAULTS["recipe"]),
             )
