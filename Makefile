@@ -1,5 +1,5 @@
 # `make demo` runs the main job, `make test` the whole suite (modern + legacy POT environments).
-# Each target creates what it needs: .venv (openvino 2026.4, nncf 3.4, torch CPU) and .venv-pot.
+# Each target creates what it needs: .venv (openvino 2026.4, nncf 3.4, torch CPU, the web extra) and .venv-pot.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -12,7 +12,7 @@ STAMP := $(VENV)/.synthcalib-stamp
 $(STAMP): setup.cfg pyproject.toml Makefile
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip setuptools wheel
-	$(PY) -m pip install -q $(MODERN_PINS) -e ".[train,dev]"
+	$(PY) -m pip install -q $(MODERN_PINS) -e ".[train,dev,web]"
 	@touch $(STAMP)
 
 demo: $(STAMP)

@@ -1,4 +1,4 @@
-"""The ``synthcalib`` command line: quantize, evaluate, generate, info, plugins."""
+"""The ``synthcalib`` command line: quantize, evaluate, generate, info, plugins, serve."""
 
 from __future__ import annotations
 
@@ -170,6 +170,12 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--json", action="store_true")
 
     sub.add_parser("plugins", help="list source schemes with their package and version")
+
+    w = sub.add_parser("serve", help="a local web page: preview generators, calibrate a model from one")
+    w.add_argument("--generator", action="append", default=[], help="generator IR/ONNX to offer (repeatable)")
+    w.add_argument("--model", action="append", default=[], help="FP32 classifier to offer for calibration (repeatable)")
+    w.add_argument("--host", default="127.0.0.1", help="address to listen on (default %(default)s: this machine only)")
+    w.add_argument("--port", type=_non_negative, default=8000, help="port (default %(default)s; 0: a free one)")
     return parser
 
 
@@ -299,7 +305,7 @@ def cmd_generate(args: argparse.Namespace) -> None:
     from tqdm import tqdm
 
     from .files import replaced_dir
-    from .imageio import class_grid, generated_files, png_bytes
+    from .imageio import sample_pngs
     from .sources.base import SourceContext, parse_size
     from .stream import SyntheticStream
 
@@ -321,21 +327,17 @@ def cmd_generate(args: argparse.Namespace) -> None:
         transform={"size": size} if size is not None else None,
     )
     with stream, replaced_dir(args.out, args.overwrite) as tmp:
-        shown: list[tuple[Any, int]] = []  # the grid's images only: memory stays flat in --num
-        per_class: dict[int, int] = {}
-        bar = tqdm(total=len(stream), desc="generate", unit="img", disable=not sys.stderr.isatty())
-        with bar:
-            for relpath, img, label in generated_files(stream):
-                path = tmp / relpath
+        classes: set[int] = set()
+        with tqdm(total=len(stream), desc="generate", unit="img", disable=not sys.stderr.isatty()) as bar:
+            for sample in sample_pngs(stream.batches(), stream.source.names):
+                path = tmp / sample.path
                 path.parent.mkdir(exist_ok=True)
-                path.write_bytes(png_bytes(img))  # the whole folder is renamed into place at the end
-                per_class[label] = per_class.get(label, 0) + 1
-                if per_class[label] <= DEFAULTS["grid_per_class"]:
-                    shown.append((img, label))
-                bar.update(1)
-        (tmp / "grid.png").write_bytes(png_bytes(class_grid(shown, DEFAULTS["grid_per_class"])))
+                path.write_bytes(sample.data)  # the whole folder is renamed into place at the end
+                if sample.label is not None:
+                    classes.add(sample.label)
+                    bar.update(1)
     elapsed = time.perf_counter() - started
-    print(f"wrote {len(stream)} images ({len(per_class)} classes) and grid.png to {args.out} in {elapsed:.1f} s")
+    print(f"wrote {len(stream)} images ({len(classes)} classes) and grid.png to {args.out} in {elapsed:.1f} s")
 
 
 def cmd_info(args: argparse.Namespace) -> None:
@@ -400,12 +402,24 @@ def cmd_plugins(args: argparse.Namespace) -> None:
         print(f"{scheme:<{width}}  {f'{package} {version}':<{pw}}  {text}")
 
 
+def cmd_serve(args: argparse.Namespace) -> None:
+    try:
+        import fastapi  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError as exc:
+        raise SynthcalibError(f"serve: needs the web extra, pip install 'openvino_synthcalib[web]' ({exc})") from None
+    from .serve.runner import serve
+
+    serve(args.generator, args.model, host=args.host, port=args.port)
+
+
 COMMANDS = {
     "quantize": cmd_quantize,
     "evaluate": cmd_evaluate,
     "generate": cmd_generate,
     "info": cmd_info,
     "plugins": cmd_plugins,
+    "serve": cmd_serve,
 }
 
 

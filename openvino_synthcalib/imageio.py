@@ -1,14 +1,16 @@
-"""Writing images: uint8 conversion, PNG files and bytes, and a preview grid."""
+"""Writing images: uint8 conversion, PNG files and bytes, the preview grid, and the sample set
+``synthcalib generate`` writes (also what ``synthcalib serve`` zips)."""
 
 from __future__ import annotations
 
 import io
 import os
-from collections.abc import Iterable, Iterator
-from typing import Any
+from collections.abc import Iterable, Iterator, Sequence
+from typing import NamedTuple
 
 import numpy as np
 
+from .defaults import DEFAULTS
 from .files import write_bytes
 
 
@@ -26,14 +28,47 @@ def png_bytes(image_hwc: np.ndarray) -> bytes:
     """One uint8 [H, W, 3] image as PNG file bytes (always the same bytes for the same pixels)."""
     from PIL import Image
 
-    buf = io.BytesIO()
-    Image.fromarray(image_hwc).save(buf, format="PNG", optimize=False)
-    return buf.getvalue()
+    buffer = io.BytesIO()
+    Image.fromarray(image_hwc).save(buffer, format="PNG", optimize=False)
+    return buffer.getvalue()
 
 
 def save_png(image_hwc: np.ndarray, path: str | os.PathLike[str]) -> None:
     """Write one uint8 [H, W, 3] image as a PNG file, atomically."""
     write_bytes(path, png_bytes(image_hwc), "image")
+
+
+def safe_name(name: str) -> str:
+    """A class name usable as a folder name (never ``.`` or ``..``)."""
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name).strip(".") or "class"
+
+
+class SampleFile(NamedTuple):
+    """One file of a sample set: relative path, PNG bytes, class label (``None`` for the grid)."""
+
+    path: str
+    data: bytes
+    label: int | None
+
+
+def sample_pngs(
+    batches: Iterable[tuple[np.ndarray, np.ndarray]],
+    names: Sequence[str],
+    grid_per_class: int = DEFAULTS["grid_per_class"],
+) -> Iterator[SampleFile]:
+    """The files ``synthcalib generate`` writes for a stream's canonical ``(images, labels)`` batches:
+    ``<class>/<index:06d>.png`` per item in stream order, then ``grid.png`` (one row per class,
+    its first ``grid_per_class`` images). Memory holds the grid's images only."""
+    per_class: list[list[np.ndarray]] = [[] for _ in names]
+    index = 0
+    for images, labels in batches:
+        for img, label in zip(to_uint8(images), labels):
+            label = int(label)
+            yield SampleFile(f"{safe_name(names[label])}/{index:06d}.png", png_bytes(img), label)
+            if len(per_class[label]) < grid_per_class:
+                per_class[label].append(img)
+            index += 1
+    yield SampleFile("grid.png", png_bytes(grid([np.stack(r) for r in per_class if r])), None)
 
 
 def grid(images_by_class: list[np.ndarray], pad: int = 2) -> np.ndarray:
@@ -49,29 +84,3 @@ def grid(images_by_class: list[np.ndarray], pad: int = 2) -> np.ndarray:
             y, x = pad + r * (h + pad), pad + c * (w + pad)
             out[y : y + h, x : x + w] = img
     return out
-
-
-def safe_name(name: str) -> str:
-    """A class name usable as a folder name (what ``synthcalib generate`` writes per class)."""
-    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name).strip(".") or "class"
-
-
-def generated_files(stream: Any) -> Iterator[tuple[str, np.ndarray, int]]:
-    """``(relative path, uint8 [H, W, 3] image, label)`` of every item of a stream, in order: what
-    ``synthcalib generate`` writes (``<class>/<index:06d>.png``; encode with :func:`png_bytes`)."""
-    names = stream.source.names
-    index = 0
-    for images, labels in stream.batches():
-        for img, label in zip(to_uint8(images), labels):
-            yield f"{safe_name(names[label])}/{index:06d}.png", img, int(label)
-            index += 1
-
-
-def class_grid(items: Iterable[tuple[np.ndarray, int]], per_class: int) -> np.ndarray:
-    """The preview grid of ``(image, label)`` pairs: up to ``per_class`` images in a row per class."""
-    rows: dict[int, list[np.ndarray]] = {}
-    for img, label in items:
-        row = rows.setdefault(label, [])
-        if len(row) < per_class:
-            row.append(img)
-    return grid([np.stack(rows[c]) for c in sorted(rows)])

@@ -613,7 +613,9 @@ def test_resumed_run_equals_an_uninterrupted_one(work, capsys):
     """Killed after step 6 (its checkpoint 12 never written), resumed to 12: same weights, no duplicated logs."""
     run = _copy_run(work, "runs_parity")
     (run / "checkpoint-0000012.pt").unlink()
-    code, _, err = run_cli(_train_args(work, run.parent, "--steps", 12, "--ckpt-every", 6, "--resume", "latest"), capsys)
+    code, _, err = run_cli(
+        _train_args(work, run.parent, "--steps", 12, "--ckpt-every", 6, "--resume", "latest"), capsys
+    )
     assert code == 0, err
     resumed = torch.load(run / "checkpoint-0000012.pt", weights_only=False)
     straight = torch.load(work["run"] / "checkpoint-0000012.pt", weights_only=False)
@@ -629,7 +631,9 @@ def test_resume_falls_back_from_a_corrupt_checkpoint(work, capsys):
     run = _copy_run(work, "runs_corrupt")
     last = run / "checkpoint-0000012.pt"
     last.write_bytes(last.read_bytes()[:1000])  # a copy cut short
-    code, _, err = run_cli(_train_args(work, run.parent, "--steps", 14, "--ckpt-every", 6, "--resume", str(run)), capsys)
+    code, _, err = run_cli(
+        _train_args(work, run.parent, "--steps", 14, "--ckpt-every", 6, "--resume", str(run)), capsys
+    )
     assert code == 0, err
     assert "checkpoint-0000012.pt is unreadable" in err and "Traceback" not in err
     assert torch.load(run / "checkpoint-0000014.pt", weights_only=False)["step"] == 14

@@ -1,0 +1,309 @@
+"""Calibration jobs: quantize a model on a generator's stream in the background, one at a time."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import models
+from ..errors import SynthcalibError
+from ..sources.base import Source
+from .catalog import GeneratorEntry, ModelEntry
+from .errors import Busy, UnknownId
+from .params import shown
+
+log = logging.getLogger(__name__)
+
+# Quantization recipes offered on the page. "nncf": plain nncf.quantize defaults.
+RECIPES: tuple[str, ...] = ("nncf",)
+HELD_OUT = 500  # held-out synthetic items (another seed) for FP32 vs INT8 agreement
+TIMING_SECONDS = 1.0  # inference time behind each images/s figure
+
+
+def quantize_with_recipe(
+    model: Path, source: Source, output: Path, *, num_samples: int, seed: int, preset: str | None, recipe: str
+) -> dict[str, Any]:
+    """The one place a recipe (checked by :func:`check_request`) reaches :func:`quantize`;
+    ``"nncf"`` adds no options."""
+    from ..quantize import quantize
+
+    return quantize(str(model), source, output, num_samples=num_samples, seed=seed, transform=preset)
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    generator: GeneratorEntry
+    model: ModelEntry
+    preset: str | None
+    num_samples: int
+    seed: int
+    recipe: str
+
+
+class Job:
+    """State and progress of one calibration, read by the page while a worker thread updates it."""
+
+    def __init__(self, jid: str, request: JobRequest, folder: Path) -> None:
+        self.id = jid
+        self.request = request
+        self.folder = folder
+        self.output: Path | None = None
+        self.started = time.perf_counter()
+        self._lock = threading.Lock()
+        self.state = "running"
+        self.phase = "preparing"
+        self.done = 0
+        self.total = 0
+        self.passes: list[int] = []
+        self.report: dict[str, Any] | None = None
+        self.error: str | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.state == "running"
+
+    def set_phase(self, phase: str, total: int = 0) -> None:
+        with self._lock:
+            self.phase, self.done, self.total = phase, 0, total
+
+    def start_pass(self, total: int) -> None:
+        with self._lock:
+            self.phase, self.done, self.total = "calibrating", 0, total
+            self.passes.append(0)
+
+    def add(self, n: int) -> None:
+        with self._lock:
+            self.done += n
+            if self.phase == "calibrating" and self.passes:
+                self.passes[-1] += n
+
+    def finish(self, report: dict[str, Any] | None = None, error: str | None = None) -> None:
+        with self._lock:
+            self.report, self.error = report, error
+            self.state = "failed" if error else "done"
+            self.phase = self.state
+
+    def text(self) -> str:
+        """The progress line shown under the bar."""
+        done, total, k = self.done, self.total, len(self.passes)
+        if self.phase == "preparing":
+            return "preparing: loading NNCF, the model and the generator stream"
+        if self.phase == "calibrating":
+            if done < total:
+                return f"collecting statistics: {done}/{total} items generated for NNCF (pass {k})"
+            return f"quantizing: statistics collected from {total} items (pass {k})"
+        if self.phase == "checking":
+            return f"checking: FP32 vs INT8 top-1 on {done}/{total} held-out synthetic items"
+        if self.phase == "timing":
+            return f"timing: {'FP32' if done == 0 else 'INT8'} images/s"
+        if self.phase == "done":
+            return f"done in {self.report['total_seconds']:.1f} s" if self.report else "done"
+        return self.error or self.phase
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "id": self.id,
+                "state": self.state,
+                "phase": self.phase,
+                "done": self.done,
+                "total": self.total,
+                "passes": list(self.passes),
+                "text": self.text(),
+                "elapsed": round(time.perf_counter() - self.started, 1),
+                "report": self.report,
+                "error": self.error,
+            }
+
+
+class CountingSource(Source):
+    """A shared source seen through a counter: the items NNCF pulls from the calibration stream."""
+
+    def __init__(self, inner: Source, job: Job) -> None:
+        super().__init__(inner.spec)
+        self.inner = inner
+        self.job = job
+        for name in ("scheme", "num_classes", "class_names", "image_size", "conditional", "batch_size"):
+            setattr(self, name, getattr(inner, name))
+
+    def iter_images(
+        self,
+        indices: np.ndarray,
+        labels: np.ndarray,
+        seed: int,
+        size: tuple[int, int] | None = None,
+        occurrences: np.ndarray | None = None,
+    ) -> Iterator[np.ndarray]:
+        if len(indices) and indices[0] == 0:  # NNCF starts a pass over the dataset
+            self.job.start_pass(self.job.request.num_samples)
+        for images in self.inner.iter_images(indices, labels, seed, size, occurrences):
+            self.job.add(len(images))
+            yield images
+
+    def describe(self) -> dict[str, Any]:
+        return self.inner.describe()
+
+    def close(self) -> None:
+        """The inner source is shared with the preview: keep it open."""
+
+
+def check_request(request: JobRequest) -> None:
+    """Fail before starting when the model cannot be calibrated from this generator."""
+    model, gen = request.model, request.generator
+    if model.classes is None:
+        raise SynthcalibError(
+            f"model '{model.label}' has no classifier output [N, K]: the page calibrates classifiers "
+            "(it compares FP32 and INT8 top-1)"
+        )
+    if model.classes != gen.info.num_classes:
+        raise SynthcalibError(
+            f"generator '{gen.label}' has {gen.info.num_classes} classes but model '{model.label}' outputs "
+            f"{model.classes}: pick a generator for this model's classes"
+        )
+    if request.recipe not in RECIPES:
+        raise SynthcalibError(f"recipe: expected one of {', '.join(RECIPES)}, got {shown(request.recipe)}")
+
+
+def _images_per_s(compiled: Any, x: np.ndarray, seconds: float) -> float:
+    """Images/s of synchronous inference on batch ``x`` for about ``seconds``."""
+    compiled(x)
+    n, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds or n == 0:
+        compiled(x)
+        n += 1
+    return n * len(x) / (time.perf_counter() - started)
+
+
+def _top1(compiled: Any, x: np.ndarray, batch: int) -> np.ndarray:
+    from ..inference import predict
+
+    return np.concatenate(list(predict(compiled, (x[i : i + batch] for i in range(0, len(x), batch)))))
+
+
+def calibrate(job: Job, held_out: int = HELD_OUT, timing_seconds: float = TIMING_SECONDS) -> dict[str, Any]:
+    """Quantize, then measure FP32 vs INT8 agreement on held-out items (seed + 1) and images/s."""
+    from ..stream import make_stream
+
+    req = job.request
+    started = time.perf_counter()
+    job.output = job.folder / f"{req.model.path.stem}_int8.xml"
+    result = quantize_with_recipe(
+        req.model.path,
+        CountingSource(req.generator.source, job),
+        job.output,
+        num_samples=req.num_samples,
+        seed=req.seed,
+        preset=req.preset,
+        recipe=req.recipe,
+    )
+    fp32 = models.read_model(req.model.path, "model")
+    held = make_stream(req.generator.source, held_out, model=fp32, transform=req.preset, seed=req.seed + 1)
+    job.set_phase("checking", held_out)
+    parts = []
+    for x, _ in held.batches():
+        parts.append(x)
+        job.add(len(x))
+    x = np.concatenate(parts)
+    labels = held.labels()
+    static = models.static_dims(fp32.inputs[0].get_partial_shape())[0]
+    batch = static or min(64, len(x))
+    cfg = {"INFERENCE_PRECISION_HINT": "f32"}  # a true FP32 baseline on CPUs that default to bf16
+    fp32_c = models.compile_model(fp32, "CPU", cfg, "FP32 model")
+    int8_c = models.compile_model(result["quantized_model"], "CPU", cfg, "INT8 model")
+    p32, p8 = _top1(fp32_c, x, batch), _top1(int8_c, x, batch)
+    job.set_phase("timing", 2)
+    sample = x[:batch]
+    fps32 = _images_per_s(fp32_c, sample, timing_seconds)
+    job.add(1)
+    fps8 = _images_per_s(int8_c, sample, timing_seconds)
+    job.add(1)
+    return {
+        "model": req.model.label,
+        "generator": req.generator.label,
+        "preset": req.preset or "none",
+        "recipe": req.recipe,
+        "num_samples": result["num_samples"],
+        "seed": req.seed,
+        "samples_per_class": result["samples_per_class"],
+        "passes": list(job.passes),
+        "quantize_seconds": result["quantize_seconds"],
+        "total_seconds": round(time.perf_counter() - started, 2),
+        "held_out": len(x),
+        "held_out_seed": req.seed + 1,
+        "agreement": float((p32 == p8).mean()),
+        "fp32_top1_vs_class": float((p32 == labels).mean()),
+        "int8_top1_vs_class": float((p8 == labels).mean()),
+        "timing_batch": len(sample),
+        "fp32_images_per_s": round(fps32, 1),
+        "int8_images_per_s": round(fps8, 1),
+        "speedup": round(fps8 / fps32, 3),
+        "fp32_bytes": result["fp32_bytes"],
+        "int8_bytes": result["int8_bytes"],
+        "files": [job.output.name, job.output.with_suffix(".bin").name],
+        "download": f"/api/jobs/{job.id}/int8.zip",
+    }
+
+
+class JobManager:
+    """Runs one calibration at a time in a worker thread; keeps every job's state and output."""
+
+    def __init__(self, workdir: Path, held_out: int = HELD_OUT, timing_seconds: float = TIMING_SECONDS) -> None:
+        self.workdir = workdir
+        self.held_out = held_out
+        self.timing_seconds = timing_seconds
+        self.jobs: dict[str, Job] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def latest(self) -> Job | None:
+        return next(reversed(self.jobs.values()), None)
+
+    def start(self, request: JobRequest) -> Job:
+        check_request(request)
+        with self._lock:
+            current = self.latest
+            if current is not None and current.running:
+                raise Busy(
+                    f"a calibration is already running (job {current.id}: {current.text()}); "
+                    "wait for it to finish, then start another"
+                )
+            jid = f"j{len(self.jobs) + 1}"
+            folder = self.workdir / jid
+            folder.mkdir(parents=True)
+            job = Job(jid, request, folder)
+            self.jobs[jid] = job
+        threading.Thread(target=self._run, args=(job,), name=f"synthcalib-{jid}", daemon=True).start()
+        return job
+
+    def _run(self, job: Job) -> None:
+        try:
+            report = calibrate(job, self.held_out, self.timing_seconds)
+        except SynthcalibError as exc:
+            job.finish(error=str(exc))
+        except Exception as exc:  # shown as one line on the page; the traceback goes to the server log
+            log.exception("calibration %s failed", job.id)
+            line = next((s for s in str(exc).splitlines() if s.strip()), type(exc).__name__)
+            job.finish(error=f"calibration failed: {type(exc).__name__}: {line[:200]}")
+        else:
+            job.finish(report=report)
+
+    def get(self, jid: str) -> Job:
+        if jid not in self.jobs:
+            raise UnknownId(f"unknown job id {shown(jid)}")
+        return self.jobs[jid]
+
+    def output_files(self, jid: str) -> list[Path]:
+        """The INT8 IR (.xml, .bin) of a finished job."""
+        job = self.get(jid)
+        if job.running:
+            raise Busy(f"job {jid} is still running: its INT8 model is not ready yet")
+        if job.state != "done" or job.output is None:
+            raise UnknownId(f"job {jid} failed: it has no INT8 model")
+        return [job.output, job.output.with_suffix(".bin")]
