@@ -15,6 +15,7 @@ from typing import Any, NoReturn
 from .defaults import DEFAULTS
 from .errors import SynthcalibError
 from .models import PRECISIONS
+from .recipe import RECIPES
 from .schedule import MAX_LENGTH
 from .shipped import generator_path
 
@@ -137,6 +138,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     q.add_argument("--metric", choices=("agreement", "labels"), help="accuracy-control metric (default agreement)")
     q.add_argument("--validation-source", help="accuracy-control validation source (default: the calibration source)")
+    q.add_argument(
+        "--recipe",
+        type=str.lower,
+        choices=RECIPES,
+        help="range-estimation recipe: adaptive (chosen per model on synthetic items; default for synthetic "
+        "sources), nncf (NNCF defaults; default for images:), minmax, histogram",
+    )
+    q.add_argument("--score-source", help="adaptive recipe: the source it scores candidates on (default: --source)")
+    q.add_argument(
+        "--score-samples",
+        type=_positive,
+        help=f"adaptive recipe: items it scores candidates on (default {DEFAULTS['recipe_score_samples']})",
+    )
     q.add_argument("--subset-size", type=_positive, help="nncf subset_size (default: --num-samples)")
     q.add_argument("--nncf-preset", choices=("performance", "mixed"), help="nncf quantization preset")
     q.add_argument("--fast-bias-correction", action=argparse.BooleanOptionalAction, default=None)
@@ -189,6 +203,7 @@ def _print_report(report: dict[str, Any], as_json: bool) -> None:
     balance = f"{counts[0]} per class" if len(counts) == 1 else f"{counts[0]}-{counts[-1]} per class"
     print(f"source:     {report['source']}")
     print(f"samples:    {report['num_samples']} ({balance}, {len(per_class)} classes), seed {report['seed']}")
+    print(f"recipe:     {report['recipe_summary']}")
     print(f"quantized:  {report['quantize_seconds']:.1f} s")
     if report.get("fp32_bytes"):
         print(f"FP32 model: {report['model']} ({report['fp32_bytes'] / 1e6:.2f} MB)")
@@ -232,6 +247,14 @@ def cmd_quantize(args: argparse.Namespace) -> None:
         if accuracy is None:
             raise SynthcalibError("--validation-source: only used with --max-drop (or accuracy_control in --config)")
         accuracy = {**accuracy, "source": args.validation_source}
+    recipe = dict(config.get("recipe") or {})
+    for key, value in (
+        ("name", args.recipe),
+        ("score_source", args.score_source),
+        ("score_samples", args.score_samples),
+    ):
+        if value is not None:
+            recipe[key] = value
     from .quantize import quantize
 
     with _stdout_to_stderr():
@@ -250,6 +273,7 @@ def cmd_quantize(args: argparse.Namespace) -> None:
             accuracy_control=accuracy,
             allow_class_mismatch=args.allow_class_mismatch or bool(config.get("allow_class_mismatch")),
             nncf_options=nncf_options,
+            recipe=recipe or None,
         )
     _print_report(report, args.json)
 

@@ -15,6 +15,7 @@ DEFAULTS = MappingProxyType(
         # f32 makes item i identical on every CPU (bf16 is the default on some).
         "precision": "f32",
         "eval_batch_size": 64,
+        "recipe_score_samples": 1000,  # synthetic items the adaptive recipe scores candidates on
         "generate_num": 100,
         "grid_per_class": 10,
     }

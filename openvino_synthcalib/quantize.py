@@ -22,7 +22,17 @@ from .transforms import TRANSFORM_KEYS
 NNCF_KEYS = ("preset", "subset_size", "fast_bias_correction", "model_type", "target_device", "ignored_scope")
 DATASET_KEYS = ("source", "num_samples", "seed", "classes", "class_weights", "batch_size", "device", "precision")
 ACCURACY_KEYS = ("max_drop", "metric", "source", "num_samples", "seed", "drop_type", "max_num_iterations")
-CONFIG_KEYS = ("model", "output", "dataset", "preprocessing", "accuracy_control", "allow_class_mismatch", *NNCF_KEYS)
+RECIPE_KEYS = ("name", "score_source", "score_samples")
+CONFIG_KEYS = (
+    "model",
+    "output",
+    "dataset",
+    "preprocessing",
+    "accuracy_control",
+    "allow_class_mismatch",
+    "recipe",
+    *NNCF_KEYS,
+)
 METRICS = ("agreement", "labels")
 DROP_TYPES = ("absolute", "relative")
 
@@ -98,6 +108,29 @@ def check_accuracy_control(options: dict[str, Any], where: str = "accuracy_contr
     return out
 
 
+def check_recipe(options: Any, where: str = "recipe") -> dict[str, Any]:
+    """Recipe options from a name or a mapping (``name``, ``score_source``, ``score_samples``)."""
+    from .recipe import check_name
+
+    if options is None:
+        return {}
+    if isinstance(options, str):
+        options = {"name": options}
+    if not isinstance(options, dict):
+        raise SynthcalibError(f"{where}: expected a recipe name or a mapping of {', '.join(RECIPE_KEYS)}")
+    unknown = sorted(set(options) - set(RECIPE_KEYS))
+    if unknown:
+        raise SynthcalibError(f"{where}: unknown key(s) {', '.join(unknown)}; expected {', '.join(RECIPE_KEYS)}")
+    out = dict(options)
+    if out.get("name") is not None:
+        out["name"] = check_name(out["name"], f"{where}.name" if where != "recipe" else where)
+    if out.get("score_samples") is not None:
+        _integer(out["score_samples"], f"{where}.score_samples", 1)
+    if out.get("score_source") is not None and not isinstance(out["score_source"], str):
+        raise SynthcalibError(f"{where}.score_source: expected a source spec string, got {out['score_source']!r}")
+    return out
+
+
 def check_output(output: str | os.PathLike[str], model_path: Path | None) -> Path:
     """An output .xml path that is not the input model (nor shares its weights file)."""
     out = Path(output)
@@ -132,13 +165,18 @@ def quantize(
     accuracy_control: dict[str, Any] | None = None,
     allow_class_mismatch: bool = False,
     nncf_options: dict[str, Any] | None = None,
+    recipe: str | dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Quantize ``model`` to INT8 on ``num_samples`` items of ``source`` and save it to ``output``.
 
-    ``accuracy_control`` (``{"max_drop": 0.01, "metric": "agreement" | "labels"}``) switches to
+    ``recipe`` picks NNCF's range-estimation parameters (see :mod:`openvino_synthcalib.recipe`): a
+    name (``adaptive``, ``nncf``, ``minmax``, ``histogram``) or a mapping with ``name``,
+    ``score_source``, ``score_samples``. By default synthetic sources get ``adaptive`` and real
+    images NNCF's defaults. ``accuracy_control`` (``{"max_drop": 0.01, "metric": "agreement" | "labels"}``) switches to
     ``nncf.quantize_with_accuracy_control`` with a synthetic labelled validation set, drawn from
     ``source`` with another seed, or from ``accuracy_control["source"]`` when given.
-    Returns a report: time, samples per class, model sizes. The output is written atomically
+    Returns a report: time, samples per class, the recipe (chosen candidate and its synthetic
+    scores), model sizes. The output is written atomically
     (an existing file is replaced only by a complete new model) and never over the input.
     """
     model_path = None
@@ -148,6 +186,7 @@ def quantize(
     out_path = check_output(output, model_path) if output is not None else None
     nncf_kwargs = _nncf_options(dict(nncf_options or {}), "")
     accuracy = check_accuracy_control(accuracy_control) if accuracy_control else None
+    recipe_options = check_recipe(recipe)
     with contextlib.ExitStack() as stack:
         if out_path is not None:
             stack.enter_context(created_dirs(out_path.parent, "--out folder"))
@@ -166,6 +205,7 @@ def quantize(
             accuracy=accuracy,
             allow_class_mismatch=allow_class_mismatch,
             nncf_kwargs=nncf_kwargs,
+            recipe_options=recipe_options,
         )
         report["model"] = str(model_path) if model_path else None
         report["fp32_bytes"] = models.file_size(model_path) if model_path else None
@@ -192,11 +232,14 @@ def _quantize(
     accuracy: dict[str, Any] | None,
     allow_class_mismatch: bool,
     nncf_kwargs: dict[str, Any],
+    recipe_options: dict[str, Any],
 ) -> dict[str, Any]:
     """The NNCF call; every stream it opens is closed by ``stack`` whatever happens."""
     import nncf
 
     from .dataset import Dataset
+    from .recipe import default_for
+    from .recipe import recipe as choose_recipe
     from .stream import make_stream
 
     stream_options = {
@@ -215,6 +258,16 @@ def _quantize(
     calibration = Dataset(stream)
     nncf_kwargs.setdefault("subset_size", len(calibration))
     started = time.perf_counter()
+    chosen = choose_recipe(
+        model,
+        calibration,
+        recipe_options.get("name") or default_for(src),
+        score_source=recipe_options.get("score_source"),
+        score_samples=recipe_options.get("score_samples") or DEFAULTS["recipe_score_samples"],
+        device=device,
+        precision=precision,
+        **nncf_kwargs,
+    )
     if accuracy:
         # The validation set may come from another source than calibration (say, real or noise
         # calibration judged on a generator's labelled stream); by default it is the same source.
@@ -249,16 +302,27 @@ def _quantize(
         if "drop_type" in accuracy:
             extra["drop_type"] = nncf.DropType(str(accuracy["drop_type"]).lower())
         quantized = nncf.quantize_with_accuracy_control(
-            model, calibration, validation, fn, max_drop=accuracy["max_drop"], **extra, **nncf_kwargs
+            model,
+            calibration,
+            validation,
+            fn,
+            max_drop=accuracy["max_drop"],
+            **extra,
+            **nncf_kwargs,
+            **chosen.accuracy_control_kwargs,
         )
+    elif chosen.model is not None:  # the adaptive recipe already quantized the chosen candidate
+        quantized = chosen.model
     else:
-        quantized = nncf.quantize(model, calibration, **nncf_kwargs)
+        quantized = nncf.quantize(model, calibration, **nncf_kwargs, **chosen.quantize_kwargs)
     return {
         "source": src.spec,
         "num_samples": len(stream),
         "seed": stream.seed,
         "samples_per_class": stream.describe()["samples_per_class"],
         "quantize_seconds": round(time.perf_counter() - started, 2),
+        "recipe": chosen.describe(),
+        "recipe_summary": chosen.summary(),
         "quantized_model": quantized,
     }
 
@@ -315,6 +379,11 @@ def load_config(path: str | os.PathLike[str]) -> dict[str, Any]:
             f"{where}unknown preprocessing key(s) {', '.join(unknown)}; expected {', '.join(TRANSFORM_KEYS)}"
         )
     data["preprocessing"] = pre
+    if data.get("recipe") is not None:
+        try:
+            data["recipe"] = check_recipe(data["recipe"])
+        except SynthcalibError as exc:
+            raise SynthcalibError(f"{where}{exc}") from None
     if data.get("accuracy_control") is not None:
         try:
             data["accuracy_control"] = check_accuracy_control(data["accuracy_control"])

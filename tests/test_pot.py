@@ -349,6 +349,33 @@ class TestPot:
         inputs = SyntheticDataLoader(engine, model=str(work / "cls.xml")).inputs()
         assert agreement(int8, work / "cls.xml", inputs) >= 0.9
 
+    # ---- the quantization recipe
+
+    def test_recipe_is_chosen_by_the_synthetic_engine(self, models_dir: Path, tmp_path: Path) -> None:
+        work = copy_models(models_dir, tmp_path)
+        cfg = write_config(work, "dq.json", engine_section(score_samples=64))
+        proc = run_wrapper(["-c", cfg.name, "--output-dir", "out", "--direct-dump"], cwd=work)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        line = [ln for ln in proc.stderr.splitlines() if ln.startswith("synthcalib: recipe adaptive -> ")]
+        assert len(line) == 1 and "nncf" in line[0] and "minmax" in line[0] and "64 items" in line[0], proc.stderr
+        assert "FakeQuantize" in (work / "out" / "optimized" / "tiny.xml").read_text()
+
+    def test_recipe_candidates_respect_a_configured_range_estimator(self) -> None:
+        from openvino_synthcalib.pot.recipe import applies, pot_candidates, with_candidate
+
+        assert pot_candidates() == ("nncf", "minmax")
+        own = {"max": {"type": "quantile", "outlier_prob": 1e-4}}
+        algos = [
+            {"name": "DefaultQuantization", "params": {"preset": "performance"}},
+            {"name": "DefaultQuantization", "params": {"activations": {"range_estimator": own}}},
+        ]
+        injected = with_candidate(algos, "minmax")
+        assert injected[0]["params"]["activations"]["range_estimator"]["max"] == {"type": "max", "aggregator": "max"}
+        assert injected[1]["params"]["activations"]["range_estimator"] == own
+        assert "activations" not in algos[0]["params"]  # the caller's config is not modified
+        assert with_candidate(algos, "nncf")[0]["params"] == {"preset": "performance"}
+        assert applies(algos) and not applies(algos[1:])
+
     def test_accuracy_aware_with_agreement_metric(self, models_dir: Path, tmp_path: Path) -> None:
         work = copy_models(models_dir, tmp_path)
         cfg = write_config(
@@ -383,6 +410,10 @@ class TestPot:
             ({"type": "synthetik"}, "engine.type"),
             ({"source": "generator:missing.xml"}, "engine.source"),
             ({"metrics": ["top5"]}, "engine.metrics"),
+            ({"recipe": "histogram"}, "engine.recipe"),
+            ({"recipe": "best"}, "engine.recipe"),
+            ({"preprocessing": {"std": "nan"}}, "engine.preprocessing"),
+            ({"score_samples": 0}, "engine.score_samples"),
         ],
     )
     def test_bad_config_one_line_exit_2(self, models_dir: Path, tmp_path: Path, change: dict, key: str) -> None:

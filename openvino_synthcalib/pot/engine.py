@@ -35,4 +35,6 @@ def create_engine(engine_config: Any, data_loader: Any = None, metric: Any = Non
     setup = lookup(engine_config)
     if metric is None and setup.metrics:
         metric = make_metric(setup.metrics, setup.model_path, data_loader, setup.device, setup.precision)
-    return SyntheticEngine(engine_config, data_loader=data_loader, metric=metric, precision=setup.precision)
+    engine = SyntheticEngine(engine_config, data_loader=data_loader, metric=metric, precision=setup.precision)
+    engine.synthcalib_setup = setup  # read by the recipe's create_pipeline
+    return engine

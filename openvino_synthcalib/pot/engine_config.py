@@ -38,6 +38,9 @@ ENGINE_KEYS: dict[str, Any] = {
     "cache": True,  # keep generated items in memory (POT reads the data set several times)
     "stat_requests_number": None,
     "eval_requests_number": None,
+    "recipe": None,  # adaptive (default for synthetic sources), nncf (POT defaults; default for images:), minmax
+    "score_source": None,  # adaptive recipe: source it scores candidates on (default: source)
+    "score_samples": DEFAULTS["recipe_score_samples"],
 }
 #: Keys POT itself adds to every engine section (``None`` unless given on its command line).
 POT_ADDED_KEYS = ("data_source", "evaluate")
@@ -68,6 +71,9 @@ class EngineSetup:
     device: str = DEFAULTS["device"]
     cache: bool = True
     precision: str | None = DEFAULTS["precision"]
+    recipe: str = "nncf"
+    score_source: str | None = None
+    score_samples: int = DEFAULTS["recipe_score_samples"]
 
 
 def _int(engine: dict[str, Any], key: str, minimum: int) -> int:
@@ -201,6 +207,17 @@ def make_setup(
     for key in ("stat_requests_number", "eval_requests_number"):
         if engine.get(key) is not None:
             _int(engine, key, 1)
+    score_samples = _int(engine, "score_samples", 1)
+    score_source = engine.get("score_source")
+    if score_source is not None and not isinstance(score_source, str):
+        raise SynthcalibError(f"engine.score_source: expected a source spec string, got {score_source!r}")
+    recipe = engine.get("recipe")
+    if recipe is not None:
+        from ..recipe import CANDIDATES, check_name
+
+        recipe = check_name(recipe, "engine.recipe")
+        if recipe in CANDIDATES and not CANDIDATES[recipe].pot_available:
+            raise SynthcalibError(f"engine.recipe: {recipe!r} has no POT equivalent; expected adaptive, nncf or minmax")
 
     if hasattr(model_path, "inputs"):  # an openvino.Model
         model = reference = model_path
@@ -262,9 +279,14 @@ def make_setup(
     except BaseException:
         stream.close()
         raise
+    from ..recipe import default_for
+
     return EngineSetup(
         stream=stream,
         model_path=reference,
+        recipe=recipe or default_for(source),
+        score_source=score_source,
+        score_samples=score_samples,
         metrics=metrics,
         device=device,
         cache=cache,

@@ -11,6 +11,7 @@ delegates unchanged to:
   FP32 IR in a cache directory (POT reads IR only);
 * ``run.create_data_loader`` / ``run.create_engine``: the synthetic loader and engine (with
   the top-1 metrics when an AccuracyAware algorithm runs);
+* ``run.create_pipeline``: the engine's quantization recipe (see :mod:`.recipe`);
 * ``run.app``: a :class:`SynthcalibError` becomes ``error: ...`` on stderr and exit code 2.
 """
 
@@ -104,6 +105,7 @@ def apply(run_module: Any = None) -> Any:
 
     original_create_data_loader = run_module.create_data_loader
     original_create_engine = run_module.create_engine
+    original_create_pipeline = run_module.create_pipeline
     original_app = run_module.app
 
     def create_data_loader(config: Any, model: Any) -> Any:
@@ -120,6 +122,11 @@ def apply(run_module: Any = None) -> Any:
             return make(config, **kwargs)
         return original_create_engine(config, **kwargs)
 
+    def create_pipeline(algo_config: Any, engine: Any, interface: str = "API") -> Any:
+        from .recipe import create_pipeline as make
+
+        return make(original_create_pipeline, algo_config, engine, interface)
+
     def app(argv: Any) -> Any:
         try:
             return original_app(argv)
@@ -131,6 +138,7 @@ def apply(run_module: Any = None) -> Any:
 
     run_module.create_data_loader = create_data_loader
     run_module.create_engine = create_engine
+    run_module.create_pipeline = create_pipeline
     run_module.app = app
     setattr(run_module, PATCHED_FLAG, True)
     return run_module

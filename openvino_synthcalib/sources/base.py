@@ -27,8 +27,9 @@ class Source:
     """A source of canonical images: RGB float32 NCHW in [0, 1].
 
     Subclasses set ``num_classes`` (and ``class_names`` where known), ``image_size`` (``None``
-    when images are made at any requested size) and ``conditional`` (whether the label of an
-    item actually determines its content), and implement :meth:`iter_images`.
+    when images are made at any requested size), ``conditional`` (whether the label of an item
+    actually determines its content) and ``real`` (real data rather than synthetic), and
+    implement :meth:`iter_images`.
     """
 
     scheme: str = ""
@@ -36,6 +37,8 @@ class Source:
     class_names: tuple[str, ...] | None = None
     image_size: tuple[int, int] | None = None
     conditional: bool = False
+    #: Real data (e.g. an image folder): quantization keeps the quantizer's defaults unless asked.
+    real: bool = False
     batch_size: int = DEFAULTS["batch_size"]
 
     def __init__(self, spec: str) -> None:
@@ -76,6 +79,7 @@ class Source:
             "scheme": self.scheme,
             "num_classes": self.num_classes,
             "conditional": self.conditional,
+            "real": self.real,
             "image_size": list(self.image_size) if self.image_size else None,
         }
 

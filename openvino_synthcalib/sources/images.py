@@ -18,6 +18,7 @@ class ImageFolderSource(Source):
 
     scheme = "images"
     conditional = True
+    real = True
 
     def __init__(self, spec: str, folder: ImageFolder, image_size: tuple[int, int] | None) -> None:
         super().__init__(spec)

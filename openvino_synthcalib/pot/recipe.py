@@ -1,0 +1,148 @@
+"""The quantization recipe for POT: DefaultQuantization's ``activations.range_estimator``.
+
+A synthetic engine section gets the same recipe as ``synthcalib quantize`` (see
+:mod:`openvino_synthcalib.recipe`): ``adaptive`` by default for synthetic sources, POT's own
+defaults (``nncf``) for real images, or a fixed candidate with a POT equivalent (``minmax``).
+An algorithm that sets its own ``activations.range_estimator`` is left as it is.
+
+``adaptive`` quantizes the model once per candidate with DefaultQuantization (the algorithm's own
+parameters, the candidate's range estimator), scores each INT8 model against the FP32 model on
+the synthetic scoring stream, and keeps the best. When the configured pipeline is that single
+DefaultQuantization, the chosen trial is the result; otherwise (AccuracyAwareQuantization...) the
+pipeline runs once more with the chosen range estimator. Imports POT.
+"""
+
+from __future__ import annotations
+
+import copy
+import sys
+import tempfile
+import time
+from typing import Any
+
+from addict import Dict
+
+from ..errors import SynthcalibError
+from ..recipe import ADAPTIVE, ADAPTIVE_CANDIDATES, CANDIDATES, SCORE_SEED_OFFSET, choose, score
+
+ALGORITHMS_WITH_RANGES = ("DefaultQuantization", "AccuracyAwareQuantization")
+
+
+def pot_candidates() -> tuple[str, ...]:
+    """The adaptive candidates POT can express."""
+    return tuple(c for c in ADAPTIVE_CANDIDATES if CANDIDATES[c].pot_available)
+
+
+def _sets_own_ranges(algo: Any) -> bool:
+    params = algo.get("params") or {}
+    return bool((params.get("activations") or {}).get("range_estimator"))
+
+
+def with_candidate(algo_config: list[Any], candidate: str) -> list[Any]:
+    """A copy of the algorithms with ``candidate``'s range estimator where none is set."""
+    setting = CANDIDATES[candidate].pot
+    out = []
+    for algo in algo_config:
+        algo = Dict(copy.deepcopy(dict(algo)))
+        if setting is not None and algo.name in ALGORITHMS_WITH_RANGES and not _sets_own_ranges(algo):
+            algo.params.activations.range_estimator = copy.deepcopy(setting)
+        out.append(algo)
+    return out
+
+
+def applies(algo_config: list[Any]) -> bool:
+    """Whether a recipe has anything to choose: an algorithm without its own activation ranges."""
+    return any(a.get("name") in ALGORITHMS_WITH_RANGES and not _sets_own_ranges(a) for a in algo_config)
+
+
+class RecipePipeline:
+    """A POT pipeline that first chooses the range estimator (``adaptive``), then runs."""
+
+    def __init__(self, create: Any, algo_config: list[Any], engine: Any, interface: str, setup: Any) -> None:
+        self._create = create
+        self._algo_config = list(algo_config)
+        self._engine = engine
+        self._interface = interface
+        self._setup = setup
+        self._pipeline: Any = None
+        self.report: dict[str, Any] = {}
+
+    def _trial_config(self, candidate: str) -> list[Any]:
+        algos = with_candidate(self._algo_config, candidate)
+        trial = []
+        for algo in algos:  # the choice is made with plain DefaultQuantization of the same preset
+            if algo.name == "AccuracyAwareQuantization":
+                algo = Dict({"name": "DefaultQuantization", "params": algo.params})
+            trial.append(algo)
+        return trial
+
+    def run(self, model: Any) -> Any:
+        import openvino as ov
+
+        from .. import models
+        from ..recipe import predict_logits, scoring_batches
+        from ..stream import make_stream
+
+        started = time.perf_counter()
+        setup = self._setup
+        stream = setup.stream
+        fp32 = (
+            models.read_model(setup.model_path, "model")
+            if not hasattr(setup.model_path, "inputs")
+            else setup.model_path
+        )
+        with make_stream(
+            setup.score_source or stream.source,
+            setup.score_samples,
+            model=fp32,
+            transform=stream.transform,
+            seed=stream.seed + SCORE_SEED_OFFSET,
+            device=setup.device,
+            precision=setup.precision,
+        ) as score_stream:
+            batches = scoring_batches(fp32, score_stream)
+            spec = score_stream.source.spec
+        config = models.precision_config("f32")
+        reference = predict_logits(models.compile_model(fp32, setup.device, config, "FP32 model"), batches)
+        scores, results = {}, {}
+        for candidate in pot_candidates():
+            pipeline = self._create(self._trial_config(candidate), self._engine, self._interface)
+            quantized = pipeline.run(copy.deepcopy(model))
+            with tempfile.TemporaryDirectory() as tmp:
+                paths = quantized.save(tmp, model_name="candidate")
+                compiled = models.compile_model(ov.Core().read_model(paths[0]["model"]), setup.device, config)
+                scores[candidate] = score(reference, predict_logits(compiled, batches))
+            results[candidate] = (pipeline, quantized)
+        chosen = choose(scores)
+        flips = ", ".join(f"{k} {100 * s['flip_rate']:.2f}%" for k, s in scores.items())
+        self.report = {"requested": ADAPTIVE, "chosen": chosen, "scores": scores, "score_source": spec}
+        print(
+            f"synthcalib: recipe adaptive -> {chosen} (synthetic top-1 flips on {sum(len(b) for b in batches)} "
+            f"items of {spec}: {flips}; {time.perf_counter() - started:.1f} s)",
+            file=sys.stderr,
+        )
+        single = [a.get("name") for a in self._algo_config] == ["DefaultQuantization"]
+        if single:
+            self._pipeline, result = results[chosen]
+            return result
+        self._pipeline = self._create(with_candidate(self._algo_config, chosen), self._engine, self._interface)
+        return self._pipeline.run(model)
+
+    def evaluate(self, model: Any) -> Any:
+        if self._pipeline is None:
+            raise SynthcalibError("pipeline: evaluate() before run()")
+        return self._pipeline.evaluate(model)
+
+    @property
+    def algo_seq(self) -> list[Any]:
+        return self._pipeline.algo_seq if self._pipeline is not None else []
+
+
+def create_pipeline(create: Any, algo_config: list[Any], engine: Any, interface: str = "API") -> Any:
+    """POT's ``create_pipeline`` with the engine's recipe applied (synthetic engines only)."""
+    setup = getattr(engine, "synthcalib_setup", None)
+    if setup is None or not applies(algo_config) or setup.recipe == "nncf":
+        return create(algo_config, engine, interface)
+    if setup.recipe != ADAPTIVE:
+        return create(with_candidate(algo_config, setup.recipe), engine, interface)
+    return RecipePipeline(create, algo_config, engine, interface, setup)

@@ -1,0 +1,111 @@
+"""The quantization recipe: fixed candidates, the adaptive choice, and its product surface."""
+
+from __future__ import annotations
+
+import json
+
+import nncf
+import numpy as np
+import openvino as ov
+import pytest
+
+import openvino_synthcalib as synthcalib
+from openvino_synthcalib.cli import main
+from openvino_synthcalib.errors import SynthcalibError
+from openvino_synthcalib.quantize import quantize
+from openvino_synthcalib.recipe import RECIPES, choose, score
+
+
+def fq_ranges(model) -> list[np.ndarray]:
+    """The input_low/input_high constants of every FakeQuantize, in graph order."""
+    out = []
+    for op in model.get_ordered_ops():
+        if op.get_type_name() == "FakeQuantize":
+            for port in (1, 2):
+                out.append(op.input_value(port).get_node().get_data().copy())
+    return out
+
+
+def test_score_and_choose():
+    ref = np.array([[3.0, 0.0], [0.0, 3.0], [2.0, 1.0], [1.0, 2.0]])
+    same = score(ref, ref)
+    assert same["flip_rate"] == 0.0 and same["kl"] == pytest.approx(0.0, abs=1e-12)
+    one_flip = score(ref, np.array([[3.0, 0.0], [0.0, 3.0], [1.0, 2.0], [1.0, 2.0]]))
+    assert one_flip["flip_rate"] == 0.25 and one_flip["kl"] > 0
+    near = score(ref, ref + np.array([[0.1, 0.0]] * 4))
+    assert choose({"a": one_flip, "b": near, "c": same}) == "c"
+    assert choose({"a": near, "b": same}) == "b"
+    assert choose({"x": same, "y": dict(same)}) == "x"  # ties keep the listed order
+
+
+def test_fixed_recipes_give_nncf_keyword_arguments(assets):
+    from nncf.quantization.range_estimator import RangeEstimatorParametersSet as R
+
+    model = ov.Core().read_model(str(assets["classifier"]))
+    ds = synthcalib.Dataset(f"generator:{assets['generator']}", 16, model=model)
+    assert dict(synthcalib.recipe(model, ds, "nncf")) == {}
+    minmax = synthcalib.recipe(model, ds, "minmax")
+    assert minmax["advanced_parameters"].activations_range_estimator_params == R.MINMAX
+    assert minmax.accuracy_control_kwargs["advanced_quantization_parameters"] is minmax.advanced
+    q = nncf.quantize(model, ds, subset_size=16, **minmax)
+    assert any(op.get_type_name() == "FakeQuantize" for op in q.get_ops())
+    with pytest.raises(SynthcalibError, match="recipe: expected one of adaptive, nncf"):
+        synthcalib.recipe(model, ds, "fastest")
+    ds.close()
+
+
+def test_adaptive_recipe_chooses_among_the_candidates(assets):
+    model = ov.Core().read_model(str(assets["classifier"]))
+    with synthcalib.Dataset(f"generator:{assets['generator']}", 24, model=model, transform="unit") as ds:
+        r = synthcalib.recipe(model, ds, score_samples=40, keep_candidates=True, subset_size=24)
+    assert r.requested == "adaptive" and r.chosen in ("nncf", "minmax", "histogram")
+    assert set(r.scores) == {"nncf", "minmax", "histogram"} and r.score_samples == 40
+    assert r.chosen == choose(r.scores) and r.model is r.candidate_models[r.chosen]
+    report = r.describe()
+    assert report["chosen"] == r.chosen and report["score_source"].startswith("generator:")
+    assert "synthetic top-1 flips" in r.summary()
+    # a candidate of the adaptive run is exactly what the fixed recipe of that name gives
+    with synthcalib.Dataset(f"generator:{assets['generator']}", 24, model=model, transform="unit") as ds:
+        fixed = nncf.quantize(model, ds, subset_size=24, **synthcalib.recipe(model, ds, "minmax"))
+    for a, b in zip(fq_ranges(fixed), fq_ranges(r.candidate_models["minmax"]), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_quantize_defaults_adaptive_for_synthetic_and_nncf_for_real(assets, tmp_path):
+    report = quantize(assets["classifier"], f"generator:{assets['generator']}", tmp_path / "s.xml", num_samples=16,
+                      transform="unit", recipe={"name": "adaptive", "score_samples": 32})  # fmt: skip
+    assert report["recipe"]["requested"] == "adaptive" and report["recipe"]["chosen"] in RECIPES
+    assert set(report["recipe"]["scores"]) == {"nncf", "minmax", "histogram"}
+    real = quantize(assets["classifier"], f"images:{assets['images']}", tmp_path / "r.xml", num_samples=16,
+                    transform="unit")  # fmt: skip
+    assert real["recipe"] == {"requested": "nncf", "chosen": "nncf"}
+    asked = quantize(assets["classifier"], f"images:{assets['images']}", tmp_path / "m.xml", num_samples=16,
+                     transform="unit", recipe="minmax")  # fmt: skip
+    assert asked["recipe"]["chosen"] == "minmax"
+
+
+def test_recipe_on_the_command_line_and_in_configs(assets, tmp_path, capsys):
+    base = ["quantize", assets["classifier"], "--source", f"generator:{assets['generator']}", "--num-samples", "16",
+            "--preset", "unit"]  # fmt: skip
+    assert main([*map(str, base), "--out", str(tmp_path / "a.xml"), "--recipe", "nncf", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["recipe"]["chosen"] == "nncf"
+    assert main([*map(str, base), "--out", str(tmp_path / "b.xml"), "--score-samples", "32"]) == 0
+    out = capsys.readouterr().out
+    assert "recipe:     adaptive -> " in out and "synthetic top-1 flips on 32 items" in out
+    cfg = tmp_path / "q.yaml"
+    cfg.write_text(
+        f"model: {assets['classifier']}\noutput: {tmp_path / 'c.xml'}\n"
+        f"dataset: {{source: 'generator:{assets['generator']}', num_samples: 16}}\n"
+        "preprocessing: {preset: unit}\nrecipe: minmax\n"
+    )
+    assert main(["quantize", "--config", str(cfg), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["recipe"]["chosen"] == "minmax"
+    assert main(["quantize", "--config", str(cfg), "--json", "--recipe", "nncf"]) == 0  # the flag wins
+    assert json.loads(capsys.readouterr().out)["recipe"]["chosen"] == "nncf"
+    for extra, words in ((["--recipe", "best"], "--recipe"), (["--score-samples", "0"], "--score-samples")):
+        code = main([*map(str, base), "--out", str(tmp_path / "d.xml"), *extra])
+        err = capsys.readouterr().err
+        assert code == 2 and err.count("\n") == 1 and words in err
+    cfg.write_text(cfg.read_text().replace("recipe: minmax", "recipe: {name: minmax, samples: 3}"))
+    assert main(["quantize", "--config", str(cfg)]) == 2
+    assert "recipe: unknown key(s) samples" in capsys.readouterr().err
