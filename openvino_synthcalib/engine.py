@@ -14,6 +14,9 @@ from .defaults import DEFAULTS
 from .errors import SynthcalibError
 from .rng import normal_rows
 
+#: Largest generator batch (a batch is one inference request's worth of images in memory).
+MAX_BATCH = 4096
+
 
 class GeneratorEngine:
     """Loads, checks and compiles a generator; runs batched asynchronous inference.
@@ -49,8 +52,8 @@ class GeneratorEngine:
             self.path = None
             model = models.writable_copy(model)
         where = self.path or "<in-memory model>"
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
-            raise SynthcalibError(f"batch_size: expected a positive integer, got {batch_size!r}")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or not 0 < batch_size <= MAX_BATCH:
+            raise SynthcalibError(f"batch_size: expected an integer in 1..{MAX_BATCH}, got {batch_size!r}")
         if isinstance(num_requests, bool) or not isinstance(num_requests, int) or num_requests < 0:
             raise SynthcalibError(f"num_requests: expected a non-negative integer (0 = auto), got {num_requests!r}")
         self.batch_size = batch_size

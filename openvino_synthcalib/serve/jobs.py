@@ -14,6 +14,7 @@ import numpy as np
 
 from .. import models
 from ..errors import SynthcalibError
+from ..recipe import RECIPES as PRODUCT_RECIPES
 from ..sources.base import Source
 from .catalog import GeneratorEntry, ModelEntry
 from .errors import Busy, UnknownId
@@ -21,8 +22,8 @@ from .params import shown
 
 log = logging.getLogger(__name__)
 
-# Quantization recipes offered on the page. "nncf": plain nncf.quantize defaults.
-RECIPES: tuple[str, ...] = ("nncf",)
+# Quantization recipes offered on the page (the first is preselected): see openvino_synthcalib.recipe.
+RECIPES: tuple[str, ...] = PRODUCT_RECIPES
 HELD_OUT = 500  # held-out synthetic items (another seed) for FP32 vs INT8 agreement
 TIMING_SECONDS = 1.0  # inference time behind each images/s figure
 
@@ -30,11 +31,10 @@ TIMING_SECONDS = 1.0  # inference time behind each images/s figure
 def quantize_with_recipe(
     model: Path, source: Source, output: Path, *, num_samples: int, seed: int, preset: str | None, recipe: str
 ) -> dict[str, Any]:
-    """The one place a recipe (checked by :func:`check_request`) reaches :func:`quantize`;
-    ``"nncf"`` adds no options."""
+    """The one place a recipe (checked by :func:`check_request`) reaches :func:`quantize`."""
     from ..quantize import quantize
 
-    return quantize(str(model), source, output, num_samples=num_samples, seed=seed, transform=preset)
+    return quantize(str(model), source, output, num_samples=num_samples, seed=seed, transform=preset, recipe=recipe)
 
 
 @dataclass(frozen=True)
@@ -228,7 +228,7 @@ def calibrate(job: Job, held_out: int = HELD_OUT, timing_seconds: float = TIMING
         "model": req.model.label,
         "generator": req.generator.label,
         "preset": req.preset or "none",
-        "recipe": req.recipe,
+        "recipe": result["recipe_summary"],
         "num_samples": result["num_samples"],
         "seed": req.seed,
         "samples_per_class": result["samples_per_class"],

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -194,6 +195,8 @@ def resolve_options(command: str, values: dict[str, Any] | None = None, **kwargs
             raise SynthcalibError(f"{opt.flag}: expected one of {opt.choices}, got {value!r}")
         items = value if isinstance(value, tuple) else (value,)
         for item in items:
+            if isinstance(item, float) and not math.isfinite(item):
+                raise SynthcalibError(f"{opt.flag}: expected a finite number, got {item}")
             if isinstance(item, (int, float)) and not isinstance(item, bool):
                 if opt.minimum is not None and item < opt.minimum:
                     raise SynthcalibError(f"{opt.flag}: must be >= {opt.minimum}, got {item}")
