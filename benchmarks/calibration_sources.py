@@ -1,13 +1,21 @@
-"""INT8 accuracy per calibration source across a model zoo (issue 5, table 1).
+"""INT8 accuracy per calibration source and quantization recipe across a model zoo.
 
-For each classifier in --models and each calibration source: INT8 top-1 on a labelled test
-folder and the flip rate (share of test images whose INT8 top-1 differs from FP32's), for
-each seed and sample count, with ``nncf.quantize`` defaults and/or
+For each classifier in --models, calibration source and recipe: the flip rate (share of test
+images whose INT8 top-1 differs from FP32's; the primary figure) and INT8 top-1 on a labelled
+test folder, for each seed and sample count, with ``nncf.quantize`` (mode ``default``) and/or
 ``nncf.quantize_with_accuracy_control`` (max_drop 0.01, synthetic labelled validation set).
+
+Recipes (``openvino_synthcalib.recipe``): ``nncf`` (NNCF defaults), the fixed candidates
+``minmax`` and ``histogram``, and ``adaptive`` (the candidate with the fewest top-1 flips against
+FP32 on synthetic items of the calibration source, another seed). One adaptive run quantizes
+every candidate, so its candidates' rows come from the same run as the adaptive row.
 
     python benchmarks/calibration_sources.py                   # the full committed table
     python benchmarks/calibration_sources.py --models resnet20 --seeds 0   # rerun one model
     python benchmarks/calibration_sources.py --quick           # minutes: 1 model, 2 sources, 1k test images
+
+Models are names in ../shared/models/cifar10, names of the extra zoo (``benchmarks/train_zoo.py``;
+built into runs/zoo/cifar10 when absent), or model files.
 
 Rows are appended to benchmarks/results/calibration_sources.csv as they finish (a rerun
 skips rows already there, so the command resumes); the summary Markdown and plot are
@@ -24,7 +32,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from paths import REPO, SHARED, STUDENT, TEACHER
+from paths import EXTRA_ZOO, REPO, SHARED, STUDENT, TEACHER, ZOO
 
 DEFAULT_SOURCES = {
     "real": f"images:{SHARED / 'datasets/cifar10-jpeg/train'}",
@@ -34,7 +42,22 @@ DEFAULT_SOURCES = {
     "uniform": "noise:uniform",
     "fractal": "fractal:ifs",
 }
-FIELDS = ["model", "source", "mode", "samples", "seed", "fp32_top1", "int8_top1", "flip_rate", "quantize_s"]
+FIELDS = [
+    "model",
+    "source",
+    "mode",
+    "recipe",
+    "samples",
+    "seed",
+    "fp32_top1",
+    "int8_top1",
+    "flip_rate",
+    "quantize_s",
+    "chosen",
+    "synthetic_flip_rate",
+]
+RECIPES = ["nncf", "minmax", "histogram", "adaptive"]
+KEY = ("model", "source", "mode", "recipe", "samples", "seed")
 
 
 def load_test(root: Path, limit: int | None) -> tuple[np.ndarray, np.ndarray]:
@@ -48,7 +71,7 @@ def load_test(root: Path, limit: int | None) -> tuple[np.ndarray, np.ndarray]:
 
 
 def predictions(compiled, x: np.ndarray, batch: int = 250) -> np.ndarray:
-    from openvino_synthcalib.evaluate import predict
+    from openvino_synthcalib.inference import predict
 
     return np.concatenate(list(predict(compiled, (x[i : i + batch] for i in range(0, len(x), batch)))))
 
@@ -63,7 +86,49 @@ def done_keys(path: Path) -> set[tuple[str, ...]]:
     if not path.exists():
         return set()
     with open(path) as f:
-        return {(r["model"], r["source"], r["mode"], r["samples"], r["seed"]) for r in csv.DictReader(f)}
+        return {tuple(r[k] for k in KEY) for r in csv.DictReader(f)}
+
+
+def calibrate(args: argparse.Namespace, model_path: Path, spec: str, mode: str, samples: int, seed: int, recipes):
+    """INT8 models for the requested recipes of one (model, source, mode, samples, seed) cell:
+    ``{recipe: (ov.Model, seconds, chosen, synthetic flip rate or None)}``."""
+    import openvino as ov
+
+    import openvino_synthcalib as synthcalib
+    from openvino_synthcalib.quantize import quantize
+
+    out = {}
+    if mode == "default" and "adaptive" in recipes:
+        fp32 = ov.Core().read_model(str(model_path))
+        started = time.perf_counter()
+        with synthcalib.Dataset(spec, samples, model=fp32, transform=args.preset, seed=seed) as ds:
+            r = synthcalib.recipe(fp32, ds, "adaptive", keep_candidates=True, subset_size=samples)
+        total = time.perf_counter() - started
+        for name, m in r.candidate_models.items():
+            if name in recipes:
+                sc = r.scores[name]
+                out[name] = (m, sc["quantize_seconds"], name, sc["flip_rate"])
+        out["adaptive"] = (r.model, total, r.chosen, r.scores[r.chosen]["flip_rate"])
+    for name in recipes:
+        if name in out:
+            continue
+        accuracy = None
+        if mode == "accuracy_control":
+            accuracy = {
+                "max_drop": 0.01,
+                "metric": args.metric,
+                "source": args.source_specs.get(args.validation_source, args.validation_source),
+            }
+        started = time.perf_counter()
+        report = quantize(
+            str(model_path), spec, num_samples=samples, seed=seed, transform=args.preset,
+            accuracy_control=accuracy, recipe=name,
+        )  # fmt: skip
+        scores = report["recipe"].get("scores", {})
+        chosen = report["recipe"]["chosen"]
+        synth = scores[chosen]["flip_rate"] if chosen in scores else None
+        out[name] = (report["quantized_model"], time.perf_counter() - started, chosen, synth)
+    return out
 
 
 def run(args: argparse.Namespace) -> None:
@@ -71,209 +136,222 @@ def run(args: argparse.Namespace) -> None:
     from tqdm import tqdm
 
     from openvino_synthcalib.errors import SynthcalibError
-    from openvino_synthcalib.quantize import quantize
     from openvino_synthcalib.transforms import Transform
 
     csv_path = args.out / "calibration_sources.csv"
     args.out.mkdir(parents=True, exist_ok=True)
     done = done_keys(csv_path)
     x_test, y_test = load_test(args.test, args.test_limit)
-    transform = Transform.from_options(args.preset)
-    x_in = transform(x_test)
+    x_in = Transform.from_options(args.preset)(x_test)
     new_file = not csv_path.exists()
     with open(csv_path, "a", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=FIELDS)
         if new_file:
             writer.writeheader()
-        todo = [
-            (m.stem, mode, n, src, seed)
+        cells = [
+            (m, mode, n, src, seed)
             for m in args.models
             for mode in args.modes
             for n in args.samples
             for src in args.sources
             for seed in args.seeds
         ]
-        bar = tqdm(total=sum(tuple(map(str, k)) not in done for k in todo), desc="runs", unit="run", file=sys.stderr)
-        for model_path in args.models:
+
+        def missing(cell) -> list[str]:
+            m, mode, n, src, seed = cell
+            return [r for r in args.recipes if (m.stem, src, mode, r, str(n), str(seed)) not in done]
+
+        todo = [c for c in cells if missing(c)]
+        bar = tqdm(total=len(todo), desc="cells", unit="cell", file=sys.stderr)
+        fp32_cache: dict[str, tuple[np.ndarray, float]] = {}
+        for cell in todo:
+            model_path, mode, samples, source_name, seed = cell
             name = model_path.stem
-            if all(tuple(map(str, k)) in done for k in todo if k[0] == name):
+            if name not in fp32_cache:
+                pred = predictions(compile_f32(ov.Core().read_model(str(model_path))), x_in)
+                fp32_cache[name] = (pred, float((pred == y_test).mean()))
+                bar.write(f"{name}: FP32 top-1 {100 * fp32_cache[name][1]:.2f}%", file=sys.stderr)
+            fp32_pred, fp32_top1 = fp32_cache[name]
+            spec = args.source_specs[source_name].replace("{model}", name)
+            recipes = missing(cell)
+            try:
+                with contextlib.redirect_stdout(sys.stderr):
+                    results = calibrate(args, model_path, spec, mode, samples, seed, recipes)
+            except SynthcalibError as exc:  # e.g. a per-model array that was never made
+                bar.write(f"  {source_name}: skipped for {name}: {exc}", file=sys.stderr)
+                bar.update()
                 continue
-            fp32_pred = predictions(compile_f32(ov.Core().read_model(str(model_path))), x_in)
-            fp32_top1 = float((fp32_pred == y_test).mean())
-            print(f"{name}: FP32 top-1 {100 * fp32_top1:.2f}%", file=sys.stderr)
-            for mode in args.modes:
-                for samples in args.samples:
-                    for source_name in args.sources:
-                        spec = args.source_specs[source_name].replace("{model}", name)
-                        for seed in args.seeds:
-                            key = (name, source_name, mode, str(samples), str(seed))
-                            if key in done:
-                                continue
-                            started = time.perf_counter()
-                            accuracy = None
-                            if mode == "accuracy_control":
-                                accuracy = {
-                                    "max_drop": 0.01,
-                                    "metric": args.metric,
-                                    "source": args.source_specs.get(args.validation_source, args.validation_source),
-                                }
-                            try:
-                                with contextlib.redirect_stdout(sys.stderr):
-                                    report = quantize(
-                                        str(model_path),
-                                        spec,
-                                        num_samples=samples,
-                                        seed=seed,
-                                        transform=args.preset,
-                                        accuracy_control=accuracy,
-                                    )
-                            except SynthcalibError as exc:  # e.g. a per-model array that was never made
-                                bar.write(f"  {source_name}: skipped for {name}: {exc}", file=sys.stderr)
-                                bar.update()
-                                continue
-                            elapsed = time.perf_counter() - started
-                            pred = predictions(compile_f32(report["quantized_model"]), x_in)
-                            row = {
-                                "model": name,
-                                "source": source_name,
-                                "mode": mode,
-                                "samples": samples,
-                                "seed": seed,
-                                "fp32_top1": round(100 * fp32_top1, 2),
-                                "int8_top1": round(100 * float((pred == y_test).mean()), 2),
-                                "flip_rate": round(100 * float((pred != fp32_pred).mean()), 2),
-                                "quantize_s": round(elapsed, 1),
-                            }
-                            writer.writerow(row)
-                            f.flush()
-                            bar.update()
-                            bar.write(
-                                f"  {source_name:9s} {mode:16s} n={samples:<5d} seed={seed}: "
-                                f"{row['int8_top1']:.2f}% flips {row['flip_rate']:.2f}% ({elapsed:.0f} s)",
-                                file=sys.stderr,
-                            )
-                            del report
+            for recipe in recipes:
+                model, seconds, chosen, synth = results[recipe]
+                pred = predictions(compile_f32(model), x_in)
+                row = {
+                    "model": name,
+                    "source": source_name,
+                    "mode": mode,
+                    "recipe": recipe,
+                    "samples": samples,
+                    "seed": seed,
+                    "fp32_top1": round(100 * fp32_top1, 2),
+                    "int8_top1": round(100 * float((pred == y_test).mean()), 2),
+                    "flip_rate": round(100 * float((pred != fp32_pred).mean()), 2),
+                    "quantize_s": round(seconds, 1),
+                    "chosen": chosen,
+                    "synthetic_flip_rate": "" if synth is None else round(100 * synth, 2),
+                }
+                writer.writerow(row)
+                f.flush()
+                bar.write(
+                    f"  {name} {source_name:9s} {recipe:9s} n={samples:<5d} seed={seed}: {row['int8_top1']:.2f}% "
+                    f"flips {row['flip_rate']:.2f}% ({chosen}, {seconds:.0f} s)",
+                    file=sys.stderr,
+                )
+            del results
+            bar.update()
         bar.close()
 
 
 def summarise(csv_path: Path, out: Path) -> str:
-    """Markdown tables (mean ± std over seeds) and a plot from the results CSV."""
+    """Markdown tables (mean ± std over seeds), the adaptive recipe's choices and plots, from the CSV."""
     with open(csv_path) as f:
         rows = list(csv.DictReader(f))
     if not rows:
         return ""
-    groups: dict[tuple[str, str, str, str], list[dict[str, str]]] = {}
+    groups: dict[tuple[str, str, str, str, str], list[dict[str, str]]] = {}
     for r in rows:
-        groups.setdefault((r["mode"], r["samples"], r["model"], r["source"]), []).append(r)
+        groups.setdefault((r["mode"], r["recipe"], r["samples"], r["model"], r["source"]), []).append(r)
     models = list(dict.fromkeys(r["model"] for r in rows))
     sources = list(dict.fromkeys(r["source"] for r in rows))
+    fp32 = {r["model"]: r["fp32_top1"] for r in rows}
     lines = [
-        "# INT8 top-1 by calibration source",
+        "# INT8 flip rate and top-1 by calibration source and recipe",
         "",
-        "Produced by these commands (each appends its rows to `calibration_sources.csv`):",
+        "Produced by these commands (each appends its rows to `calibration_sources.csv`; a rerun skips the rows"
+        " already there):",
         "",
         *[f"    {c}" for c in _commands(out)],
         "",
-        "To reproduce a model's rows, rerun a command with `--models NAME --out DIR` (a rerun into this"
-        " folder skips the rows its CSV already holds) and compare with the rows here.",
-        "",
-        "Top-1 % of the INT8 model on the test set, mean ± std over seeds, with the flip rate %"
-        " (test images whose INT8 top-1 differs from FP32's) in brackets. `n` = seeds per cell.",
+        "Flip rate %: test images (10,000 JPEG CIFAR-10) whose INT8 top-1 differs from the FP32 model's; top-1 % of"
+        " the INT8 model. Mean over seeds (`n`), ± std. Recipes: `nncf` = NNCF defaults, `minmax`, `histogram` ="
+        " fixed activation range estimators, `adaptive` = the candidate with the fewest synthetic flips (scored on"
+        " 1,000 items of the calibration source, another seed).",
         "",
     ]
+    default_counts = [r["samples"] for r in rows if r["mode"] == "default"] or ["300"]
+    n = "300" if "300" in default_counts else max(set(default_counts), key=default_counts.count)
+    lines += _headline(groups, models, fp32, n)
     for mode in dict.fromkeys(r["mode"] for r in rows):
         for samples in sorted({r["samples"] for r in rows if r["mode"] == mode}, key=int):
-            present = [s for s in sources if any((mode, samples, m, s) in groups for m in models)]
-            lines += [f"## {mode}, {samples} calibration samples", ""]
-            lines.append("| model | FP32 | " + " | ".join(present) + " |")
-            lines.append("|---|---|" + "---|" * len(present))
-            for m in models:
-                fp32 = next((g[0]["fp32_top1"] for k, g in groups.items() if k[2] == m), "")
-                cells = []
-                for s in present:
-                    g = groups.get((mode, samples, m, s))
-                    if not g:
-                        cells.append("–")
-                        continue
-                    t = np.array([float(r["int8_top1"]) for r in g])
-                    fl = np.array([float(r["flip_rate"]) for r in g])
-                    cells.append(f"{t.mean():.2f} ± {t.std():.2f} ({fl.mean():.2f}) n={len(g)}")
-                lines.append(f"| {m} | {fp32} | " + " | ".join(cells) + " |")
-            lines.append("")
-    lines += _student_checks(groups, models)
+            for recipe in dict.fromkeys([*RECIPES, *sorted({r["recipe"] for r in rows})]):
+                if not any(k[:3] == (mode, recipe, samples) for k in groups):
+                    continue
+                present = [s for s in sources if any((mode, recipe, samples, m, s) in groups for m in models)]
+                lines += [f"## {mode}, recipe `{recipe}`, {samples} samples: flip rate % (top-1 %)", ""]
+                lines.append("| model | FP32 top-1 | " + " | ".join(present) + " |")
+                lines.append("|---|---|" + "---|" * len(present))
+                for m in models:
+                    cells = []
+                    for s in present:
+                        g = groups.get((mode, recipe, samples, m, s))
+                        if not g:
+                            cells.append("–")
+                            continue
+                        t = np.array([float(r["int8_top1"]) for r in g])
+                        fl = np.array([float(r["flip_rate"]) for r in g])
+                        cells.append(f"{fl.mean():.2f} ± {fl.std():.2f} ({t.mean():.2f}) n={len(g)}")
+                    lines.append(f"| {m} | {fp32[m]} | " + " | ".join(cells) + " |")
+                lines.append("")
+    lines += _choices(rows, models, sources, n)
     text = "\n".join(lines)
     (out / "calibration_sources.md").write_text(text)
-    _plot(groups, models, sources, out)
+    _plot(groups, models, out, n)
     return text
 
 
-def _mean(groups, key, field: str = "int8_top1") -> float | None:
+def _mean(groups, key, field: str = "flip_rate") -> float | None:
     g = groups.get(key)
     return float(np.mean([float(r[field]) for r in g])) if g else None
 
 
-def _student_checks(groups, models, student: str = "student", real: str = "real") -> list[str]:
-    """Student vs real per sample count, the share of each data-free baseline's gap it recovers,
-    and whether more synthetic samples beat 300 real ones (default mode only)."""
-    lines: list[str] = []
-    counts = sorted({k[1] for k in groups if k[0] == "default" and k[3] == student}, key=int)
-    for n in counts:
-        gaps = {m: (_mean(groups, ("default", n, m, student)), _mean(groups, ("default", n, m, real))) for m in models}
-        gaps = {m: s - r for m, (s, r) in gaps.items() if s is not None and r is not None}
-        if not gaps:
+def _headline(groups, models, fp32, n: str) -> list[str]:
+    """The product's default (student, adaptive) against real images with NNCF defaults, and real
+    images under the same adaptive recipe, so that the gain of the recipe is not read as the data's."""
+    if not any(k[1] == "adaptive" and k[4] == "student" for k in groups):
+        return []
+    lines = [
+        f"## Headline: the shipped student with the default recipe vs {n} real images (default mode)",
+        "",
+        "| model | FP32 | real, nncf: flips (top-1) | student, adaptive: flips (top-1) | flip ratio | top-1 Δ (pp) |"
+        " real, adaptive: flips (top-1) | student, nncf: flips (top-1) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    ratios, deltas = [], []
+
+    def cell(m: str, recipe: str, source: str) -> tuple[float | None, float | None]:
+        key = ("default", recipe, n, m, source)
+        return _mean(groups, key), _mean(groups, key, "int8_top1")
+
+    for m in models:
+        (rf, rt), (sf, st) = cell(m, "nncf", "real"), cell(m, "adaptive", "student")
+        (af, at), (nf, nt) = cell(m, "adaptive", "real"), cell(m, "nncf", "student")
+        if None in (rf, sf):
             continue
-        lines += [f"## Student minus real, default mode, {n} samples (mean over seeds)", ""]
+        ratios.append(sf / rf)
+        deltas.append(st - rt)
+
+        def fmt(fl: float | None, t: float | None) -> str:
+            return "–" if fl is None else f"{fl:.2f} ({t:.2f})"
+
         lines.append(
-            "| model | student − real (pp) | baselines losing ≥ 0.5 pp to real: share of the gap the student recovers |"
+            f"| {m} | {fp32[m]} | {fmt(rf, rt)} | {fmt(sf, st)} | {sf / rf:.2f} | {st - rt:+.2f} | {fmt(af, at)} |"
+            f" {fmt(nf, nt)} |"
         )
-        lines.append("|---|---|---|")
-        for m, gap in gaps.items():
-            r = _mean(groups, ("default", n, m, real))
-            s = _mean(groups, ("default", n, m, student))
-            rec = []
-            for b in ("gaussian", "uniform", "fractal"):
-                bm = _mean(groups, ("default", n, m, b))
-                if bm is not None and r - bm >= 0.5:
-                    rec.append(f"{b} {r - bm:.2f} pp gap: {100 * (s - bm) / (r - bm):.0f}%")
-            lines.append(f"| {m} | {gap:+.2f} | {'; '.join(rec) or '–'} |")
-        worst = max(gaps, key=lambda m: abs(gaps[m]))
-        lines += ["", f"Largest |student − real|: {abs(gaps[worst]):.2f} pp ({worst}).", ""]
-    modes = [md for md in ("default", "accuracy_control", "pot_default") if any(k[0] == md for k in groups)]
-    if len(modes) > 1:
+    if ratios:
         lines += [
-            "## Real vs student by quantizer, 300 samples (top-1 %, mean over seeds; student − real in brackets)",
             "",
-            "| model | " + " | ".join(modes) + " |",
-            "|---|" + "---|" * len(modes),
-        ]
-        for m in models:
-            cells = []
-            for md in modes:
-                r, st = _mean(groups, (md, "300", m, real)), _mean(groups, (md, "300", m, student))
-                cells.append("–" if r is None or st is None else f"{r:.2f} / {st:.2f} ({st - r:+.2f})")
-            lines.append(f"| {m} | " + " | ".join(cells) + " |")
-        lines.append("")
-    real300 = {m: _mean(groups, ("default", "300", m, real), "flip_rate") for m in models}
-    if counts and any(v is not None for v in real300.values()):
-        lines += [
-            "## More synthetic samples vs 300 real ones (default mode, flip rate % / top-1 %)",
+            f"Flip ratio student-adaptive / real-nncf: mean {np.mean(ratios):.2f}, worst {max(ratios):.2f}; "
+            f"top-1 student − real: worst {min(deltas):+.2f} pp.",
             "",
-            "| model | real, 300 | " + " | ".join(f"{student}, {n}" for n in counts) + " |",
-            "|---|---|" + "---|" * len(counts),
         ]
-        for m in models:
-            if real300[m] is None:
+    return lines
+
+
+def _choices(rows, models, sources, n: str) -> list[str]:
+    """How often the adaptive choice was the candidate with the fewest flips on real test images."""
+    cells: dict[tuple[str, str, str], dict[str, dict[str, str]]] = {}
+    for r in rows:
+        if r["mode"] == "default" and r["samples"] == n:
+            cells.setdefault((r["model"], r["source"], r["seed"]), {})[r["recipe"]] = r
+    lines = [
+        f"## The adaptive choice against the best candidate on real test images (default mode, {n} samples)",
+        "",
+        "Per model and source: seeds where the adaptive recipe chose the candidate with the fewest real flips"
+        " (ties count as a hit), the candidates chosen, and the mean extra real flips (pp) of the choice over the best.",
+        "",
+        "| model | " + " | ".join(sources) + " |",
+        "|---|" + "---|" * len(sources),
+    ]
+    total = hits = 0
+    for m in models:
+        out = []
+        for s in sources:
+            runs = [c for (mm, ss, _), c in cells.items() if mm == m and ss == s and "adaptive" in c]
+            runs = [c for c in runs if all(k in c for k in ("nncf", "minmax", "histogram"))]
+            if not runs:
+                out.append("–")
                 continue
-            top = _mean(groups, ("default", "300", m, real))
-            cells = []
-            for n in counts:
-                fl, t = (
-                    _mean(groups, ("default", n, m, student), "flip_rate"),
-                    _mean(groups, ("default", n, m, student)),
-                )
-                cells.append("–" if fl is None else f"{fl:.2f} / {t:.2f}")
-            lines.append(f"| {m} | {real300[m]:.2f} / {top:.2f} | " + " | ".join(cells) + " |")
-        lines.append("")
+            h, extra, chosen = 0, [], []
+            for c in runs:
+                real = {k: float(c[k]["flip_rate"]) for k in ("nncf", "minmax", "histogram")}
+                pick = c["adaptive"]["chosen"]
+                chosen.append(pick)
+                h += real[pick] <= min(real.values())
+                extra.append(real[pick] - min(real.values()))
+            total, hits = total + len(runs), hits + h
+            counts = ", ".join(f"{k} {chosen.count(k)}" for k in dict.fromkeys(chosen))
+            out.append(f"{h}/{len(runs)} ({counts}; +{np.mean(extra):.2f})")
+        lines.append(f"| {m} | " + " | ".join(out) + " |")
+    if total:
+        lines += ["", f"Overall: the adaptive recipe chose the real-best candidate in {hits} of {total} runs.", ""]
     return lines
 
 
@@ -282,61 +360,69 @@ def _commands(out: Path) -> list[str]:
     return path.read_text().splitlines() if path.exists() else []
 
 
-def _plot(groups, models, sources, out: Path) -> None:
+def _plot(groups, models, out: Path, n: str) -> None:
+    """Flip rate per model: real and student under NNCF defaults and the adaptive recipe, and the
+    data-free baselines under the adaptive recipe."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    keys = [k for k in groups if k[0] == "default"]
-    if not keys:
+    series = [
+        ("real", "nncf"),
+        ("real", "adaptive"),
+        ("student", "nncf"),
+        ("student", "adaptive"),
+        ("teacher", "adaptive"),
+        ("fractal", "adaptive"),
+        ("gaussian", "adaptive"),
+        ("uniform", "adaptive"),
+    ]
+    series = [(s, r) for s, r in series if any(k[1] == r and k[4] == s and k[0] == "default" for k in groups)]
+    if not series:
         return
-    samples = "300" if any(k[1] == "300" for k in keys) else keys[0][1]
-    fig, ax = plt.subplots(figsize=(10, 4.5))
-    width = 0.8 / max(1, len(sources))
-    for j, s in enumerate(sources):
+    fig, ax = plt.subplots(figsize=(11, 4.5))
+    width = 0.8 / len(series)
+    for j, (source, recipe) in enumerate(series):
         means, errs = [], []
         for m in models:
-            g = groups.get(("default", samples, m, s), [])
-            drops = [float(r["fp32_top1"]) - float(r["int8_top1"]) for r in g]
-            means.append(np.mean(drops) if drops else np.nan)
-            errs.append(np.std(drops) if drops else 0)
-        ax.bar(np.arange(len(models)) + j * width, means, width, yerr=errs, label=s)
+            g = groups.get(("default", recipe, n, m, source), [])
+            flips = [float(r["flip_rate"]) for r in g]
+            means.append(np.mean(flips) if flips else np.nan)
+            errs.append(np.std(flips) if flips else 0)
+        ax.bar(np.arange(len(models)) + j * width, means, width, yerr=errs, label=f"{source}, {recipe}")
     ax.set_xticks(np.arange(len(models)) + 0.4 - width / 2, models)
-    ax.set_ylabel("top-1 drop vs FP32 (pp)")
-    ax.set_title(f"INT8 accuracy drop by calibration source (nncf.quantize, {samples} samples)")
-    ax.axhline(0, color="k", lw=0.5)
-    ax.legend(ncols=3, fontsize=8)
+    ax.set_ylabel("flip rate vs FP32 (%)")
+    ax.set_title(f"INT8 flip rate by calibration source and recipe (nncf.quantize, {n} samples, mean over seeds)")
+    ax.legend(ncols=4, fontsize=8)
     fig.tight_layout()
     fig.savefig(out / "calibration_sources.png", dpi=120)
     plt.close(fig)
-    _plot_samples(groups, models, out, plt)
 
 
-def _plot_samples(groups, models, out: Path, plt, sources=("real", "student", "teacher", "fractal")) -> None:
-    """Flip rate vs calibration samples per model (default mode): does more synthetic data help?"""
-    counts = sorted({int(k[1]) for k in groups if k[0] == "default"})
-    if len(counts) < 2:
-        return
-    fig, axes = plt.subplots(1, len(models), figsize=(3 * len(models), 3), sharey=False, squeeze=False)
-    for ax, m in zip(axes[0], models):
-        for s in sources:
-            pts = [(n, g) for n in counts if (g := groups.get(("default", str(n), m, s)))]
-            if len(pts) < 2:
-                continue
-            xs = [n for n, _ in pts]
-            ys = [np.mean([float(r["flip_rate"]) for r in g]) for _, g in pts]
-            es = [np.std([float(r["flip_rate"]) for r in g]) for _, g in pts]
-            ax.errorbar(xs, ys, yerr=es, marker="o", ms=3, label=s)
-        ax.set_xscale("log")
-        ax.set_title(m, fontsize=9)
-        ax.set_xlabel("calibration samples", fontsize=8)
-    axes[0][0].set_ylabel("flip rate vs FP32 (%)")
-    axes[0][0].legend(fontsize=7)
-    fig.suptitle("Flip rate by number of calibration samples (nncf.quantize defaults)", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(out / "calibration_samples.png", dpi=110)
-    plt.close(fig)
+def resolve_models(names: list[str] | None, data: Path) -> list[Path]:
+    """Model files for names of the shared zoo, of the extra zoo (trained here when absent) or paths."""
+    shared = {p.stem: p for p in ZOO.glob("*.onnx")}
+    built: dict[str, Path] = {}
+    extra: set[str] = set()
+    if names is None or any(not n.endswith((".onnx", ".xml")) and n not in shared for n in names):
+        import train_zoo  # torch: only when the extra zoo is asked for
+
+        extra = set(train_zoo.RECIPES)
+        names = names or [*sorted(shared), *sorted(extra)]
+        wanted = [n for n in names if n in extra and n not in shared]
+        built = train_zoo.ensure_zoo(EXTRA_ZOO, data, wanted) if wanted else {}
+    out = []
+    for n in names:
+        if n.endswith((".onnx", ".xml")):
+            out.append(Path(n))
+        elif n in shared:
+            out.append(shared[n])
+        elif n in built:
+            out.append(Path(built[n]))
+        else:
+            raise SystemExit(f"--models: unknown model {n!r}; expected one of {', '.join([*shared, *extra])} or a file")
+    return out
 
 
 def main() -> None:
@@ -354,6 +440,7 @@ def main() -> None:
     p.add_argument("--samples", nargs="*", type=int, default=[300])
     p.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2])
     p.add_argument("--modes", nargs="*", default=["default"], choices=["default", "accuracy_control"])
+    p.add_argument("--recipes", nargs="*", default=RECIPES, choices=RECIPES)
     p.add_argument(
         "--validation-source",
         default="student",
@@ -370,9 +457,7 @@ def main() -> None:
         args.sources = ["real", "gaussian"] if args.sources == list(DEFAULT_SOURCES) else args.sources
         args.samples, args.seeds = [64], [0]
         args.test_limit = args.test_limit or 1000
-    zoo = SHARED / "models" / "cifar10"
-    names = args.models or sorted(p.stem for p in zoo.glob("*.onnx"))
-    args.models = [Path(m) if m.endswith((".onnx", ".xml")) else zoo / f"{m}.onnx" for m in names]
+    args.models = resolve_models(args.models, args.test.parent)
     args.source_specs = dict(DEFAULT_SOURCES)
     chosen = []
     for s in args.sources:

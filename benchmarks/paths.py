@@ -20,6 +20,8 @@ CIFAR_TRAIN = CIFAR / "train"
 CIFAR_TEST = CIFAR / "test"
 STUDENT = GENERATORS["cifar10"]
 RESULTS = REPO / "benchmarks" / "results"
+#: The extra zoo (ConvMixer, ViT) that benchmarks/train_zoo.py trains here when it is absent (git-ignored).
+EXTRA_ZOO = REPO / "runs" / "zoo" / "cifar10"
 __all__ = [
     "CIFAR",
     "CIFAR_TEST",

@@ -279,10 +279,12 @@ def recipe(
     for candidate in candidates:
         params = advanced_parameters(candidate, base)
         kwargs = dict(nncf_kwargs, **({"advanced_parameters": params} if params is not None else {}))
+        begun = time.perf_counter()
         with contextlib.redirect_stdout(sys.stderr):
             int8 = nncf.quantize(models.writable_copy(model), data, **kwargs)
+        seconds = time.perf_counter() - begun
         compiled = models.compile_model(int8, device, config, f"INT8 model ({candidate})")
-        scores[candidate] = score(reference, predict_logits(compiled, batches))
+        scores[candidate] = {**score(reference, predict_logits(compiled, batches)), "quantize_seconds": seconds}
         quantized[candidate] = int8
     chosen = choose(scores)
     return Recipe(

@@ -34,9 +34,14 @@ def test_calibration_sources_quick_on_tiny_inputs(assets, tmp_path):
     run_benchmark("calibration_sources.py", *args)
     rows = list(csv.DictReader(open(out / "calibration_sources.csv")))
     assert {r["source"] for r in rows} == {"tiny", "gaussian", "fractal"}
+    assert {r["recipe"] for r in rows} == {"nncf", "minmax", "histogram", "adaptive"}
     assert all(0 <= float(r["flip_rate"]) <= 100 for r in rows)
+    for r in rows:  # the adaptive row is the chosen candidate's model: the same flips
+        if r["recipe"] == "adaptive":
+            twin = next(c for c in rows if c["source"] == r["source"] and c["recipe"] == r["chosen"])
+            assert twin["flip_rate"] == r["flip_rate"] and twin["synthetic_flip_rate"] == r["synthetic_flip_rate"]
     md = (out / "calibration_sources.md").read_text()
-    assert "| cls |" in md and "--quick" in md
+    assert "| cls |" in md and "--quick" in md and "adaptive choice" in md
     assert (out / "calibration_sources.png").exists()
     # a rerun resumes: nothing new to do, same rows
     run_benchmark("calibration_sources.py", *args)
