@@ -12,11 +12,16 @@ from .stream import SyntheticStream, make_stream
 
 
 class _Items:
-    """NNCF's view of a stream: items with a batch dimension, labelled or not."""
+    """NNCF's view of a stream: items with a batch dimension, labelled or not.
+
+    The first pass starts generating at once (``ahead``), so that the stream fills its prefetch
+    buffer while NNCF is still building its graph; later passes generate as they go.
+    """
 
     def __init__(self, stream: SyntheticStream, with_labels: bool) -> None:
         self.stream = stream
         self.with_labels = with_labels
+        self.ahead: Iterator[tuple[Any, Any]] | None = stream.batches() if stream.prefetch > 0 else None
 
     def __len__(self) -> int:
         return len(self.stream)
@@ -25,8 +30,16 @@ class _Items:
         return (x[None], y) if self.with_labels else x[None]
 
     def __iter__(self) -> Iterator[Any]:
-        for x, y in self.stream:
-            yield self._item(x, y)
+        batches, self.ahead = (self.ahead or self.stream.batches()), None
+        for inputs, labels in batches:
+            for x, y in zip(inputs, labels):
+                yield self._item(x, int(y))
+
+    def close(self) -> None:
+        close = getattr(self.ahead, "close", None)
+        self.ahead = None
+        if close is not None:
+            close()
 
     def __getitem__(self, index: int) -> Any:
         return self._item(*self.stream[index])
@@ -115,6 +128,7 @@ class Dataset(nncf.Dataset):
     def close(self) -> None:
         """Release the stream this dataset made (and its compiled generator); a stream passed in
         is the caller's to close."""
+        self._items.close()
         if self._owns_stream:
             self.stream.close()
 

@@ -10,7 +10,7 @@ DEFAULTS = MappingProxyType(
         "seed": 0,
         "batch_size": 32,  # generator inference batch
         "num_requests": 0,  # 0: OpenVINO's optimal number of infer requests
-        "prefetch": 2,  # batches generated ahead of the quantizer, in a background thread
+        "prefetch": 64 << 20,  # bytes of items generated ahead of the quantizer, in a background thread
         "device": "CPU",
         # f32 makes item i identical on every CPU (bf16 is the default on some).
         "precision": "f32",

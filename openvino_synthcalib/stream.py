@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import queue
+import contextlib
 import threading
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -17,58 +17,87 @@ from .sources.base import Source, SourceContext
 from .transforms import Transform, as_transform
 
 _CACHED_BLOCKS = 4
-_END = object()
 
 
-class _Failed:
-    def __init__(self, exc: BaseException) -> None:
-        self.exc = exc
-
-
-def prefetched(items: Iterator[Any], depth: int) -> Iterator[Any]:
-    """Iterate ``items`` in a background thread, up to ``depth`` ahead of the consumer.
+class Prefetch:
+    """Iterate ``items`` (arrays, or tuples of arrays) in a background thread, ahead of the consumer
+    by at most ``max_bytes`` (and at least one item). The thread starts at once.
 
     Order and values are unchanged; an exception in the producer is raised in the consumer;
-    a consumer that stops early stops the producer (which closes ``items`` in its own thread).
+    :meth:`close` (or the consumer stopping early) stops the producer, which closes ``items`` in
+    its own thread.
     """
-    q: queue.Queue[Any] = queue.Queue(maxsize=depth)
-    stop = threading.Event()
 
-    def put(value: Any) -> bool:
-        while not stop.is_set():
-            try:
-                q.put(value, timeout=0.05)
-                return True
-            except queue.Full:
-                continue
-        return False
+    def __init__(self, items: Iterator[Any], max_bytes: int) -> None:
+        self._items = items
+        self._max_bytes = max_bytes
+        self._buffer: deque[tuple[Any, int]] = deque()
+        self._bytes = 0
+        self._done = False
+        self._error: BaseException | None = None
+        self._stop = False
+        self._cond = threading.Condition()
+        self._thread = threading.Thread(target=self._produce, name="synthcalib-prefetch", daemon=True)
+        self._thread.start()
 
-    def produce() -> None:
+    @staticmethod
+    def _size(item: Any) -> int:
+        parts = item if isinstance(item, tuple) else (item,)
+        return sum(getattr(p, "nbytes", 0) for p in parts)
+
+    def _produce(self) -> None:
         try:
-            for item in items:
-                if not put(item):
-                    return
-            put(_END)
+            for item in self._items:
+                size = self._size(item)
+                with self._cond:
+                    while not self._stop and self._buffer and self._bytes + size > self._max_bytes:
+                        self._cond.wait()
+                    if self._stop:
+                        return
+                    self._buffer.append((item, size))
+                    self._bytes += size
+                    self._cond.notify_all()
         except BaseException as exc:  # handed to the consumer, raised there
-            put(_Failed(exc))
+            with self._cond:
+                self._error = exc
         finally:
-            close = getattr(items, "close", None)
+            close = getattr(self._items, "close", None)
             if close is not None:
                 close()
+            with self._cond:
+                self._done = True
+                self._cond.notify_all()
 
-    worker = threading.Thread(target=produce, name="synthcalib-prefetch", daemon=True)
-    worker.start()
-    try:
-        while True:
-            item = q.get()
-            if item is _END:
-                return
-            if isinstance(item, _Failed):
-                raise item.exc
-            yield item
-    finally:
-        stop.set()
-        worker.join()
+    def __iter__(self) -> Prefetch:
+        return self
+
+    def __next__(self) -> Any:
+        with self._cond:
+            while not self._buffer and not self._done:
+                self._cond.wait()
+            if self._buffer:
+                item, size = self._buffer.popleft()
+                self._bytes -= size
+                self._cond.notify_all()
+                return item
+            error = self._error
+        self.close()
+        if error is not None:
+            raise error
+        raise StopIteration
+
+    def close(self) -> None:
+        """Stop the producer and wait for it (idempotent)."""
+        with self._cond:
+            self._stop = True
+            self._buffer.clear()
+            self._cond.notify_all()
+        if self._thread is not threading.current_thread():
+            self._thread.join()
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):
+            self.close()
 
 
 class SyntheticStream:
@@ -76,8 +105,8 @@ class SyntheticStream:
 
     Item ``i`` is a pure function of ``(seed, i)``: its class comes from a class-balanced
     schedule (see :class:`~openvino_synthcalib.schedule.ClassSchedule`), its image from the
-    source. Iteration generates ``batch_size`` items at a time, ``prefetch`` batches ahead of the
-    consumer in a background thread, so memory does not grow with ``num_samples``; indexing
+    source. Iteration generates ``batch_size`` items at a time, up to ``prefetch`` bytes ahead of
+    the consumer in a background thread (0: no thread), so memory does not grow with ``num_samples``; indexing
     generates the aligned block around ``i`` and keeps a few blocks cached. Every batch is
     checked for NaN/inf, before and after preprocessing.
 
@@ -103,7 +132,7 @@ class SyntheticStream:
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**63:
             raise SynthcalibError(f"seed: expected a non-negative integer, got {seed!r}")
         if isinstance(prefetch, bool) or not isinstance(prefetch, int) or prefetch < 0:
-            raise SynthcalibError(f"prefetch: expected a non-negative number of batches, got {prefetch!r}")
+            raise SynthcalibError(f"prefetch: expected a non-negative number of bytes, got {prefetch!r}")
         self._owns_source = not isinstance(source, Source)
         self.source = resolve_source(source, context)
         try:
@@ -174,7 +203,7 @@ class SyntheticStream:
         items = self._generate(start, stop)
         if self.prefetch <= 0:
             return items
-        return prefetched(items, self.prefetch)
+        return Prefetch(items, self.prefetch)
 
     def __iter__(self) -> Iterator[tuple[np.ndarray, int]]:
         for inputs, labels in self.batches():
