@@ -11,8 +11,6 @@ rank the candidates; they are not estimates of the flip rate on real data.
 
 from __future__ import annotations
 
-import contextlib
-import sys
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -280,8 +278,7 @@ def recipe(
         params = advanced_parameters(candidate, base)
         kwargs = dict(nncf_kwargs, **({"advanced_parameters": params} if params is not None else {}))
         begun = time.perf_counter()
-        with contextlib.redirect_stdout(sys.stderr):
-            int8 = nncf.quantize(models.writable_copy(model), data, **kwargs)
+        int8 = nncf.quantize(models.writable_copy(model), data, **kwargs)
         seconds = time.perf_counter() - begun
         compiled = models.compile_model(int8, device, config, f"INT8 model ({candidate})")
         scores[candidate] = {**score(reference, predict_logits(compiled, batches)), "quantize_seconds": seconds}
