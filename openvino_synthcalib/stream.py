@@ -19,68 +19,78 @@ from .transforms import Transform, as_transform
 _CACHED_BLOCKS = 4
 
 
+class _Buffer:
+    """What a prefetch thread shares with its consumer (never the consumer object itself, so that
+    an abandoned :class:`Prefetch` is collected and stops its thread)."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.items: deque[tuple[Any, int]] = deque()
+        self.bytes = 0
+        self.done = False
+        self.stop = False
+        self.error: BaseException | None = None
+        self.cond = threading.Condition()
+
+
+def _size(item: Any) -> int:
+    parts = item if isinstance(item, tuple) else (item,)
+    return sum(getattr(p, "nbytes", 0) for p in parts)
+
+
+def _produce(buffer: _Buffer, items: Iterator[Any]) -> None:
+    try:
+        for item in items:
+            size = _size(item)
+            with buffer.cond:
+                while not buffer.stop and buffer.items and buffer.bytes + size > buffer.max_bytes:
+                    buffer.cond.wait()
+                if buffer.stop:
+                    return
+                buffer.items.append((item, size))
+                buffer.bytes += size
+                buffer.cond.notify_all()
+    except BaseException as exc:  # handed to the consumer, raised there
+        with buffer.cond:
+            buffer.error = exc
+    finally:
+        close = getattr(items, "close", None)
+        if close is not None:
+            close()
+        with buffer.cond:
+            buffer.done = True
+            buffer.cond.notify_all()
+
+
 class Prefetch:
     """Iterate ``items`` (arrays, or tuples of arrays) in a background thread, ahead of the consumer
     by at most ``max_bytes`` (and at least one item). The thread starts at once.
 
     Order and values are unchanged; an exception in the producer is raised in the consumer;
-    :meth:`close` (or the consumer stopping early) stops the producer, which closes ``items`` in
-    its own thread.
+    :meth:`close` (or dropping the iterator) stops the producer, which closes ``items`` in its own
+    thread.
     """
 
     def __init__(self, items: Iterator[Any], max_bytes: int) -> None:
-        self._items = items
-        self._max_bytes = max_bytes
-        self._buffer: deque[tuple[Any, int]] = deque()
-        self._bytes = 0
-        self._done = False
-        self._error: BaseException | None = None
-        self._stop = False
-        self._cond = threading.Condition()
-        self._thread = threading.Thread(target=self._produce, name="synthcalib-prefetch", daemon=True)
+        self._buffer = _Buffer(max_bytes)
+        self._thread = threading.Thread(target=_produce, args=(self._buffer, items), name="synthcalib-prefetch")
+        self._thread.daemon = True
         self._thread.start()
-
-    @staticmethod
-    def _size(item: Any) -> int:
-        parts = item if isinstance(item, tuple) else (item,)
-        return sum(getattr(p, "nbytes", 0) for p in parts)
-
-    def _produce(self) -> None:
-        try:
-            for item in self._items:
-                size = self._size(item)
-                with self._cond:
-                    while not self._stop and self._buffer and self._bytes + size > self._max_bytes:
-                        self._cond.wait()
-                    if self._stop:
-                        return
-                    self._buffer.append((item, size))
-                    self._bytes += size
-                    self._cond.notify_all()
-        except BaseException as exc:  # handed to the consumer, raised there
-            with self._cond:
-                self._error = exc
-        finally:
-            close = getattr(self._items, "close", None)
-            if close is not None:
-                close()
-            with self._cond:
-                self._done = True
-                self._cond.notify_all()
 
     def __iter__(self) -> Prefetch:
         return self
 
     def __next__(self) -> Any:
-        with self._cond:
-            while not self._buffer and not self._done:
-                self._cond.wait()
-            if self._buffer:
-                item, size = self._buffer.popleft()
-                self._bytes -= size
-                self._cond.notify_all()
+        buffer = self._buffer
+        with buffer.cond:
+            while not buffer.items and not buffer.done:
+                buffer.cond.wait()
+            if buffer.items:
+                item, size = buffer.items.popleft()
+                buffer.bytes -= size
+                buffer.cond.notify_all()
                 return item
-            error = self._error
+            error = buffer.error
         self.close()
         if error is not None:
             raise error
@@ -88,10 +98,12 @@ class Prefetch:
 
     def close(self) -> None:
         """Stop the producer and wait for it (idempotent)."""
-        with self._cond:
-            self._stop = True
-            self._buffer.clear()
-            self._cond.notify_all()
+        buffer = self._buffer
+        with buffer.cond:
+            buffer.stop = True
+            buffer.items.clear()
+            buffer.bytes = 0
+            buffer.cond.notify_all()
         if self._thread is not threading.current_thread():
             self._thread.join()
 

@@ -108,6 +108,22 @@ def test_failing_quantize_releases_its_generator(assets, tmp_path, monkeypatch):
     assert all(engine.compiled is None for engine in made) and not (tmp_path / "q.xml").exists()
 
 
+def test_abandoned_datasets_stop_their_prefetch_threads(assets):
+    import gc
+    import threading
+    import time
+
+    before = threading.active_count()
+    for seed in range(3):  # created, never iterated nor closed: each started a first pass ahead
+        synthcalib.Dataset(f"generator:{assets['generator']}", 5000, seed=seed)
+    gc.collect()
+    for _ in range(200):
+        if threading.active_count() <= before:
+            break
+        time.sleep(0.02)
+    assert threading.active_count() <= before
+
+
 def test_prefetch_keeps_items_and_order(assets):
     import threading
 
