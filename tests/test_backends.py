@@ -189,3 +189,26 @@ def test_onnx_and_openvino_paths_never_need_torch(assets, tmp_path):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.split()[-2:] == ["True", "ndarray"]
+
+
+def test_backends_benchmark_quick_on_tiny_inputs(assets, tmp_path):
+    """benchmarks/backends.py end to end on a tiny ONNX model (OpenVINO and ONNX backends; the torch
+    one needs onnx2torch, which only the benchmark installs)."""
+    import csv
+
+    tiny_onnx(tmp_path / "tiny.onnx")
+    out = tmp_path / "results"
+    cmd = [sys.executable, str(Path(__file__).resolve().parents[1] / "benchmarks" / "backends.py"), "--quick"]
+    cmd += ["--models", str(tmp_path / "tiny.onnx"), "--test", str(assets["images"]), "--preset", "unit"]
+    cmd += ["--size", "8x8", "--samples", "16", "--backends", "openvino", "onnx", "--out", str(out)]
+    cmd += ["--sources", f"tiny=generator:{assets['generator']}", f"real=images:{assets['images']}"]
+    for _ in range(2):  # the rerun resumes: nothing left to do
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = list(csv.DictReader(open(out / "backends.csv")))
+    assert sorted((r["backend"], r["source"]) for r in rows) == [
+        ("onnx", "real"), ("onnx", "tiny"), ("openvino", "real"), ("openvino", "tiny")
+    ]  # fmt: skip
+    assert all(0 <= float(r["flip_rate"]) <= 100 and int(r["act_quantizers"]) > 0 for r in rows)
+    md = (out / "backends.md").read_text()
+    assert "| tiny | onnx |" in md and "--quick" in md

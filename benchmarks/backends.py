@@ -1,0 +1,407 @@
+"""INT8 accuracy of the same zoo models quantized through each NNCF backend (issue 13).
+
+Each model file of ../shared/models/cifar10 goes through NNCF's three backends, calibrated with
+``synthcalib.Dataset(..., model=M)`` on real images or the shipped student's stream:
+
+- openvino: ``ov.Core().read_model(model.onnx)``, evaluated in OpenVINO (CPU, f32 inference precision);
+- onnx: ``onnx.load(model.onnx)``, the INT8 QDQ model evaluated with ONNX Runtime (CPU EP);
+- torch: the ONNX file converted to a module by onnx2torch (a ``torch.fx.GraphModule``, wrapped in
+  an ``nn.Module`` with its own forward so that NNCF uses its eager PyTorch backend), evaluated in torch.
+
+Top-1 on the test set, and the flip rate: share of test images whose INT8 top-1 differs from the
+FP32 top-1 of the same backend. Each row also counts the quantizers NNCF inserted (and how many
+are per-channel) and how often that backend's FP32 model disagrees with OpenVINO's FP32 top-1.
+
+    pip install --no-deps onnx2torch==1.5.15        # the torch backend's converter (see below)
+    python benchmarks/backends.py                   # the committed table: 2 models x 3 backends x 2 sources x 3 seeds
+    python benchmarks/backends.py --quick           # minutes: resnet20, seed 0, 1000 test images
+
+onnx2torch is installed without its dependencies: it imports torchvision at import time only for
+its NMS and RoiAlign converters, and torchvision is not used here (its wheels pull another torch
+build); a stand-in module that fails if one of those converters is ever called takes its place.
+Rows are appended to ``benchmarks/results/backends.csv`` as they finish (a rerun skips the rows
+already there); ``backends.md`` is rebuilt from the CSV (``--report-only`` only rebuilds it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import sys
+import tempfile
+import time
+import types
+from pathlib import Path
+
+import numpy as np
+from paths import CIFAR_TEST, CIFAR_TRAIN, REPO, STUDENT, ZOO
+
+BACKENDS = ("openvino", "onnx", "torch")
+SOURCES = {"real": f"images:{CIFAR_TRAIN}", "student": f"generator:{STUDENT}"}
+FIELDS = [
+    "model",
+    "backend",
+    "source",
+    "samples",
+    "seed",
+    "fp32_top1",
+    "int8_top1",
+    "flip_rate",
+    "fp32_vs_openvino",
+    "act_quantizers",
+    "weight_quantizers",
+    "per_channel_weights",
+    "onnx_int8_in_openvino_top1",
+    "quantize_s",
+]
+BATCH = 250
+
+
+def load_test(root: Path, limit: int | None) -> tuple[np.ndarray, np.ndarray]:
+    from openvino_synthcalib.imagefolder import ImageFolder, load_image
+
+    samples = ImageFolder(root).samples()
+    if limit:
+        samples = [samples[i] for i in np.linspace(0, len(samples) - 1, limit).astype(int)]
+    return np.stack([load_image(p) for p, _ in samples]), np.array([c for _, c in samples])
+
+
+def import_onnx2torch():
+    """onnx2torch, with a stand-in for torchvision when it is absent (see the module docstring)."""
+    try:
+        import torchvision  # noqa: F401
+    except ImportError:
+
+        def unavailable(name: str):
+            if name.startswith("__"):  # module protocol lookups (__file__, __path__...) stay absent
+                raise AttributeError(name)
+
+            def fail(*args, **kwargs):
+                raise RuntimeError(f"torchvision.ops.{name} is not installed: this model needs torchvision")
+
+            return fail
+
+        stub, ops = types.ModuleType("torchvision"), types.ModuleType("torchvision.ops")
+        ops.__getattr__ = unavailable  # PEP 562: any torchvision.ops name resolves to a failing function
+        stub.ops = ops
+        sys.modules.update({"torchvision": stub, "torchvision.ops": ops})
+    import onnx2torch
+
+    return onnx2torch
+
+
+def torch_module(path: Path):
+    """The ONNX file as an eager torch module with its own forward (NNCF's PyTorch backend)."""
+    import torch
+
+    graph_module = import_onnx2torch().convert(str(path))
+
+    class Converted(torch.nn.Module):
+        # onnx2torch gives a torch.fx.GraphModule, which NNCF would send to its torch.fx backend (torchao)
+        def __init__(self, inner: torch.nn.Module) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.inner(x)
+
+    return Converted(graph_module).eval()
+
+
+def load_model(path: Path, backend: str):
+    if backend == "openvino":
+        import openvino as ov
+
+        return ov.Core().read_model(str(path))
+    if backend == "onnx":
+        import onnx
+
+        return onnx.load(str(path))
+    return torch_module(path)
+
+
+def predictions(model, backend: str, x: np.ndarray) -> np.ndarray:
+    """Top-1 per test image: OpenVINO (f32), ONNX Runtime (CPU EP) or torch."""
+    batches = (x[i : i + BATCH] for i in range(0, len(x), BATCH))
+    if backend == "openvino":
+        from openvino_synthcalib import models
+        from openvino_synthcalib.inference import predict
+
+        compiled = models.compile_model(
+            model, "CPU", {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "THROUGHPUT"}
+        )
+        return np.concatenate(list(predict(compiled, batches)))
+    if backend == "onnx":
+        import onnxruntime as ort
+
+        session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+        name = session.get_inputs()[0].name
+        return np.concatenate([session.run(None, {name: b})[0].argmax(1) for b in batches])
+    import torch
+
+    model.eval()
+    with torch.no_grad():
+        return np.concatenate([model(torch.from_numpy(b)).argmax(1).numpy() for b in batches])
+
+
+def quantizers(model, backend: str) -> tuple[int, int, int]:
+    """(activation quantizers, weight quantizers, weight quantizers with per-channel scales).
+
+    OpenVINO and ONNX models come back with their weights already stored in int8 (a Constant /
+    initializer of int8 dequantized by Convert-Multiply / DequantizeLinear), torch keeps a
+    quantizer module per weight.
+    """
+    if backend == "openvino":
+        acts = sum(op.get_type_name() == "FakeQuantize" for op in model.get_ops())
+        weights = per_channel = 0
+        for op in model.get_ops():
+            if op.get_type_name() == "Constant" and op.get_output_element_type(0).get_type_name() in ("i8", "u8"):
+                if int(np.prod(list(op.get_output_shape(0)))) <= 1:
+                    continue
+                weights += 1
+                node = next(iter(op.output(0).get_target_inputs())).get_node()  # Convert
+                while node.get_type_name() in ("Convert", "Subtract"):
+                    node = next(iter(node.output(0).get_target_inputs())).get_node()
+                scale = [node.input_value(i).get_node() for i in range(node.get_input_size())]
+                per_channel += any(
+                    c.get_type_name() == "Constant"
+                    and int(np.prod(list(c.get_output_shape(0)))) > 1
+                    and c.get_output_element_type(0).is_real()
+                    for c in scale
+                )
+        return acts, weights, per_channel
+    if backend == "onnx":
+        from onnx import numpy_helper
+
+        sizes = {t.name: numpy_helper.to_array(t).size for t in model.graph.initializer}
+        acts = sum(n.op_type == "QuantizeLinear" and n.input[0] not in sizes for n in model.graph.node)
+        weights = [n for n in model.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in sizes]
+        return acts, len(weights), sum(sizes.get(n.input[1], 1) > 1 for n in weights)
+    from nncf.torch.quantization.layers import BaseQuantizer
+
+    acts = weights = per_channel = 0
+    for name, module in model.named_modules():
+        if isinstance(module, BaseQuantizer):
+            # NNCF's hook names end in the port: a pre-hook on port 1 of an op quantizes its weight
+            if ".pre_hooks." in name and name.split(".")[-2].endswith("__1"):
+                weights += 1
+                scale = module.scale if hasattr(module, "scale") else module.input_low
+                per_channel += scale.numel() > 1
+            else:
+                acts += 1
+    return acts, weights, per_channel
+
+
+def done_keys(path: Path) -> set[tuple[str, ...]]:
+    if not path.exists():
+        return set()
+    with open(path) as f:
+        return {(r["model"], r["backend"], r["source"], r["samples"], r["seed"]) for r in csv.DictReader(f)}
+
+
+def run(args: argparse.Namespace) -> None:
+    import nncf
+    import onnx
+
+    import openvino_synthcalib as synthcalib
+
+    csv_path = args.out / "backends.csv"
+    done = done_keys(csv_path)
+    x_test, y_test = load_test(args.test, args.test_limit)
+    # a torch module does not tell its input size: the transform says it (the zoo takes 32x32)
+    transform = {"preset": args.preset, "size": args.size}
+    x_in = synthcalib.Transform.from_options(**transform)(x_test)
+    new_file = not csv_path.exists()
+    with open(csv_path, "a", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=FIELDS)
+        if new_file:
+            writer.writeheader()
+        for path in args.models:
+            name = path.stem
+            todo = [
+                (b, s, seed)
+                for b in args.backends
+                for s in args.sources
+                for seed in args.seeds
+                if (name, b, s, str(args.samples), str(seed)) not in done
+            ]
+            if not todo:
+                continue
+            fp32_pred = {
+                b: predictions(load_model(path, b), b, x_in) for b in dict.fromkeys(["openvino", *args.backends])
+            }
+            for b in args.backends:
+                top1 = 100 * float((fp32_pred[b] == y_test).mean())
+                print(f"{name} {b}: FP32 top-1 {top1:.2f}%", file=sys.stderr)
+            for backend, source, seed in todo:
+                model = load_model(path, backend)
+                started = time.perf_counter()
+                with contextlib.redirect_stdout(sys.stderr):
+                    with synthcalib.Dataset(
+                        args.source_specs[source], args.samples, model=model, transform=transform, seed=seed
+                    ) as calibration:
+                        int8 = nncf.quantize(model, calibration, subset_size=args.samples)
+                elapsed = time.perf_counter() - started
+                pred = predictions(int8, backend, x_in)
+                acts, weights, per_channel = quantizers(int8, backend)
+                in_ov = ""
+                if backend == "onnx":  # the same INT8 ONNX model run by OpenVINO: runtime vs parameters
+                    import openvino as ov
+
+                    with tempfile.TemporaryDirectory() as tmp:
+                        onnx.save(int8, f"{tmp}/int8.onnx")
+                        ov_pred = predictions(ov.Core().read_model(f"{tmp}/int8.onnx"), "openvino", x_in)
+                    in_ov = round(100 * float((ov_pred == y_test).mean()), 2)
+                row = {
+                    "model": name,
+                    "backend": backend,
+                    "source": source,
+                    "samples": args.samples,
+                    "seed": seed,
+                    "fp32_top1": round(100 * float((fp32_pred[backend] == y_test).mean()), 2),
+                    "int8_top1": round(100 * float((pred == y_test).mean()), 2),
+                    "flip_rate": round(100 * float((pred != fp32_pred[backend]).mean()), 2),
+                    "fp32_vs_openvino": round(100 * float((fp32_pred[backend] != fp32_pred["openvino"]).mean()), 2),
+                    "act_quantizers": acts,
+                    "weight_quantizers": weights,
+                    "per_channel_weights": per_channel,
+                    "onnx_int8_in_openvino_top1": in_ov,
+                    "quantize_s": round(elapsed, 1),
+                }
+                writer.writerow(row)
+                f.flush()
+                print(
+                    f"  {name} {backend:8s} {source:7s} seed={seed}: {row['int8_top1']:.2f}% "
+                    f"flips {row['flip_rate']:.2f}% ({acts} act / {weights} weight quantizers, {per_channel} per-channel, "
+                    f"{elapsed:.0f} s)",
+                    file=sys.stderr,
+                )
+                del model, int8
+
+
+def summarise(csv_path: Path, out: Path) -> str:
+    with open(csv_path) as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        return ""
+    groups: dict[tuple[str, str, str], list[dict[str, str]]] = {}
+    for r in rows:
+        groups.setdefault((r["model"], r["backend"], r["source"]), []).append(r)
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    backends = [b for b in BACKENDS if any(r["backend"] == b for r in rows)]
+    sources = [s for s in SOURCES if any(r["source"] == s for r in rows)] or list(
+        dict.fromkeys(r["source"] for r in rows)
+    )
+    commands = (
+        (out / "backends.commands.txt").read_text().splitlines() if (out / "backends.commands.txt").exists() else []
+    )
+
+    def mean(g, field):
+        v = np.array([float(r[field]) for r in g])
+        return v.mean(), v.std()
+
+    lines = [
+        "# INT8 top-1 through each NNCF backend (OpenVINO, ONNX, PyTorch)",
+        "",
+        "Produced by (each command appends its rows to `backends.csv`):",
+        "",
+        *[f"    {c}" for c in commands],
+        "",
+        f"`nncf.quantize` defaults, {rows[0]['samples']} calibration samples from `synthcalib.Dataset(..., model=M)`,"
+        " CIFAR-10 test set. Top-1 % mean ± std over seeds, flip rate % in brackets (test images whose INT8 top-1"
+        " differs from the FP32 top-1 of the same backend). OpenVINO is evaluated in OpenVINO (f32 inference"
+        " precision), ONNX with ONNX Runtime (CPU EP), PyTorch in torch after onnx2torch.",
+        "",
+        "| model | backend | FP32 | " + " | ".join(sources) + " | student − real (pp) | seeds |",
+        "|---|---|---|" + "---|" * len(sources) + "---|---|",
+    ]
+    for m in models:
+        for b in backends:
+            cells, means = [], {}
+            g0 = next((g for (mm, bb, _), g in groups.items() if mm == m and bb == b), None)
+            if g0 is None:
+                continue
+            for s in sources:
+                g = groups.get((m, b, s))
+                if not g:
+                    cells.append("–")
+                    continue
+                (t, sd), (fl, _) = mean(g, "int8_top1"), mean(g, "flip_rate")
+                means[s] = t
+                cells.append(f"{t:.2f} ± {sd:.2f} ({fl:.2f})")
+            gap = f"{means['student'] - means['real']:+.2f}" if {"student", "real"} <= set(means) else "–"
+            seeds = ",".join(sorted({r["seed"] for s in sources for r in groups.get((m, b, s), [])}, key=int))
+            lines.append(f"| {m} | {b} | {g0[0]['fp32_top1']} | " + " | ".join(cells) + f" | {gap} | {seeds} |")
+    lines += [
+        "",
+        "## What each backend quantized, and its FP32 reference",
+        "",
+        "Quantizers NNCF inserted on activations and on weights (those with per-channel scales in brackets),"
+        " how often the backend's FP32 model disagrees with OpenVINO's FP32 top-1 on the test set, and the"
+        " top-1 % of the ONNX backend's INT8 model when OpenVINO runs it (same quantization parameters,"
+        " other runtime).",
+        "",
+        "| model | backend | activation quantizers | weight quantizers (per-channel) | FP32 ≠ OpenVINO FP32 (%) |"
+        " INT8 ONNX run by OpenVINO: top-1 (mean) | quantize s (mean) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for m in models:
+        for b in backends:
+            g = [r for (mm, bb, _), gg in groups.items() if mm == m and bb == b for r in gg]
+            if not g:
+                continue
+            acts = ", ".join(sorted({r["act_quantizers"] for r in g}))
+            weights = ", ".join(sorted({f"{r['weight_quantizers']} ({r['per_channel_weights']})" for r in g}))
+            in_ov = f"{mean(g, 'onnx_int8_in_openvino_top1')[0]:.2f}" if b == "onnx" else "–"
+            lines.append(
+                f"| {m} | {b} | {acts} | {weights} | {g[0]['fp32_vs_openvino']} | {in_ov} | "
+                f"{mean(g, 'quantize_s')[0]:.1f} |"
+            )
+    lines.append("")
+    text = "\n".join(lines)
+    (out / "backends.md").write_text(text)
+    return text
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--models", nargs="*", default=["resnet20", "mobilenetv2"], help="names in ../shared or .onnx paths")
+    p.add_argument("--backends", nargs="*", default=list(BACKENDS), choices=BACKENDS)
+    p.add_argument("--sources", nargs="*", default=list(SOURCES), help="real, student, or NAME=SPEC")
+    p.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2])
+    p.add_argument("--samples", type=int, default=300)
+    p.add_argument("--test", type=Path, default=CIFAR_TEST)
+    p.add_argument("--test-limit", type=int, default=None, help="evaluate an evenly spaced subset")
+    p.add_argument("--preset", default="cifar10")
+    p.add_argument("--size", default="32x32", help="model input size HxW (a torch module does not tell it)")
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--report-only", action="store_true")
+    p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
+    args = p.parse_args()
+    command = "python benchmarks/backends.py " + " ".join(sys.argv[1:])
+    if args.quick:
+        args.models = args.models[:1]
+        args.seeds = [0]
+        args.test_limit = args.test_limit or 1000
+    args.models = [Path(m) if m.endswith(".onnx") else ZOO / f"{m}.onnx" for m in args.models]
+    args.source_specs = dict(SOURCES)
+    chosen = []
+    for s in args.sources:
+        name, eq, spec = s.partition("=")
+        if eq:
+            args.source_specs[name] = spec
+        elif name not in args.source_specs:
+            p.error(f"--sources: unknown source {name!r}; known: {', '.join(args.source_specs)} (or NAME=SPEC)")
+        chosen.append(name)
+    args.sources = chosen
+    args.out.mkdir(parents=True, exist_ok=True)
+    if not args.report_only:
+        with open(args.out / "backends.commands.txt", "a") as f:
+            f.write(command + "\n")
+        run(args)
+    print(summarise(args.out / "backends.csv", args.out))
+
+
+if __name__ == "__main__":
+    main()
