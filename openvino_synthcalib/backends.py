@@ -229,14 +229,20 @@ def _onnx_classes(model: Any) -> int | None:
     return None
 
 
+def _torch_placement(model: Any) -> tuple[Any, Any]:
+    """The device and floating dtype of a module's parameters (CPU, float32 without any)."""
+    import torch
+
+    tensors = [*model.parameters(), *model.buffers()]
+    floating = [t.dtype for t in tensors if t.is_floating_point()]
+    return (tensors[0].device if tensors else torch.device("cpu")), (floating[0] if floating else torch.float32)
+
+
 def _torch_target(model: Any) -> Target:
     import torch
 
     check_nncf_can_quantize(model)
-    tensors = [*model.parameters(), *model.buffers()]
-    device = tensors[0].device if tensors else torch.device("cpu")
-    floating = [t.dtype for t in tensors if t.is_floating_point()]
-    torch_dtype = floating[0] if floating else torch.float32
+    device, torch_dtype = _torch_placement(model)
     dtype = {torch.float16: "float16"}.get(torch_dtype, "float32")
     read: dict[str, Any] = {"dtype": dtype}
     conv = next((m for m in model.modules() if isinstance(m, torch.nn.Conv2d)), None)
@@ -382,9 +388,9 @@ def logits(model: Any, x: Any) -> np.ndarray:
     if is_torch(model):
         import torch
 
-        t = target(model)
-        if not is_torch_tensor(x):
-            x = t.format(as_array(x)) if not isinstance(x, dict) else x
+        if not is_torch_tensor(x) and not isinstance(x, dict):
+            device, dtype = _torch_placement(model)
+            x = torch.from_numpy(np.array(as_array(x))).to(device=device, dtype=dtype)
         with torch.no_grad():
             out = model(**x) if isinstance(x, dict) else model(x)
         out = out[0] if isinstance(out, (tuple, list)) else out

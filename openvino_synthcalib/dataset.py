@@ -119,7 +119,7 @@ class Dataset(nncf.Dataset):
     def labelled(self) -> Dataset:
         """The same stream with ``(input, label)`` items."""
         ds = Dataset(self.stream, with_labels=True)
-        ds._items.fmt = self._format
+        ds._format = ds._items.fmt = self._format
         return ds
 
     def describe(self) -> dict[str, Any]:

@@ -97,6 +97,10 @@ def test_torch_items_quantize_and_validate(assets):
     accuracy, per_item = synthcalib.top1_vs_labels(q, val)
     assert len(per_item) == 12 and 0 <= accuracy <= 1
     assert synthcalib.top1_agreement(TinyNet())(TinyNet(), val)[0] == 1.0
+    plain = synthcalib.Dataset(str(assets["generator"]), 12, transform="unit", seed=1, with_labels=True)
+    seq = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(192, 4))  # validation takes any module
+    assert synthcalib.top1_vs_labels(seq, plain)[1] == synthcalib.top1_vs_labels(seq, val)[1]
+    assert isinstance(ds.labelled()[0][0], torch.Tensor)
 
 
 def test_torch_size_layout_and_nncf_limits_are_one_line_errors(assets):
@@ -146,6 +150,11 @@ def test_cli_quantize_backend_onnx_writes_int8_onnx(assets, tmp_path, capsys):
     base = ["quantize", str(tmp_path / "tiny.onnx"), "--source", f"generator:{assets['generator']}", "--preset", "unit"]
     assert main([*base, "--num-samples", "16", "--backend", "onnx", "--out", str(out), "--json"]) == 0
     assert '"output"' in capsys.readouterr().out
+    controlled = tmp_path / "int8_ac.onnx"  # accuracy control through NNCF's ONNX backend
+    assert (
+        main([*base, "--num-samples", "16", "--backend", "onnx", "--max-drop", "0.01", "--out", str(controlled)]) == 0
+    )
+    assert any(n.op_type == "QuantizeLinear" for n in onnx.load(str(controlled)).graph.node)
     int8 = onnx.load(str(out))
     assert any(n.op_type == "QuantizeLinear" for n in int8.graph.node)
     (logits,) = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(
