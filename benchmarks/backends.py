@@ -15,6 +15,7 @@ are per-channel) and how often that backend's FP32 model disagrees with OpenVINO
     pip install --no-deps onnx2torch==1.5.15        # the torch backend's converter (see below)
     python benchmarks/backends.py                   # the committed table: 2 models x 3 backends x 2 sources x 3 seeds
     python benchmarks/backends.py --quick           # minutes: resnet20, seed 0, 1000 test images
+    python benchmarks/backends.py --seeds 0 --no-bias-correction --out benchmarks/results/backends_no_bias_correction
 
 onnx2torch is installed without its dependencies: it imports torchvision at import time only for
 its NMS and RoiAlign converters, and torchvision is not used here (its wheels pull another torch
@@ -193,6 +194,36 @@ def quantizers(model, backend: str) -> tuple[int, int, int]:
     return acts, weights, per_channel
 
 
+def bias_layers(path: Path, backend: str) -> tuple[int, int]:
+    """(conv/linear layers whose bias NNCF's backend recognises, conv/linear layers): bias
+    correction can only shift the biases it recognises."""
+    if backend == "openvino":
+        from nncf.openvino.graph.metatypes.groups import OPERATIONS_WITH_BIAS
+        from nncf.openvino.graph.nncf_graph_builder import GraphConverter
+        from nncf.openvino.graph.node_utils import is_node_with_bias
+
+        graph = GraphConverter.create_nncf_graph(load_model(path, backend))
+        layers = [n for n in graph.get_all_nodes() if n.metatype in OPERATIONS_WITH_BIAS]
+        return sum(is_node_with_bias(n, graph) for n in layers), len(layers)
+    if backend == "onnx":
+        from nncf.onnx.graph.metatypes.groups import OPERATIONS_WITH_BIAS
+        from nncf.onnx.graph.nncf_graph_builder import GraphConverter
+        from nncf.onnx.graph.node_utils import is_node_with_bias
+
+        graph = GraphConverter.create_nncf_graph(load_model(path, backend))
+        layers = [n for n in graph.get_all_nodes() if n.metatype in OPERATIONS_WITH_BIAS]
+        return sum(is_node_with_bias(n) for n in layers), len(layers)
+    import torch
+    from nncf.torch.function_hook.nncf_graph.nncf_graph_builder import build_nncf_graph
+    from nncf.torch.graph import operator_metatypes as om
+    from nncf.torch.model_graph_manager import is_node_with_fused_bias
+
+    graph = build_nncf_graph(load_model(path, backend), torch.zeros(1, 3, 32, 32))
+    kinds = (om.PTConv2dMetatype, om.PTDepthwiseConv2dSubtype, om.PTLinearMetatype)
+    layers = [n for n in graph.get_all_nodes() if n.metatype in kinds]
+    return sum(is_node_with_fused_bias(n, graph) for n in layers), len(layers)
+
+
 def done_keys(path: Path) -> set[tuple[str, ...]]:
     if not path.exists():
         return set()
@@ -208,6 +239,11 @@ def run(args: argparse.Namespace) -> None:
 
     csv_path = args.out / "backends.csv"
     done = done_keys(csv_path)
+    nncf_options = {}
+    if args.no_bias_correction:  # a diagnostic: NNCF applies bias correction per backend differently
+        from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
+
+        nncf_options["advanced_parameters"] = AdvancedQuantizationParameters(disable_bias_correction=True)
     x_test, y_test = load_test(args.test, args.test_limit)
     # a torch module does not tell its input size: the transform says it (the zoo takes 32x32)
     transform = {"preset": args.preset, "size": args.size}
@@ -241,7 +277,7 @@ def run(args: argparse.Namespace) -> None:
                     with synthcalib.Dataset(
                         args.source_specs[source], args.samples, model=model, transform=transform, seed=seed
                     ) as calibration:
-                        int8 = nncf.quantize(model, calibration, subset_size=args.samples)
+                        int8 = nncf.quantize(model, calibration, subset_size=args.samples, **nncf_options)
                 elapsed = time.perf_counter() - started
                 pred = predictions(int8, backend, x_in)
                 acts, weights, per_channel = quantizers(int8, backend)
@@ -280,7 +316,7 @@ def run(args: argparse.Namespace) -> None:
                 del model, int8
 
 
-def summarise(csv_path: Path, out: Path) -> str:
+def summarise(csv_path: Path, out: Path, model_paths: dict[str, Path] | None = None) -> str:
     with open(csv_path) as f:
         rows = list(csv.DictReader(f))
     if not rows:
@@ -308,7 +344,8 @@ def summarise(csv_path: Path, out: Path) -> str:
         "",
         *[f"    {c}" for c in commands],
         "",
-        f"`nncf.quantize` defaults, {rows[0]['samples']} calibration samples from `synthcalib.Dataset(..., model=M)`,"
+        f"`nncf.quantize` {'without bias correction' if '--no-bias-correction' in ' '.join(commands) else 'defaults'},"
+        f" {rows[0]['samples']} calibration samples from `synthcalib.Dataset(..., model=M)`,"
         " CIFAR-10 test set. Top-1 % mean ± std over seeds, flip rate % in brackets (test images whose INT8 top-1"
         " differs from the FP32 top-1 of the same backend). OpenVINO is evaluated in OpenVINO (f32 inference"
         " precision), ONNX with ONNX Runtime (CPU EP), PyTorch in torch after onnx2torch.",
@@ -342,9 +379,9 @@ def summarise(csv_path: Path, out: Path) -> str:
         " top-1 % of the ONNX backend's INT8 model when OpenVINO runs it (same quantization parameters,"
         " other runtime).",
         "",
-        "| model | backend | activation quantizers | weight quantizers (per-channel) | FP32 ≠ OpenVINO FP32 (%) |"
-        " INT8 ONNX run by OpenVINO: top-1 (mean) | quantize s (mean) |",
-        "|---|---|---|---|---|---|---|",
+        "| model | backend | activation quantizers | weight quantizers (per-channel) | layers whose bias NNCF sees |"
+        " FP32 ≠ OpenVINO FP32 (%) | INT8 ONNX run by OpenVINO: top-1 (mean) | quantize s (mean) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for m in models:
         for b in backends:
@@ -354,14 +391,49 @@ def summarise(csv_path: Path, out: Path) -> str:
             acts = ", ".join(sorted({r["act_quantizers"] for r in g}))
             weights = ", ".join(sorted({f"{r['weight_quantizers']} ({r['per_channel_weights']})" for r in g}))
             in_ov = f"{mean(g, 'onnx_int8_in_openvino_top1')[0]:.2f}" if b == "onnx" else "–"
+            path = (model_paths or {}).get(m)
+            biased = "–"
+            if path is not None and path.exists():
+                seen, total = bias_layers(path, b)
+                biased = f"{seen} of {total}"
             lines.append(
-                f"| {m} | {b} | {acts} | {weights} | {g[0]['fp32_vs_openvino']} | {in_ov} | "
+                f"| {m} | {b} | {acts} | {weights} | {biased} | {g[0]['fp32_vs_openvino']} | {in_ov} | "
                 f"{mean(g, 'quantize_s')[0]:.1f} |"
             )
+    lines += _bias_correction_section(rows, out / "backends_no_bias_correction" / "backends.csv")
     lines.append("")
     text = "\n".join(lines)
     (out / "backends.md").write_text(text)
     return text
+
+
+def _bias_correction_section(rows: list[dict[str, str]], other: Path) -> list[str]:
+    """Flip rates with and without bias correction, same seed, from the diagnostic run (if any)."""
+    if not other.exists():
+        return []
+    with open(other) as f:
+        without = {(r["model"], r["backend"], r["source"], r["seed"]): r for r in csv.DictReader(f)}
+    pairs = [(r, without[k]) for r in rows if (k := (r["model"], r["backend"], r["source"], r["seed"])) in without]
+    if not pairs:
+        return []
+    commands = other.parent / "backends.commands.txt"
+    lines = [
+        "",
+        "## With and without bias correction (same seed)",
+        "",
+        "From `backends_no_bias_correction/` ("
+        + "; ".join(f"`{c}`" for c in commands.read_text().splitlines())
+        + "): flip rate % / top-1 % with NNCF's default fast bias correction, then with it disabled.",
+        "",
+        "| model | backend | source | seed | default | no bias correction |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r, w in pairs:
+        lines.append(
+            f"| {r['model']} | {r['backend']} | {r['source']} | {r['seed']} | {r['flip_rate']} / {r['int8_top1']} |"
+            f" {w['flip_rate']} / {w['int8_top1']} |"
+        )
+    return lines
 
 
 def main() -> None:
@@ -375,6 +447,11 @@ def main() -> None:
     p.add_argument("--test-limit", type=int, default=None, help="evaluate an evenly spaced subset")
     p.add_argument("--preset", default="cifar10")
     p.add_argument("--size", default="32x32", help="model input size HxW (a torch module does not tell it)")
+    p.add_argument(
+        "--no-bias-correction",
+        action="store_true",
+        help="diagnostic: nncf.quantize with bias correction disabled (give another --out)",
+    )
     p.add_argument("--quick", action="store_true")
     p.add_argument("--report-only", action="store_true")
     p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
@@ -400,7 +477,7 @@ def main() -> None:
         with open(args.out / "backends.commands.txt", "a") as f:
             f.write(command + "\n")
         run(args)
-    print(summarise(args.out / "backends.csv", args.out))
+    print(summarise(args.out / "backends.csv", args.out, {p.stem: p for p in args.models}))
 
 
 if __name__ == "__main__":
