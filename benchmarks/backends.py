@@ -154,22 +154,34 @@ def quantizers(model, backend: str) -> tuple[int, int, int]:
     quantizer module per weight.
     """
     if backend == "openvino":
-        acts = sum(op.get_type_name() == "FakeQuantize" for op in model.get_ops())
-        weights = per_channel = 0
+
+        def size(output) -> int:
+            return int(np.prod(list(output.get_shape())))
+
+        def constant(node) -> bool:  # a weight: a Constant, perhaps reshaped (depthwise kernels)
+            while node.get_type_name() in ("Reshape", "Convert", "Transpose", "Unsqueeze", "Squeeze"):
+                node = node.input_value(0).get_node()
+            return node.get_type_name() == "Constant"
+
+        acts = weights = per_channel = 0
         for op in model.get_ops():
-            if op.get_type_name() == "Constant" and op.get_output_element_type(0).get_type_name() in ("i8", "u8"):
-                if int(np.prod(list(op.get_output_shape(0)))) <= 1:
+            if op.get_type_name() == "FakeQuantize":
+                if constant(op.input_value(0).get_node()):  # kept as FakeQuantize (e.g. behind a Reshape)
+                    weights += 1
+                    per_channel += size(op.input_value(1)) > 1
+                else:
+                    acts += 1
+            elif op.get_type_name() == "Constant" and op.get_output_element_type(0).get_type_name() in ("i8", "u8"):
+                if size(op.output(0)) <= 1:
                     continue
-                weights += 1
-                node = next(iter(op.output(0).get_target_inputs())).get_node()  # Convert
+                weights += 1  # compressed: int8 Constant -> Convert -> (Subtract) -> Multiply by its scale
+                node = next(iter(op.output(0).get_target_inputs())).get_node()
                 while node.get_type_name() in ("Convert", "Subtract"):
                     node = next(iter(node.output(0).get_target_inputs())).get_node()
-                scale = [node.input_value(i).get_node() for i in range(node.get_input_size())]
+                scales = [node.input_value(i) for i in range(node.get_input_size())]
                 per_channel += any(
-                    c.get_type_name() == "Constant"
-                    and int(np.prod(list(c.get_output_shape(0)))) > 1
-                    and c.get_output_element_type(0).is_real()
-                    for c in scale
+                    v.get_node().get_type_name() == "Constant" and v.get_element_type().is_real() and size(v) > 1
+                    for v in scales
                 )
         return acts, weights, per_channel
     if backend == "onnx":
@@ -380,8 +392,8 @@ def summarise(csv_path: Path, out: Path, model_paths: dict[str, Path] | None = N
         " other runtime).",
         "",
         "| model | backend | activation quantizers | weight quantizers (per-channel) | layers whose bias NNCF sees |"
-        " FP32 ≠ OpenVINO FP32 (%) | INT8 ONNX run by OpenVINO: top-1 (mean) | quantize s (mean) |",
-        "|---|---|---|---|---|---|---|---|",
+        " FP32 ≠ OpenVINO FP32 (%) | INT8 ONNX run by OpenVINO: top-1 (mean) |",
+        "|---|---|---|---|---|---|---|",
     ]
     for m in models:
         for b in backends:
@@ -396,10 +408,7 @@ def summarise(csv_path: Path, out: Path, model_paths: dict[str, Path] | None = N
             if path is not None and path.exists():
                 seen, total = bias_layers(path, b)
                 biased = f"{seen} of {total}"
-            lines.append(
-                f"| {m} | {b} | {acts} | {weights} | {biased} | {g[0]['fp32_vs_openvino']} | {in_ov} | "
-                f"{mean(g, 'quantize_s')[0]:.1f} |"
-            )
+            lines.append(f"| {m} | {b} | {acts} | {weights} | {biased} | {g[0]['fp32_vs_openvino']} | {in_ov} |")
     lines += _bias_correction_section(rows, out / "backends_no_bias_correction" / "backends.csv")
     lines.append("")
     text = "\n".join(lines)
