@@ -358,7 +358,7 @@ def summarise(csv_path: Path, out: Path, model_paths: dict[str, Path] | None = N
         "",
         f"`nncf.quantize` {'without bias correction' if '--no-bias-correction' in ' '.join(commands) else 'defaults'},"
         f" {rows[0]['samples']} calibration samples from `synthcalib.Dataset(..., model=M)`,"
-        " CIFAR-10 test set. Top-1 % mean ± std over seeds, flip rate % in brackets (test images whose INT8 top-1"
+        " CIFAR-10 test set. Top-1 % (mean ± std where there are several seeds), flip rate % in brackets (test images whose INT8 top-1"
         " differs from the FP32 top-1 of the same backend). OpenVINO is evaluated in OpenVINO (f32 inference"
         " precision), ONNX with ONNX Runtime (CPU EP), PyTorch in torch after onnx2torch.",
         "",
@@ -378,7 +378,7 @@ def summarise(csv_path: Path, out: Path, model_paths: dict[str, Path] | None = N
                     continue
                 (t, sd), (fl, _) = mean(g, "int8_top1"), mean(g, "flip_rate")
                 means[s] = t
-                cells.append(f"{t:.2f} ± {sd:.2f} ({fl:.2f})")
+                cells.append(f"{t:.2f} ± {sd:.2f} ({fl:.2f})" if len(g) > 1 else f"{t:.2f} ({fl:.2f})")
             gap = f"{means['student'] - means['real']:+.2f}" if {"student", "real"} <= set(means) else "–"
             seeds = ",".join(sorted({r["seed"] for s in sources for r in groups.get((m, b, s), [])}, key=int))
             lines.append(f"| {m} | {b} | {g0[0]['fp32_top1']} | " + " | ".join(cells) + f" | {gap} | {seeds} |")
