@@ -25,10 +25,20 @@ def image_input(model: Any) -> Any:
 def describe_input(model: Any) -> dict[str, Any]:
     """Layout, size, channels and dtype of an image model's input, where they can be read."""
     port = image_input(model)
-    dims = static_dims(port.get_partial_shape())
+    element = port.get_element_type().to_string()
+    if element not in _ELEMENT_DTYPES:
+        raise SynthcalibError(
+            f"model input '{port.get_any_name()}' has element type {element}: expected f32, f16, bf16, u8 or i8"
+        )
+    return describe_dims(port.get_any_name(), static_dims(port.get_partial_shape()), _ELEMENT_DTYPES[element])
+
+
+def describe_dims(name: str, dims: list[int | None], dtype: str) -> dict[str, Any]:
+    """Layout, size (where static), channels and dtype of an image input ``name`` of shape ``dims``
+    (``None`` where dynamic); shared by every backend (OpenVINO, ONNX)."""
     if len(dims) != 4:
         raise SynthcalibError(
-            f"model input '{port.get_any_name()}' has rank {len(dims)}: expected an image input [N, C, H, W] or [N, H, W, C]"
+            f"model input '{name}' has rank {len(dims)}: expected an image input [N, C, H, W] or [N, H, W, C]"
         )
     out: dict[str, Any] = {}
     if dims[1] in (1, 3):
@@ -37,17 +47,12 @@ def describe_input(model: Any) -> dict[str, Any]:
         out.update(layout="NHWC", channels=dims[3], hw=dims[1:3])
     else:
         raise SynthcalibError(
-            f"model input '{port.get_any_name()}' has shape {dims}: cannot tell channels (expected 1 or 3 in dim 1 or 3)"
+            f"model input '{name}' has shape {dims}: cannot tell channels (expected 1 or 3 in dim 1 or 3)"
         )
     hw = out.pop("hw")
     if None not in hw:
         out["size"] = tuple(hw)
-    element = port.get_element_type().to_string()
-    if element not in _ELEMENT_DTYPES:
-        raise SynthcalibError(
-            f"model input '{port.get_any_name()}' has element type {element}: expected f32, f16, bf16, u8 or i8"
-        )
-    out["dtype"] = _ELEMENT_DTYPES[element]
+    out["dtype"] = dtype
     return out
 
 

@@ -160,6 +160,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--allow-class-mismatch", action="store_true", help="accept a source with other classes than the model"
     )
     q.add_argument("--json", action="store_true", help="print the report as JSON")
+    q.add_argument(
+        "--backend",
+        choices=("openvino", "onnx"),
+        help="NNCF backend: openvino (default; writes an IR) or onnx (an .onnx MODEL in, an INT8 .onnx --out)",
+    )
 
     e = sub.add_parser("evaluate", help="top-1 of a classifier on a labelled image folder")
     e.add_argument("model")
@@ -262,6 +267,7 @@ def cmd_quantize(args: argparse.Namespace) -> None:
             model,
             source,
             out,
+            backend=args.backend,
             num_samples=_setting(args, "num_samples", dataset),
             seed=_setting(args, "seed", dataset),
             transform=pre or None,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import nncf
@@ -18,16 +18,18 @@ class _Items:
     buffer while NNCF is still building its graph; later passes generate as they go.
     """
 
-    def __init__(self, stream: SyntheticStream, with_labels: bool) -> None:
+    def __init__(self, stream: SyntheticStream, with_labels: bool, fmt: Callable[[Any], Any] | None = None) -> None:
         self.stream = stream
         self.with_labels = with_labels
+        self.fmt = fmt
         self.ahead: Iterator[tuple[Any, Any]] | None = stream.batches() if stream.prefetch > 0 else None
 
     def __len__(self) -> int:
         return len(self.stream)
 
     def _item(self, x: Any, y: int) -> Any:
-        return (x[None], y) if self.with_labels else x[None]
+        x = x[None] if self.fmt is None else self.fmt(x[None])
+        return (x, y) if self.with_labels else x
 
     def __iter__(self) -> Iterator[Any]:
         batches, self.ahead = (self.ahead or self.stream.batches()), None
@@ -57,7 +59,12 @@ class Dataset(nncf.Dataset):
 
     ``source`` is a spec (``generator:PATH``, ``images:DIR``, ``noise:gaussian``...), a
     :class:`GeneratorEngine`-backed source or a :class:`SyntheticStream`. ``model`` (optional)
-    is the model to be quantized: its input size/layout and class count are read from it.
+    is the model to be quantized: its input size/layout and class count are read from it, and
+    items come in the form NNCF's backend for it feeds: a NumPy array for an OpenVINO model or
+    path, a ``torch.Tensor`` on the module's device for a ``torch.nn.Module``, ``{input name:
+    array}`` for an ``onnx.ModelProto``. A torch module does not tell its input size: it comes
+    from the transform (``size``) or the source's native size. With a stream, ``model`` only sets
+    the item form.
     ``transform`` is a :class:`Transform`, a preset name (``"cifar10"``, ``"imagenet"``), a dict
     of preprocessing options, or a callable on canonical [N, 3, H, W] batches in [0, 1].
     With ``with_labels=True`` items are ``(input, conditioning class)``, as needed for the
@@ -81,8 +88,11 @@ class Dataset(nncf.Dataset):
         precision: str | None = DEFAULTS["precision"],
         prefetch: int = DEFAULTS["prefetch"],
     ) -> None:
+        from .backends import item_format
         from .engine import GeneratorEngine
         from .sources.generator import GeneratorSource
+
+        fmt = item_format(model)  # before any stream is opened: refuses what NNCF cannot quantize
 
         self._owns_stream = not isinstance(source, SyntheticStream)
         if isinstance(source, SyntheticStream):
@@ -106,7 +116,8 @@ class Dataset(nncf.Dataset):
             )
         self.stream = stream
         self.with_labels = with_labels
-        self._items = _Items(stream, with_labels)
+        self._format = fmt
+        self._items = _Items(stream, with_labels, fmt)
         super().__init__(self._items, _first if with_labels else None)
 
     def __len__(self) -> int:
@@ -120,7 +131,9 @@ class Dataset(nncf.Dataset):
 
     def labelled(self) -> Dataset:
         """The same stream with ``(input, label)`` items."""
-        return Dataset(self.stream, with_labels=True)
+        ds = Dataset(self.stream, with_labels=True)
+        ds._format = ds._items.fmt = self._format
+        return ds
 
     def describe(self) -> dict[str, Any]:
         return self.stream.describe()

@@ -10,11 +10,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import models
-from .classifier import classifier_classes
+from . import backends, models
 from .defaults import DEFAULTS
 from .errors import SynthcalibError
-from .files import created_dirs, same_file, save_ir
+from .files import created_dirs, same_file
 from .sources.base import parse_spec
 from .transforms import TRANSFORM_KEYS
 
@@ -131,13 +130,16 @@ def check_recipe(options: Any, where: str = "recipe") -> dict[str, Any]:
     return out
 
 
-def check_output(output: str | os.PathLike[str], model_path: Path | None) -> Path:
-    """An output .xml path that is not the input model (nor shares its weights file)."""
+def check_output(output: str | os.PathLike[str], model_path: Path | None, suffix: str | None = ".xml") -> Path:
+    """An output path ending in ``suffix`` (``.xml``; ``.onnx`` for ONNX) that is not the input model
+    (nor shares its weights file)."""
     out = Path(output)
-    if out.suffix.lower() != ".xml":
-        raise SynthcalibError(f"--out '{out}': expected a path ending in .xml")
+    if suffix is None:  # a torch module
+        raise SynthcalibError(f"--out '{out}': a quantized PyTorch module is returned, not saved; leave out the output")
+    if out.suffix.lower() != suffix:
+        raise SynthcalibError(f"--out '{out}': expected a path ending in {suffix}")
     if out.is_dir():
-        raise SynthcalibError(f"--out '{out}' is a folder: expected an .xml file path")
+        raise SynthcalibError(f"--out '{out}' is a folder: expected an {suffix} file path")
     if model_path is not None:
         inputs = [model_path] + ([model_path.with_suffix(".bin")] if model_path.suffix.lower() == ".xml" else [])
         for produced in (out, out.with_suffix(".bin")):
@@ -154,6 +156,7 @@ def quantize(
     source: Any,
     output: str | os.PathLike[str] | None = None,
     *,
+    backend: str | None = None,
     num_samples: int = DEFAULTS["num_samples"],
     seed: int = DEFAULTS["seed"],
     transform: Any = None,
@@ -178,15 +181,18 @@ def quantize(
     Returns a report: time, samples per class, the recipe (chosen candidate and its synthetic
     scores), model sizes. The output is written atomically
     (an existing file is replaced only by a complete new model) and never over the input.
+
+    ``model`` may be an OpenVINO model or path, an ``onnx.ModelProto`` or a ``torch.nn.Module``;
+    ``backend="onnx"`` reads a path with ONNX and writes an INT8 ``.onnx`` file (see
+    :mod:`.backends`; a torch module is returned in the report, not saved).
     """
-    model_path = None
-    if not hasattr(model, "inputs"):
-        model_path = Path(model)
-        model = models.read_model(model, "model")
-    out_path = check_output(output, model_path) if output is not None else None
+    model, model_path, backend = backends.load(model, backend)
+    out_path = check_output(output, model_path, backends.OUTPUT_SUFFIX[backend]) if output is not None else None
     nncf_kwargs = _nncf_options(dict(nncf_options or {}), "")
     accuracy = check_accuracy_control(accuracy_control) if accuracy_control else None
     recipe_options = check_recipe(recipe)
+    if accuracy:
+        backends.check_accuracy_control(backend)
     with contextlib.ExitStack() as stack:
         if out_path is not None:
             stack.enter_context(created_dirs(out_path.parent, "--out folder"))
@@ -210,7 +216,7 @@ def quantize(
         report["model"] = str(model_path) if model_path else None
         report["fp32_bytes"] = models.file_size(model_path) if model_path else None
         if out_path is not None:
-            save_ir(report["quantized_model"], out_path)
+            backends.save(report["quantized_model"], out_path, backend)
             report["output"] = str(out_path)
             report["int8_bytes"] = models.file_size(out_path)
     return report
@@ -251,11 +257,11 @@ def _quantize(
         "precision": precision,
     }
     stream = stack.enter_context(make_stream(source, num_samples, transform=transform, seed=seed, **stream_options))
-    model_classes = classifier_classes(model)
+    model_classes = backends.model_classes(model, stream)
     src = stream.source
     if not allow_class_mismatch:
         src.check_classes(model_classes, "source")
-    calibration = Dataset(stream)
+    calibration = Dataset(stream, model=model)
     nncf_kwargs.setdefault("subset_size", len(calibration))
     started = time.perf_counter()
     chosen = choose_recipe(
@@ -290,7 +296,7 @@ def _quantize(
             val_src.check_classes(model_classes, "accuracy_control.source")
         from .validation import top1_agreement, top1_vs_labels
 
-        validation = Dataset(validation_stream, with_labels=True)
+        validation = Dataset(validation_stream, with_labels=True, model=model)
         fn = top1_agreement(model, device=device) if metric == "agreement" else top1_vs_labels
         extra: dict[str, Any] = {}
         if "max_num_iterations" in accuracy:

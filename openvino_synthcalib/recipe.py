@@ -178,36 +178,55 @@ def _materialized(calibration: Any, limit_bytes: int = 256 << 20) -> Any:
     without generating them again; otherwise the dataset as given."""
     import nncf
 
+    from .backends import as_array
+
     stream = getattr(calibration, "stream", None)
     if stream is None or getattr(calibration, "with_labels", False):
         return calibration
     first = next(iter(calibration))
-    if first.nbytes * len(stream) > limit_bytes:
+    if as_array(first).nbytes * len(stream) > limit_bytes:
         return calibration
-    return nncf.Dataset([np.array(x) for x in calibration])
+    return nncf.Dataset(list(calibration))
 
 
-def predict_logits(compiled: Any, batches: list[np.ndarray]) -> np.ndarray:
-    """The first output of a compiled model for input batches, as [N, K]."""
+def predict_logits(model: Any, batches: list[np.ndarray]) -> np.ndarray:
+    """The first output of a model as [N, K] for input batches: a compiled OpenVINO model (with
+    asynchronous requests), an ONNX model (ONNX Runtime) or a torch module."""
+    from .backends import logits
+
+    if not hasattr(model, "create_infer_request"):
+        return np.concatenate([logits(model, b).reshape(len(b), -1) for b in batches])
     from .inference import run_ordered
 
     def read(request: Any) -> np.ndarray:
         out = request.get_output_tensor(0)
         return np.array(out.data).reshape(out.shape[0], -1)
 
-    return np.concatenate(list(run_ordered(compiled, ({0: b} for b in batches), 0, read, "the model being scored")))
+    return np.concatenate(list(run_ordered(model, ({0: b} for b in batches), 0, read, "the model being scored")))
 
 
 def scoring_batches(model: Any, score_stream: Any, batch: int = 64) -> list[np.ndarray]:
-    """Scoring inputs, batched for ``model``'s batch dimension (1 for a static batch of 1)."""
+    """Scoring inputs, batched for ``model``'s batch dimension (its static batch where it has one)."""
+    from .backends import target
     from .models import static_dims
 
-    fixed = static_dims(model.inputs[0].get_partial_shape())[0]
+    t = target(model)
+    if t is None:
+        fixed = static_dims(model.inputs[0].get_partial_shape())[0]
+    else:
+        fixed = (t.dims or [None])[0]
     items = np.concatenate([x for x, _ in score_stream.batches()])
     step = fixed or batch
     if fixed and len(items) % fixed:
         items = items[: len(items) - len(items) % fixed]
     return [items[i : i + step] for i in range(0, len(items), step)]
+
+
+def _copy(model: Any) -> Any:
+    """A copy NNCF may change: ``openvino.Model.clone``, else a deep copy (ONNX, torch)."""
+    import copy
+
+    return model.clone() if hasattr(model, "clone") and hasattr(model, "inputs") else copy.deepcopy(model)
 
 
 def recipe(
@@ -224,9 +243,10 @@ def recipe(
     precision: str | None = DEFAULTS["precision"],
     **nncf_kwargs: Any,
 ) -> Recipe:
-    """The NNCF keyword arguments to quantize ``model`` (an ``openvino.Model``) with ``calibration``.
+    """The NNCF keyword arguments to quantize ``model`` with ``calibration``.
 
-    ``name`` is ``adaptive`` or a candidate (``nncf``, ``minmax``, ``histogram``). For ``adaptive``,
+    ``model`` is an ``openvino.Model``, an ``onnx.ModelProto`` or a ``torch.nn.Module`` (NNCF's
+    backends). ``name`` is ``adaptive`` or a candidate (``nncf``, ``minmax``, ``histogram``). For ``adaptive``,
     ``calibration`` is a :class:`~openvino_synthcalib.dataset.Dataset` (its source, transform and
     seed give the scoring stream) unless ``score_source`` names another source; the candidates are
     quantized with ``nncf_kwargs`` (``subset_size``, ``preset``, ...), scored on ``score_samples``
@@ -241,12 +261,13 @@ def recipe(
             raise SynthcalibError("candidates: 'adaptive' is not a candidate")
     if isinstance(score_samples, bool) or not isinstance(score_samples, int) or score_samples <= 0:
         raise SynthcalibError(f"score_samples: expected a positive integer, got {score_samples!r}")
-    if not hasattr(model, "inputs"):
-        raise SynthcalibError("recipe: the adaptive recipe needs the openvino.Model being quantized")
     import nncf
 
-    from . import models
+    from .backends import backend_of, prepare_reference
     from .stream import make_stream
+
+    if backend_of(model) == "openvino" and not hasattr(model, "inputs"):
+        raise SynthcalibError("recipe: the adaptive recipe needs the model object being quantized, not a path")
 
     started = time.perf_counter()
     stream = getattr(calibration, "stream", None)
@@ -269,8 +290,8 @@ def recipe(
     ) as score_stream:
         batches = scoring_batches(model, score_stream)
         source_spec = score_stream.source.spec
-    config = models.precision_config("f32")  # scores from FP32 arithmetic, on CPUs defaulting to bf16 too
-    reference = predict_logits(models.compile_model(model, device, config, "FP32 model"), batches)
+    # OpenVINO models are scored with FP32 arithmetic, on CPUs defaulting to bf16 too
+    reference = predict_logits(prepare_reference(model, device, "f32"), batches)
     data = _materialized(calibration)
     scores: dict[str, dict[str, float]] = {}
     quantized: dict[str, Any] = {}
@@ -278,10 +299,10 @@ def recipe(
         params = advanced_parameters(candidate, base)
         kwargs = dict(nncf_kwargs, **({"advanced_parameters": params} if params is not None else {}))
         begun = time.perf_counter()
-        int8 = nncf.quantize(models.writable_copy(model), data, **kwargs)
+        int8 = nncf.quantize(_copy(model), data, **kwargs)
         seconds = time.perf_counter() - begun
-        compiled = models.compile_model(int8, device, config, f"INT8 model ({candidate})")
-        scores[candidate] = {**score(reference, predict_logits(compiled, batches)), "quantize_seconds": seconds}
+        runnable = prepare_reference(int8, device, "f32")
+        scores[candidate] = {**score(reference, predict_logits(runnable, batches)), "quantize_seconds": seconds}
         quantized[candidate] = int8
     chosen = choose(scores)
     return Recipe(

@@ -277,17 +277,19 @@ def make_stream(
     precision: str | None = DEFAULTS["precision"],
     prefetch: int = DEFAULTS["prefetch"],
 ) -> SyntheticStream:
-    """A stream for a target ``model`` (path or ``openvino.Model``): its input size, layout and
-    class count are read from it; ``transform`` adds the normalisation (e.g. ``"cifar10"``).
+    """A stream for a target ``model`` (path or ``openvino.Model``, or a ``torch.nn.Module`` or
+    ``onnx.ModelProto``, see :mod:`.backends`): its input size, layout and class count are read
+    from it; ``transform`` adds the normalisation (e.g. ``"cifar10"``).
     Items that would not fit the model's input are refused here, before any generation."""
-    from . import models
+    from . import backends, models
     from .classifier import check_item_shape, classifier_classes
 
-    if model is not None and not hasattr(model, "inputs"):
+    target = backends.target(model)  # a torch or ONNX model; None for OpenVINO
+    if model is not None and target is None and not hasattr(model, "inputs"):
         model = models.read_model(model, "model")
-    tf = as_transform(transform, model)
+    tf = target.transform(transform) if target is not None else as_transform(transform, model)
     context = SourceContext(
-        num_classes=classifier_classes(model) if model is not None else None,
+        num_classes=target.classes if target is not None else classifier_classes(model) if model is not None else None,
         device=device,
         batch_size=batch_size,
         num_requests=num_requests,
@@ -305,6 +307,9 @@ def make_stream(
     )
     if model is not None and isinstance(tf, Transform):
         try:
+            if target is not None:
+                target.check_item(stream.source, tf, f"layout {tf.layout}, dtype {tf.dtype}")
+                return stream
             shape = tf.output_shape(stream.source.output_size(tf.size))
             check_item_shape(model, shape, tf.dtype, f"layout {tf.layout}, dtype {tf.dtype}")
         except BaseException:

@@ -130,7 +130,12 @@ class Transform:
         """
         from .classifier import describe_input
 
-        read = describe_input(model)
+        return cls.for_input(describe_input(model), preset, **options)
+
+    @classmethod
+    def for_input(cls, read: dict[str, Any], preset: str | None = None, **options: Any) -> Transform:
+        """:meth:`for_model` from what is known of the input (``describe_input``'s keys; an absent
+        key, such as the size of a PyTorch module's input, is not checked)."""
         for key in ("layout", "channels", "size"):
             given = options.get(key)
             if given is None or key not in read:
@@ -144,7 +149,7 @@ class Transform:
             if given != read[key]:
                 flag = "--layout" if key == "layout" else key
                 raise SynthcalibError(
-                    f"{flag} {options[key]!r}: the model's input is {read['layout']} with "
+                    f"{flag} {options[key]!r}: the model's input is {read.get('layout', 'NCHW')} with "
                     f"{read['channels']} channels{' at ' + 'x'.join(map(str, read['size'])) if 'size' in read else ''}"
                 )
         merged = {k: v for k, v in read.items() if options.get(k) is None}
@@ -197,10 +202,12 @@ class Transform:
         }
 
 
-def as_transform(transform: Any, model: Any = None) -> Any:
+def as_transform(transform: Any, model: Any = None, read: dict[str, Any] | None = None) -> Any:
     """A Transform from a Transform, a preset name, a dict of options, or None (model-derived).
 
-    Any other callable mapping canonical [n, 3, H, W] batches to model inputs is returned as is.
+    ``read`` (instead of an OpenVINO ``model``) is what is known of the input of a model of
+    another backend (see :mod:`.backends`). Any other callable mapping canonical [n, 3, H, W]
+    batches to model inputs is returned as is.
     """
     if isinstance(transform, Transform):
         return transform
@@ -217,4 +224,6 @@ def as_transform(transform: Any, model: Any = None) -> Any:
         )
     if model is not None:
         return Transform.for_model(model, **options)
+    if read is not None:
+        return Transform.for_input(read, **options)
     return Transform.from_options(**options) if options else None

@@ -2,7 +2,10 @@
 
 NNCF calls ``validation_fn(compiled_model, items)`` with items ``(input, label)`` as the
 validation ``Dataset(..., with_labels=True)`` yields them, and ranks quantized layers with
-the per-item values returned beside the metric.
+the per-item values returned beside the metric. The model NNCF passes is what its backend
+prepares: a compiled OpenVINO model, or an ``onnx.ModelProto`` (run here with ONNX Runtime);
+the functions also take a torch module (NNCF 3.4 has no accuracy control for PyTorch, but the
+functions still measure a torch model on the same items).
 """
 
 from __future__ import annotations
@@ -16,9 +19,10 @@ import numpy as np
 from .defaults import DEFAULTS
 
 
-def _top1(compiled_model: Any, x: np.ndarray) -> int:
-    logits = compiled_model(x)[compiled_model.output(0)]
-    return int(np.argmax(np.asarray(logits).reshape(-1)))
+def _top1(compiled_model: Any, x: Any) -> int:
+    from .backends import logits
+
+    return int(np.argmax(logits(compiled_model, x).reshape(-1)))
 
 
 def top1_vs_labels(compiled_model: Any, items: Iterable[tuple[np.ndarray, int]]) -> tuple[float, list[float]]:
@@ -32,17 +36,15 @@ class Top1Agreement:
     models predict the same class. Reference predictions are cached per input."""
 
     def __init__(self, reference: Any, device: str = DEFAULTS["device"], precision: str | None = "f32") -> None:
-        from . import models
+        from .backends import prepare_reference
 
-        if not hasattr(reference, "create_infer_request"):
-            if not hasattr(reference, "inputs"):
-                reference = models.read_model(reference, "reference model")
-            reference = models.compile_model(reference, device, models.precision_config(precision), "reference model")
-        self.reference = reference
+        self.reference = prepare_reference(reference, device, precision)
         self._cache: dict[bytes, int] = {}
 
-    def reference_top1(self, x: np.ndarray) -> int:
-        key = hashlib.blake2b(np.ascontiguousarray(x).view(np.uint8), digest_size=16).digest()
+    def reference_top1(self, x: Any) -> int:
+        from .backends import as_array
+
+        key = hashlib.blake2b(np.ascontiguousarray(as_array(x)).view(np.uint8), digest_size=16).digest()
         if key not in self._cache:
             self._cache[key] = _top1(self.reference, x)
         return self._cache[key]
