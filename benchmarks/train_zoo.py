@@ -3,7 +3,7 @@
 The shared zoo (``../shared/models/cifar10``) holds six ReLU CNNs with batch norm folded into the
 convolutions. This script adds architectures whose INT8 behaviour differs:
 
-* ``convmixer``: ConvMixer-128/8 (patch 2, depthwise kernel 7): GELU, large depthwise kernels,
+* ``convmixer``: ConvMixer-256/8 (patch 4, depthwise kernel 7): GELU, large depthwise kernels,
   batch norm *after* each activation (so it cannot be folded into a convolution), residual adds.
 * ``vit``: a small Vision Transformer (patch 4, 64 tokens, width 128, depth 6, 4 heads, MLP ratio 2):
   pre-LayerNorm blocks, hand-written softmax attention, GELU, learned position embeddings, mean pooling.
@@ -98,7 +98,7 @@ class ConvMixer(nn.Sequential):
     depthwise convolution and a pointwise convolution, each followed by GELU and batch norm."""
 
     def __init__(
-        self, dim: int = 128, depth: int = 8, kernel_size: int = 7, patch_size: int = 2, num_classes: int = NUM_CLASSES
+        self, dim: int = 256, depth: int = 8, kernel_size: int = 7, patch_size: int = 4, num_classes: int = NUM_CLASSES
     ) -> None:
         layers: list[nn.Module] = [nn.Conv2d(3, dim, patch_size, stride=patch_size), nn.GELU(), nn.BatchNorm2d(dim)]
         for _ in range(depth):
@@ -202,7 +202,7 @@ class Recipe:
 RECIPES: dict[str, Recipe] = {
     "convmixer": Recipe(
         ConvMixer,
-        {"dim": 128, "depth": 8, "kernel_size": 7, "patch_size": 2},
+        {"dim": 256, "depth": 8, "kernel_size": 7, "patch_size": 4},
         epochs=8,
         lr=5e-3,
         weight_decay=0.01,
@@ -630,7 +630,7 @@ def op_census(onnx_path: Path) -> dict[str, int]:
 
 def write_report(out_dir: Path, path: Path, command: str) -> None:
     """A Markdown summary of ``<out_dir>/zoo.json``: accuracy, size, training time, op census, history."""
-    zoo = read_zoo(out_dir)
+    zoo = dict(sorted(read_zoo(out_dir).items()))
     lines = [
         "# Extra CIFAR-10 zoo: architectures unlike the ReLU CNNs",
         "",
@@ -659,7 +659,7 @@ def write_report(out_dir: Path, path: Path, command: str) -> None:
         curve = ", ".join(f"{h['test_top1']:.1f}" for h in e["history"])
         lines += [
             f"**{name}**: `{e['command']}`",
-            f"batch {t['batch_size']}, AdamW lr {t['lr']:g} (warm-up {t['warmup_epochs']:g} epochs, then cosine),"
+            f"batch {t['batch_size']}, AdamW lr {t['lr']:g} (warm-up {t['warmup_epochs']:g} epoch{'' if t['warmup_epochs'] == 1 else 's'}, then cosine),"
             f" weight decay {t['weight_decay']:g}, label smoothing {t['label_smoothing']:g}, gradient clipping"
             f" {t['grad_clip']:g}, autocast {t['amp']}, seed {t['seed']}; torch {env['torch']}, {env['threads']}"
             f" threads on {env['device']} ({env['cpu']}), load average at the end {env['load_average']}."
