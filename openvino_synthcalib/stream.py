@@ -142,7 +142,7 @@ class SyntheticStream:
         if isinstance(num_samples, bool) or not isinstance(num_samples, (int, np.integer)) or num_samples <= 0:
             raise SynthcalibError(f"num_samples: expected a positive integer, got {num_samples!r}")
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**63:
-            raise SynthcalibError(f"seed: expected a non-negative integer, got {seed!r}")
+            raise SynthcalibError(f"seed: expected an integer in 0..2**63-1, got {seed!r}")
         if isinstance(prefetch, bool) or not isinstance(prefetch, int) or prefetch < 0:
             raise SynthcalibError(f"prefetch: expected a non-negative number of bytes, got {prefetch!r}")
         self._owns_source = not isinstance(source, Source)
