@@ -94,7 +94,7 @@ def _preprocessing(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def _add_stream(p: argparse.ArgumentParser, source_required: bool = True) -> None:
+def _add_stream(p: argparse.ArgumentParser, source_required: bool = True, precision: str = "precision") -> None:
     # Defaults are None here and filled in by _setting(): a flag given on the command line wins
     # over a --config value, which wins over DEFAULTS (whatever value the flag was given).
     p.add_argument("--source", required=source_required, help="generator:PATH, images:DIR, noise:gaussian, ...")
@@ -104,7 +104,7 @@ def _add_stream(p: argparse.ArgumentParser, source_required: bool = True) -> Non
     p.add_argument("--batch-size", type=_positive, help=f"generator batch (default {DEFAULTS['batch_size']})")
     p.add_argument("--device", help=f"OpenVINO device for generation (default {DEFAULTS['device']})")
     p.add_argument(
-        "--precision", choices=PRECISIONS, help=f"generator inference precision (default {DEFAULTS['precision']})"
+        "--precision", choices=PRECISIONS, help=f"generator inference precision (default {DEFAULTS[precision]})"
     )
 
 
@@ -131,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--config", help="YAML/JSON quantization config (dataset, preprocessing, nncf options)")
     q.add_argument("--out", help="output INT8 IR (.xml)")
     q.add_argument("--num-samples", type=_positive, help=f"calibration items (default {DEFAULTS['num_samples']})")
-    _add_stream(q, source_required=False)
+    _add_stream(q, source_required=False, precision="calibration_precision")
     _add_preprocessing(q)
     q.add_argument(
         "--max-drop", type=_fraction, help="use quantize_with_accuracy_control with this max drop (0.01 = 1%%)"
@@ -275,7 +275,7 @@ def cmd_quantize(args: argparse.Namespace) -> None:
             class_weights=_setting(args, "class_weights", dataset),
             device=_setting(args, "device", dataset),
             batch_size=_setting(args, "batch_size", dataset),
-            precision=_setting(args, "precision", dataset),
+            precision=args.precision or dataset.get("precision") or DEFAULTS["calibration_precision"],
             accuracy_control=accuracy,
             allow_class_mismatch=args.allow_class_mismatch or bool(config.get("allow_class_mismatch")),
             nncf_options=nncf_options,

@@ -8,6 +8,7 @@ from typing import Any
 import nncf
 
 from .defaults import DEFAULTS
+from .errors import SynthcalibError
 from .stream import SyntheticStream, make_stream
 
 
@@ -15,13 +16,21 @@ class _Items:
     """NNCF's view of a stream: items with a batch dimension, labelled or not.
 
     The first pass starts generating at once (``ahead``), so that the stream fills its prefetch
-    buffer while NNCF is still building its graph; later passes generate as they go.
+    buffer while NNCF is still building its graph. A complete pass whose items add up to at most
+    ``keep`` bytes is kept and replayed by later passes (the validation set of
+    ``nncf.quantize_with_accuracy_control`` is read once per ranking step, a calibration set once per
+    ``quantize`` call); larger streams are generated again on every pass, so memory does not grow
+    with ``num_samples``. Replayed items are the same values either way.
     """
 
-    def __init__(self, stream: SyntheticStream, with_labels: bool, fmt: Callable[[Any], Any] | None = None) -> None:
+    def __init__(
+        self, stream: SyntheticStream, with_labels: bool, fmt: Callable[[Any], Any] | None = None, keep: int = 0
+    ) -> None:
         self.stream = stream
         self.with_labels = with_labels
         self.fmt = fmt
+        self.keep = keep
+        self.kept: list[tuple[Any, int]] | None = None
         self.ahead: Iterator[tuple[Any, Any]] | None = stream.batches() if stream.prefetch > 0 else None
 
     def __len__(self) -> int:
@@ -32,18 +41,35 @@ class _Items:
         return (x, y) if self.with_labels else x
 
     def __iter__(self) -> Iterator[Any]:
+        if self.kept is not None:
+            for x, y in self.kept:
+                yield self._item(x, y)
+            return
         batches, self.ahead = (self.ahead or self.stream.batches()), None
+        record: list[tuple[Any, int]] | None = [] if self.keep > 0 else None
+        size, total = 0, len(self.stream)
         for inputs, labels in batches:
+            if record is not None:
+                size += inputs.nbytes
+                if size > self.keep:
+                    record = None
             for x, y in zip(inputs, labels):
+                if record is not None:
+                    record.append((x, int(y)))
+                    if len(record) == total:  # the consumer may stop at the last item without asking for more
+                        self.kept = record
                 yield self._item(x, int(y))
 
     def close(self) -> None:
+        self.kept = None
         close = getattr(self.ahead, "close", None)
         self.ahead = None
         if close is not None:
             close()
 
     def __getitem__(self, index: int) -> Any:
+        if self.kept is not None:
+            return self._item(*self.kept[index])
         return self._item(*self.stream[index])
 
 
@@ -69,6 +95,8 @@ class Dataset(nncf.Dataset):
     of preprocessing options, or a callable on canonical [N, 3, H, W] batches in [0, 1].
     With ``with_labels=True`` items are ``(input, conditioning class)``, as needed for the
     validation set of ``nncf.quantize_with_accuracy_control``; NNCF's transform takes the input.
+    ``prefetch`` bytes of items are generated ahead of the quantizer in a background thread; a
+    first pass of at most ``keep`` bytes is kept for the quantizer's later passes (0: regenerate).
     """
 
     def __init__(
@@ -85,14 +113,17 @@ class Dataset(nncf.Dataset):
         device: str = DEFAULTS["device"],
         batch_size: int = DEFAULTS["batch_size"],
         num_requests: int = DEFAULTS["num_requests"],
-        precision: str | None = DEFAULTS["precision"],
+        precision: str | None = DEFAULTS["calibration_precision"],
         prefetch: int = DEFAULTS["prefetch"],
+        keep: int = DEFAULTS["keep"],
     ) -> None:
         from .backends import item_format
         from .engine import GeneratorEngine
         from .sources.generator import GeneratorSource
 
         fmt = item_format(model)  # before any stream is opened: refuses what NNCF cannot quantize
+        if isinstance(keep, bool) or not isinstance(keep, int) or keep < 0:
+            raise SynthcalibError(f"keep: expected a non-negative number of bytes, got {keep!r}")
 
         self._owns_stream = not isinstance(source, SyntheticStream)
         if isinstance(source, SyntheticStream):
@@ -117,7 +148,7 @@ class Dataset(nncf.Dataset):
         self.stream = stream
         self.with_labels = with_labels
         self._format = fmt
-        self._items = _Items(stream, with_labels, fmt)
+        self._items = _Items(stream, with_labels, fmt, keep)
         super().__init__(self._items, _first if with_labels else None)
 
     def __len__(self) -> int:
@@ -131,7 +162,7 @@ class Dataset(nncf.Dataset):
 
     def labelled(self) -> Dataset:
         """The same stream with ``(input, label)`` items."""
-        ds = Dataset(self.stream, with_labels=True)
+        ds = Dataset(self.stream, with_labels=True, keep=self._items.keep)
         ds._format = ds._items.fmt = self._format
         return ds
 

@@ -29,26 +29,37 @@ def temp_name(path: Path) -> Path:
 
 
 @contextlib.contextmanager
-def deferred_signals() -> Iterator[list[int]]:
+def deferred_signals(resume_interrupt: bool = False) -> Iterator[list[int]]:
     """Hold SIGINT/SIGTERM for a short critical section; yields the list of signals received.
 
-    SIGINT received inside is dropped (the section completed, so the work is not lost); SIGTERM
-    is re-sent once the section is over. Outside the main thread this does nothing.
+    SIGTERM is re-sent once the section is over. SIGINT received inside is dropped (the section
+    completed, so its work is not lost: a final save finishes and the run ends normally), or, with
+    ``resume_interrupt``, raised as KeyboardInterrupt after the section (a loop stops after a
+    committed step). Nested sections belong to the outermost one. Outside the main thread this
+    does nothing.
     """
-    received: list[int] = []
     if threading.current_thread() is not threading.main_thread():
-        yield received
+        yield []
         return
+    if _HELD:
+        yield _HELD[-1]
+        return
+    received: list[int] = []
     previous = {s: signal.signal(s, lambda signum, frame: received.append(signum)) for s in _SIGNALS}
+    _HELD.append(received)
     try:
         yield received
     finally:
+        _HELD.pop()
         for s, handler in previous.items():
             signal.signal(s, handler)
         if signal.SIGTERM in received:
             os.kill(os.getpid(), signal.SIGTERM)
+    if resume_interrupt and signal.SIGINT in received:
+        raise KeyboardInterrupt
 
 
+_HELD: list[list[int]] = []
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 

@@ -164,7 +164,7 @@ def quantize(
     class_weights: Any = None,
     device: str = DEFAULTS["device"],
     batch_size: int = DEFAULTS["batch_size"],
-    precision: str | None = DEFAULTS["precision"],
+    precision: str | None = DEFAULTS["calibration_precision"],
     accuracy_control: dict[str, Any] | None = None,
     allow_class_mismatch: bool = False,
     nncf_options: dict[str, Any] | None = None,

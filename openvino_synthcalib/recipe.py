@@ -240,7 +240,7 @@ def recipe(
     candidates: tuple[str, ...] = ADAPTIVE_CANDIDATES,
     keep_candidates: bool = False,
     device: str = DEFAULTS["device"],
-    precision: str | None = DEFAULTS["precision"],
+    precision: str | None = DEFAULTS["calibration_precision"],
     **nncf_kwargs: Any,
 ) -> Recipe:
     """The NNCF keyword arguments to quantize ``model`` with ``calibration``.

@@ -29,7 +29,7 @@ def test_engine_and_labelled_items(assets):
     x, y = ds[5]
     assert x.shape == (1, 3, 8, 8) and y == ds.stream.labels(5, 6)[0]
     assert np.array_equal(next(iter(ds.get_inference_data([5]))), x)
-    plain = synthcalib.Dataset(str(assets["generator"]), num_samples=12, seed=3)
+    plain = synthcalib.Dataset(str(assets["generator"]), num_samples=12, seed=3, precision="f32")  # the engine's
     assert np.array_equal(plain[5], x)
 
 
@@ -145,3 +145,16 @@ def test_prefetch_keeps_items_and_order(assets):
 
             time.sleep(0.02)
         assert threading.active_count() <= threads
+
+
+def test_later_passes_replay_the_kept_first_pass(assets):
+    ds = synthcalib.Dataset(str(assets["generator"]), num_samples=12, seed=3)
+    first = [np.array(x) for x in ds]
+    ds.stream.batches = lambda *a, **k: iter(())  # a pass that generated again would be empty
+    again = [np.array(x) for x in ds]
+    assert len(again) == 12 and all(np.array_equal(a, b) for a, b in zip(first, again))
+    assert np.array_equal(ds[4], first[4])
+    small = synthcalib.Dataset(str(assets["generator"]), num_samples=12, seed=3, keep=1)  # 1 byte: never kept
+    assert [np.array(x) for x in small] and small._items.kept is None
+    with pytest.raises(synthcalib.SynthcalibError, match="keep"):
+        synthcalib.Dataset(str(assets["generator"]), num_samples=12, keep=-1)

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import SynthcalibError
-from ..files import atomic_path, created_dirs, ensure_dir, write_text
+from ..files import atomic_path, created_dirs, deferred_signals, ensure_dir, write_text
 from ..imageio import to_uint8
 from .teachers import Teacher, sha256_file
 
@@ -132,11 +132,13 @@ def sample_teacher_set(
                 bar.update(len(imgs[-1]))
         name = f"shard_{i:05d}.npz"
         path = out / name
-        with atomic_path(path, "teacher-set shard") as tmp:
-            np.savez(tmp, z=z, label=labels, image=np.concatenate(imgs))
-        shards[name] = {"count": hi - lo, "bytes": path.stat().st_size, "sha256": sha256_file(path)}
-        manifest["image_size"] = list(imgs[0].shape[2:])
-        _write_json(mpath, manifest)
+        # A shard counts once the manifest lists it: Ctrl+C waits for both, then stops the loop.
+        with deferred_signals(resume_interrupt=True):
+            with atomic_path(path, "teacher-set shard") as tmp:
+                np.savez(tmp, z=z, label=labels, image=np.concatenate(imgs))
+            shards[name] = {"count": hi - lo, "bytes": path.stat().st_size, "sha256": sha256_file(path)}
+            manifest["image_size"] = list(imgs[0].shape[2:])
+            _write_json(mpath, manifest)
     if bar is not None:
         bar.close()
     manifest["complete"] = True
