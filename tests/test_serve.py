@@ -141,7 +141,7 @@ def test_card_has_metadata_size_and_measured_speed(client, web_assets):
 
 def test_shipped_generators_and_models_are_found():
     # The shipped CIFAR-10 student and demo classifier (wherever the package keeps them).
-    assert any("cifar10" in p.name for p in shipped_generators())
+    assert any(name == "cifar10" and "cifar10" in p.name for name, p in shipped_generators())
     assert any("classifier" in p.name for p in shipped_models())
 
 
@@ -178,15 +178,18 @@ def test_zip_is_what_generate_writes(client, web_assets, tmp_path, query, genera
 
 
 def test_zip_matches_generate_on_the_shipped_student(tmp_path):
-    student = shipped_generators()[0]  # g1 of a catalog without --generator
+    name, student = shipped_generators()[0]  # g1 of a catalog without --generator
     app = create_app(Catalog.load([], [], shipped=True), workdir=tmp_path / "work")
     with TestClient(app, base_url="http://127.0.0.1") as client:
         r = client.get("/api/generators/g1/samples.zip", params={"seed": 3, "count": 3})
+        preview = client.get("/api/generators/g1/preview", params={"seed": 3, "count": 3}).json()
     assert r.status_code == 200
     expected = generated_files(
         ["generate", "--source", f"generator:{student}", "--seed", 3, "-n", 30], tmp_path / "gen"
     )
     assert zip_files(r.content) == expected
+    # The page names a shipped generator by its name, not by where the package is installed.
+    assert f"--source generator:{name} " in preview["command"] and str(student.parent) not in preview["command"]
 
 
 def test_concurrent_previews_are_correct_and_complete(app, catalog):
@@ -471,7 +474,7 @@ def test_page_end_to_end_in_chromium(tmp_path):
     from openvino_synthcalib.serve.browser import launch
 
     # No --generator, no --model: the shipped CIFAR-10 student (g1) and demo classifier (m1).
-    student, classifier = shipped_generators()[0], shipped_models()[0]
+    student, classifier = shipped_generators()[0][1], shipped_models()[0]
     app = create_app(Catalog.load([], [], shipped=True), workdir=tmp_path / "work")
     problems = []
     with background_server(app) as url, sync_playwright() as pw:

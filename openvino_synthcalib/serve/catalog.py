@@ -21,11 +21,11 @@ from .params import shown
 CARD_MEASURE_SECONDS = 1.0
 
 
-def shipped_generators() -> list[Path]:
-    """Generators shipped with the package (see :mod:`openvino_synthcalib.shipped`)."""
+def shipped_generators() -> list[tuple[str, Path]]:
+    """``(name, path)`` of the generators shipped with the package (see :mod:`openvino_synthcalib.shipped`)."""
     from ..shipped import GENERATORS
 
-    return [GENERATORS[name] for name in sorted(GENERATORS)]
+    return [(name, GENERATORS[name]) for name in sorted(GENERATORS)]
 
 
 def shipped_models() -> list[Path]:
@@ -58,7 +58,7 @@ class GeneratorEntry:
             "num_classes": info.num_classes,
             "class_names": list(info.names),
             "image_size": list(info.image_size),
-            "spec": f"generator:{self.path}",
+            "spec": self.source.spec,
         }
 
     def card(self) -> dict[str, Any]:
@@ -125,16 +125,21 @@ class Catalog:
         """Check and compile the generators (command line first, then shipped ones) and read the models."""
         from ..engine import GeneratorEngine
 
-        paths = [(Path(g), str(g)) for g in generators]
+        # A shipped generator goes by its name (generator:cifar10), not by where the package lives.
+        paths = [(Path(g), str(g), f"generator:{g}") for g in generators]
         if shipped:
-            given = {p.resolve() for p, _ in paths if p.exists()}
-            paths += [(p, f"{p.stem} (shipped)") for p in shipped_generators() if p.resolve() not in given]
+            given = {p.resolve() for p, _, _ in paths if p.exists()}
+            paths += [
+                (p, f"{p.stem} (shipped)", f"generator:{name}")
+                for name, p in shipped_generators()
+                if p.resolve() not in given
+            ]
         if not paths:
             raise SynthcalibError("serve: no generator: give --generator G.xml (no shipped generator was found)")
         gens = []
-        for i, (path, label) in enumerate(paths, 1):
+        for i, (path, label, spec) in enumerate(paths, 1):
             # The same engine settings as `synthcalib generate` (defaults), so files match byte for byte.
-            source = GeneratorSource(f"generator:{path}", GeneratorEngine(path))
+            source = GeneratorSource(spec, GeneratorEngine(path))
             gens.append(GeneratorEntry(f"g{i}", path, label, source))
         entries = []
         named = [(Path(m), str(m)) for m in model_paths]

@@ -38,7 +38,7 @@ def sample_files(entry: GeneratorEntry, seed: int, classes: list[str] | None, co
 
 def generate_command(entry: GeneratorEntry, seed: int, classes: list[str] | None, total: int) -> str:
     """The ``synthcalib generate`` command that writes the same files."""
-    parts = ["synthcalib", "generate", "--source", f"generator:{entry.path}", "--seed", str(seed), "-n", str(total)]
+    parts = ["synthcalib", "generate", "--source", entry.source.spec, "--seed", str(seed), "-n", str(total)]
     if classes:
         parts += ["--classes", ",".join(classes)]
     return shlex.join([*parts, "--out", "samples/"])
