@@ -457,6 +457,9 @@ def main() -> None:
         args.sources = ["real", "gaussian"] if args.sources == list(DEFAULT_SOURCES) else args.sources
         args.samples, args.seeds = [64], [0]
         args.test_limit = args.test_limit or 1000
+    if args.report_only:  # the report comes from the CSV alone: no model is read, none is trained
+        print(summarise(args.out / "calibration_sources.csv", args.out))
+        return
     args.models = resolve_models(args.models, args.test.parent)
     args.source_specs = dict(DEFAULT_SOURCES)
     chosen = []
@@ -468,11 +471,10 @@ def main() -> None:
             p.error(f"--sources: unknown source {name!r}; known: {', '.join(args.source_specs)} (or NAME=SPEC)")
         chosen.append(name)
     args.sources = chosen
-    if not args.report_only:
-        args.out.mkdir(parents=True, exist_ok=True)
-        with open(args.out / "calibration_sources.commands.txt", "a") as f:
-            f.write(command + "\n")
-        run(args)
+    args.out.mkdir(parents=True, exist_ok=True)
+    with open(args.out / "calibration_sources.commands.txt", "a") as f:
+        f.write(command + "\n")
+    run(args)
     print(summarise(args.out / "calibration_sources.csv", args.out))
 
 

@@ -212,7 +212,7 @@ RECIPES: dict[str, Recipe] = {
     "vit": Recipe(
         ViT,
         {"dim": 128, "depth": 6, "heads": 4, "mlp_ratio": 2, "patch_size": 4},
-        epochs=18,
+        epochs=10,
         lr=1e-3,
         weight_decay=0.05,
         warmup_epochs=2,

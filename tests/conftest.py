@@ -15,6 +15,9 @@ SHARED = Path(os.environ.get("SYNTHCALIB_SHARED", REPO.parent / "shared"))
 TEACHER = SHARED / "teachers" / "cifar10_cgan_teacher.onnx"
 ZOO = SHARED / "models" / "cifar10"
 CIFAR = SHARED / "datasets" / "cifar10-jpeg"
+# NNCF's torch backend compiles a C++ extension the first time it quantizes (then it is cached);
+# on a busy 2-core machine that can take longer than NNCF's default 60 s limit.
+os.environ.setdefault("NNCF_EXTENSION_LOAD_TIMEOUT", "900")
 
 
 def pytest_collection_modifyitems(config, items):

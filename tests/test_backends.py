@@ -229,3 +229,23 @@ def test_backends_benchmark_quick_on_tiny_inputs(assets, tmp_path):
     assert all(0 <= float(r["flip_rate"]) <= 100 and int(r["act_quantizers"]) > 0 for r in rows)
     md = (out / "backends.md").read_text()
     assert "| tiny | onnx |" in md and "--quick" in md
+
+
+def test_readme_pytorch_and_onnx_examples_run_as_written(tmp_path):
+    """The two Python blocks of the README's "PyTorch and ONNX models" section, copied as they are
+    and run one after the other (the ONNX example reads the net.onnx the PyTorch one writes)."""
+    repo = Path(__file__).resolve().parents[1]
+    section = (repo / "README.md").read_text().split("## PyTorch and ONNX models", 1)[1].split("\n## ", 1)[0]
+    blocks = [b.split("```", 1)[0] for b in section.split("```python\n")[1:]]
+    assert len(blocks) == 2 and "torch.onnx.export" in blocks[0] and "onnx.load" in blocks[1]
+    # "run from the repository root": the generator path is relative to it; outputs go to tmp_path.
+    shipped = str(repo / "generators" / "cifar10" / "cifar10_student.xml")
+    for i, block in enumerate(blocks):
+        script = tmp_path / f"example{i}.py"
+        script.write_text(block.replace("generators/cifar10/cifar10_student.xml", shipped))
+        done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-2000:]
+    assert (tmp_path / "net_int8.xml").exists() and (tmp_path / "net_int8.bin").exists()
+    int8 = onnx.load(str(tmp_path / "net_int8.onnx"))
+    assert any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in int8.graph.node)
+    assert "(1, 10)" in done.stdout
