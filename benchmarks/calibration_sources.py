@@ -261,6 +261,7 @@ def summarise(csv_path: Path, out: Path) -> str:
                     lines.append(f"| {m} | {fp32[m]} | " + " | ".join(cells) + " |")
                 lines.append("")
     lines += _choices(rows, models, sources, n)
+    lines += _cost(rows, models, n)
     text = "\n".join(lines)
     (out / "calibration_sources.md").write_text(text)
     _plot(groups, models, out, n)
@@ -353,6 +354,34 @@ def _choices(rows, models, sources, n: str) -> list[str]:
     if total:
         lines += ["", f"Overall: the adaptive recipe chose the real-best candidate in {hits} of {total} runs.", ""]
     return lines
+
+
+def _cost(rows, models, n: str) -> list[str]:
+    """What the adaptive choice costs: its wall time over one plain ``nncf.quantize``, both from the
+    same run (the candidate rows of an adaptive run are timed in that run)."""
+    runs: dict[tuple[str, str, str], dict[str, float]] = {}
+    for r in rows:
+        if r["mode"] == "default" and r["samples"] == n and r.get("quantize_s"):
+            runs.setdefault((r["model"], r["source"], r["seed"]), {})[r["recipe"]] = float(r["quantize_s"])
+    lines = [
+        f"## Cost of the adaptive recipe ({n} samples)",
+        "",
+        "Wall time of the adaptive recipe (three candidate quantizations, then the FP32 model and each candidate"
+        " on 1,000 scoring items) over one `nncf.quantize` with NNCF's defaults in the same run; median over"
+        " sources and seeds.",
+        "",
+        "| model | adaptive / nncf wall time | runs |",
+        "|---|---|---|",
+    ]
+    found = False
+    for m in models:
+        ratios = [
+            t["adaptive"] / t["nncf"] for (mm, _, _), t in runs.items() if mm == m and t.get("nncf") and "adaptive" in t
+        ]
+        if ratios:
+            found = True
+            lines.append(f"| {m} | x{np.median(ratios):.1f} | {len(ratios)} |")
+    return [*lines, ""] if found else []
 
 
 def _commands(out: Path) -> list[str]:
