@@ -285,7 +285,7 @@ def _headline(groups, models, fp32, n: str) -> list[str]:
         " real, adaptive: flips (top-1) | student, nncf: flips (top-1) |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    ratios, deltas = [], []
+    ratios, deltas, measured = [], [], []
 
     def cell(m: str, recipe: str, source: str) -> tuple[float | None, float | None]:
         key = ("default", recipe, n, m, source)
@@ -296,6 +296,7 @@ def _headline(groups, models, fp32, n: str) -> list[str]:
         (af, at), (nf, nt) = cell(m, "adaptive", "real"), cell(m, "nncf", "student")
         if None in (rf, sf):
             continue
+        measured.append(m)
         ratios.append(sf / rf)
         deltas.append(st - rt)
 
@@ -307,12 +308,18 @@ def _headline(groups, models, fp32, n: str) -> list[str]:
             f" {fmt(nf, nt)} |"
         )
     if ratios:
-        lines += [
-            "",
-            f"Flip ratio student-adaptive / real-nncf: mean {np.mean(ratios):.2f}, worst {max(ratios):.2f}; "
-            f"top-1 student − real: worst {min(deltas):+.2f} pp.",
-            "",
-        ]
+        lines.append("")
+        shared = {p.stem for p in ZOO.glob("*.onnx")}
+        groups_of = {"the shared zoo": shared, "the other models": set(models) - shared} if shared else {"all": set()}
+        for label, names in groups_of.items():
+            picked = [(r, d) for m, r, d in zip(measured, ratios, deltas) if not names or m in names]
+            if picked:
+                rs, ds = zip(*picked)
+                lines.append(
+                    f"Flip ratio student-adaptive / real-nncf, {label} ({len(rs)} models): mean {np.mean(rs):.2f}, "
+                    f"worst {max(rs):.2f}; top-1 student − real: worst {min(ds):+.2f} pp."
+                )
+        lines.append("")
     return lines
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import threading
 from collections import OrderedDict, deque
@@ -38,6 +39,20 @@ def _size(item: Any) -> int:
     return sum(getattr(p, "nbytes", 0) for p in parts)
 
 
+# Producer threads still running, stopped at interpreter exit: a daemon thread killed inside an
+# OpenVINO inference call aborts the process ("terminate called without an active exception").
+_RUNNING: dict[threading.Thread, _Buffer] = {}
+
+
+@atexit.register
+def _stop_producers() -> None:
+    for thread, buffer in list(_RUNNING.items()):
+        with buffer.cond:
+            buffer.stop = True
+            buffer.cond.notify_all()
+        thread.join(timeout=60)
+
+
 def _produce(buffer: _Buffer, items: Iterator[Any]) -> None:
     try:
         for item in items:
@@ -60,6 +75,7 @@ def _produce(buffer: _Buffer, items: Iterator[Any]) -> None:
         with buffer.cond:
             buffer.done = True
             buffer.cond.notify_all()
+        _RUNNING.pop(threading.current_thread(), None)
 
 
 class Prefetch:
@@ -75,6 +91,7 @@ class Prefetch:
         self._buffer = _Buffer(max_bytes)
         self._thread = threading.Thread(target=_produce, args=(self._buffer, items), name="synthcalib-prefetch")
         self._thread.daemon = True
+        _RUNNING[self._thread] = self._buffer
         self._thread.start()
 
     def __iter__(self) -> Prefetch:

@@ -284,7 +284,8 @@ class TestPot:
             np.testing.assert_array_equal(x, xs)
             assert int(y) == ys
         if Dataset is not None:
-            ds = Dataset("generator:gen.xml", 40, model="cls.xml", transform=PREPROCESSING, seed=11)
+            # The POT engine generates at f32 (its "precision" key); NNCF streams default to the device's.
+            ds = Dataset("generator:gen.xml", 40, model="cls.xml", transform=PREPROCESSING, seed=11, precision="f32")
             for i, item in enumerate(ds.get_inference_data()):
                 np.testing.assert_array_equal(item[0], loader[i][0])
 
