@@ -108,15 +108,17 @@ def _add_stream(p: argparse.ArgumentParser, source_required: bool = True, precis
     )
 
 
-def _setting(args: argparse.Namespace, flag: str, config: dict[str, Any], key: str | None = None) -> Any:
-    """The command-line value of ``flag`` if given, else ``config[key]``, else the default."""
+def _setting(
+    args: argparse.Namespace, flag: str, config: dict[str, Any], key: str | None = None, default: str | None = None
+) -> Any:
+    """The command-line value of ``flag`` if given, else ``config[key]``, else ``DEFAULTS[default or key]``."""
     value = getattr(args, flag)
     if value is not None:
         return value
     key = key or flag
     if config.get(key) is not None:
         return config[key]
-    return DEFAULTS.get(key)
+    return DEFAULTS.get(default or key)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -275,7 +277,7 @@ def cmd_quantize(args: argparse.Namespace) -> None:
             class_weights=_setting(args, "class_weights", dataset),
             device=_setting(args, "device", dataset),
             batch_size=_setting(args, "batch_size", dataset),
-            precision=args.precision or dataset.get("precision") or DEFAULTS["calibration_precision"],
+            precision=_setting(args, "precision", dataset, default="calibration_precision"),
             accuracy_control=accuracy,
             allow_class_mismatch=args.allow_class_mismatch or bool(config.get("allow_class_mismatch")),
             nncf_options=nncf_options,

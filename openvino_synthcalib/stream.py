@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import threading
+import weakref
 from collections import OrderedDict, deque
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -39,18 +40,15 @@ def _size(item: Any) -> int:
     return sum(getattr(p, "nbytes", 0) for p in parts)
 
 
-# Producer threads still running, stopped at interpreter exit: a daemon thread killed inside an
-# OpenVINO inference call aborts the process ("terminate called without an active exception").
-_RUNNING: dict[threading.Thread, _Buffer] = {}
+# Prefetchers still alive, closed at interpreter exit: a daemon thread killed inside an OpenVINO
+# inference call aborts the process ("terminate called without an active exception").
+_LIVE: weakref.WeakSet[Prefetch] = weakref.WeakSet()
 
 
 @atexit.register
-def _stop_producers() -> None:
-    for thread, buffer in list(_RUNNING.items()):
-        with buffer.cond:
-            buffer.stop = True
-            buffer.cond.notify_all()
-        thread.join(timeout=60)
+def _close_prefetchers() -> None:
+    for prefetch in list(_LIVE):
+        prefetch.close()
 
 
 def _produce(buffer: _Buffer, items: Iterator[Any]) -> None:
@@ -75,7 +73,6 @@ def _produce(buffer: _Buffer, items: Iterator[Any]) -> None:
         with buffer.cond:
             buffer.done = True
             buffer.cond.notify_all()
-        _RUNNING.pop(threading.current_thread(), None)
 
 
 class Prefetch:
@@ -91,7 +88,7 @@ class Prefetch:
         self._buffer = _Buffer(max_bytes)
         self._thread = threading.Thread(target=_produce, args=(self._buffer, items), name="synthcalib-prefetch")
         self._thread.daemon = True
-        _RUNNING[self._thread] = self._buffer
+        _LIVE.add(self)
         self._thread.start()
 
     def __iter__(self) -> Prefetch:
