@@ -11,7 +11,9 @@ trap 'rm -rf "$WORK"' EXIT
 
 "$PYTHON" -m pip wheel --quiet --no-deps --wheel-dir "$WORK/dist" "$ROOT"
 wheel="$(ls "$WORK"/dist/openvino_synthcalib-*.whl)"
-unzip -l "$wheel" | grep -q "openvino_synthcalib/data/cifar10/cifar10_student.bin" \
+# grep without -q reads all of unzip's output: with -q it may exit first, and unzip's SIGPIPE then
+# fails the pipeline under pipefail even though the file is there.
+unzip -l "$wheel" | grep "openvino_synthcalib/data/cifar10/cifar10_student.bin" >/dev/null \
     || { echo "error: $wheel does not contain the shipped generator" >&2; exit 1; }
 "$PYTHON" -m venv "$WORK/venv"
 "$WORK/venv/bin/python" -m pip install --quiet --disable-pip-version-check "openvino==2026.4.1" "nncf==3.4.0" "$wheel"
