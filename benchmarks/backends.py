@@ -38,6 +38,8 @@ from pathlib import Path
 import numpy as np
 from paths import CIFAR_TEST, CIFAR_TRAIN, REPO, STUDENT, ZOO
 
+from openvino_synthcalib.recipe import ADAPTIVE_CANDIDATES, RECIPES
+
 BACKENDS = ("openvino", "onnx", "torch")
 SOURCES = {"real": f"images:{CIFAR_TRAIN}", "student": f"generator:{STUDENT}"}
 FIELDS = [
@@ -406,9 +408,9 @@ def summarise(csv_path: Path, out: Path, model_paths: dict[str, Path] | None = N
             "",
             "## With the adaptive recipe (synthcalib.quantize's default for synthetic sources)",
             "",
-            "The same calibration items; the recipe quantizes each candidate (`nncf`, `minmax`, `histogram`) through"
-            " the model's own backend and keeps the one with the fewest top-1 flips on 1,000 other synthetic items,"
-            " scored with that backend's runtime. Top-1 % (flip rate %), the candidates chosen, and the real-image"
+            f"The same calibration items; the recipe quantizes each candidate ({', '.join(ADAPTIVE_CANDIDATES)}) through"
+            " the model's own backend and keeps the one whose outputs stay closest to FP32's (mean KL) on 1,000 other"
+            " synthetic items, scored with that backend's runtime. Top-1 % (flip rate %), the candidates chosen, and the real-image"
             " row with NNCF defaults from the table above for comparison.",
             "",
             "| model | backend | real, nncf | student, adaptive | chosen | student − real (pp) | seeds |",
@@ -502,7 +504,7 @@ def main() -> None:
     p.add_argument(
         "--recipe",
         default="nncf",
-        choices=["nncf", "minmax", "histogram", "adaptive"],
+        choices=RECIPES,
         help="the quantization recipe (openvino_synthcalib.recipe); default nncf: NNCF defaults",
     )
     p.add_argument(

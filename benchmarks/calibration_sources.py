@@ -6,9 +6,10 @@ test folder, for each seed and sample count, with ``nncf.quantize`` (mode ``defa
 ``nncf.quantize_with_accuracy_control`` (max_drop 0.01, synthetic labelled validation set).
 
 Recipes (``openvino_synthcalib.recipe``): ``nncf`` (NNCF defaults), the fixed candidates
-``minmax`` and ``histogram``, and ``adaptive`` (the candidate with the fewest top-1 flips against
-FP32 on synthetic items of the calibration source, another seed). One adaptive run quantizes
-every candidate, so its candidates' rows come from the same run as the adaptive row.
+``minmax``, ``histogram``, ``mixed_minmax``, ``mixed_histogram``, and ``adaptive`` (of its
+candidates, the one whose outputs stay closest to FP32's, by mean KL divergence, on synthetic items
+of the calibration source, another seed). One adaptive run quantizes each of its candidates, so
+their rows come from the same run as the adaptive row.
 
     python benchmarks/calibration_sources.py                   # the full committed table
     python benchmarks/calibration_sources.py --models resnet20 --seeds 0   # rerun one model
@@ -34,6 +35,8 @@ from pathlib import Path
 import numpy as np
 from paths import EXTRA_ZOO, REPO, SHARED, STUDENT, TEACHER, ZOO
 
+from openvino_synthcalib.recipe import ADAPTIVE_CANDIDATES
+
 DEFAULT_SOURCES = {
     "real": f"images:{SHARED / 'datasets/cifar10-jpeg/train'}",
     "teacher": f"generator:{TEACHER}",
@@ -55,8 +58,10 @@ FIELDS = [
     "quantize_s",
     "chosen",
     "synthetic_flip_rate",
+    "synthetic_kl",
+    "nncf_quantize_s",
 ]
-RECIPES = ["nncf", "minmax", "histogram", "adaptive"]
+RECIPES = ["nncf", "minmax", "histogram", "mixed_minmax", "mixed_histogram", "adaptive"]
 KEY = ("model", "source", "mode", "recipe", "samples", "seed")
 
 
@@ -91,7 +96,8 @@ def done_keys(path: Path) -> set[tuple[str, ...]]:
 
 def calibrate(args: argparse.Namespace, model_path: Path, spec: str, mode: str, samples: int, seed: int, recipes):
     """INT8 models for the requested recipes of one (model, source, mode, samples, seed) cell:
-    ``{recipe: (ov.Model, seconds, chosen, synthetic flip rate or None)}``."""
+    ``{recipe: (ov.Model, seconds, chosen, synthetic scores or None, seconds of the nncf candidate
+    of the same adaptive run or None)}``."""
     import openvino as ov
 
     import openvino_synthcalib as synthcalib
@@ -107,8 +113,9 @@ def calibrate(args: argparse.Namespace, model_path: Path, spec: str, mode: str, 
         for name, m in r.candidate_models.items():
             if name in recipes:
                 sc = r.scores[name]
-                out[name] = (m, sc["quantize_seconds"], name, sc["flip_rate"])
-        out["adaptive"] = (r.model, total, r.chosen, r.scores[r.chosen]["flip_rate"])
+                out[name] = (m, sc["quantize_seconds"], name, sc, None)
+        reference_s = r.scores["nncf"]["quantize_seconds"] if "nncf" in r.scores else None
+        out["adaptive"] = (r.model, total, r.chosen, r.scores[r.chosen], reference_s)
     for name in recipes:
         if name in out:
             continue
@@ -126,8 +133,8 @@ def calibrate(args: argparse.Namespace, model_path: Path, spec: str, mode: str, 
         )  # fmt: skip
         scores = report["recipe"].get("scores", {})
         chosen = report["recipe"]["chosen"]
-        synth = scores[chosen]["flip_rate"] if chosen in scores else None
-        out[name] = (report["quantized_model"], time.perf_counter() - started, chosen, synth)
+        synth = scores.get(chosen)
+        out[name] = (report["quantized_model"], time.perf_counter() - started, chosen, synth, None)
     return out
 
 
@@ -181,9 +188,12 @@ def run(args: argparse.Namespace) -> None:
                 bar.write(f"  {source_name}: skipped for {name}: {exc}", file=sys.stderr)
                 bar.update()
                 continue
+            evaluated: dict[int, np.ndarray] = {}  # the adaptive row's model is its chosen candidate's
             for recipe in recipes:
-                model, seconds, chosen, synth = results[recipe]
-                pred = predictions(compile_f32(model), x_in)
+                model, seconds, chosen, synth, ref_s = results[recipe]
+                if id(model) not in evaluated:
+                    evaluated[id(model)] = predictions(compile_f32(model), x_in)
+                pred = evaluated[id(model)]
                 row = {
                     "model": name,
                     "source": source_name,
@@ -196,7 +206,9 @@ def run(args: argparse.Namespace) -> None:
                     "flip_rate": round(100 * float((pred != fp32_pred).mean()), 2),
                     "quantize_s": round(seconds, 1),
                     "chosen": chosen,
-                    "synthetic_flip_rate": "" if synth is None else round(100 * synth, 2),
+                    "synthetic_flip_rate": "" if synth is None else round(100 * synth["flip_rate"], 2),
+                    "synthetic_kl": "" if synth is None else f"{synth['kl']:.4g}",
+                    "nncf_quantize_s": "" if ref_s is None else round(ref_s, 1),
                 }
                 writer.writerow(row)
                 f.flush()
@@ -232,8 +244,9 @@ def summarise(csv_path: Path, out: Path) -> str:
         "",
         "Flip rate %: test images (10,000 JPEG CIFAR-10) whose INT8 top-1 differs from the FP32 model's; top-1 % of"
         " the INT8 model. Mean over seeds (`n`), ± std. Recipes: `nncf` = NNCF defaults, `minmax`, `histogram` ="
-        " fixed activation range estimators, `adaptive` = the candidate with the fewest synthetic flips (scored on"
-        " 1,000 items of the calibration source, another seed).",
+        " fixed activation range estimators, `mixed_*` = the same with asymmetric activation ranges (NNCF's MIXED"
+        f" preset), `adaptive` = of {', '.join(ADAPTIVE_CANDIDATES)}, the candidate whose outputs stay closest to"
+        " FP32's (mean KL divergence) on 1,000 items of the calibration source, another seed.",
         "",
     ]
     default_counts = [r["samples"] for r in rows if r["mode"] == "default"] or ["300"]
@@ -261,6 +274,7 @@ def summarise(csv_path: Path, out: Path) -> str:
                     lines.append(f"| {m} | {fp32[m]} | " + " | ".join(cells) + " |")
                 lines.append("")
     lines += _choices(rows, models, sources, n)
+    lines += _score_rules(rows, n)
     lines += _cost(rows, models, n)
     lines += _against_defaults(rows, n)
     text = "\n".join(lines)
@@ -344,13 +358,13 @@ def _choices(rows, models, sources, n: str) -> list[str]:
         out = []
         for s in sources:
             runs = [c for (mm, ss, _), c in cells.items() if mm == m and ss == s and "adaptive" in c]
-            runs = [c for c in runs if all(k in c for k in ("nncf", "minmax", "histogram"))]
+            runs = [c for c in runs if all(k in c for k in ADAPTIVE_CANDIDATES)]
             if not runs:
                 out.append("–")
                 continue
             h, extra, chosen = 0, [], []
             for c in runs:
-                real = {k: float(c[k]["flip_rate"]) for k in ("nncf", "minmax", "histogram")}
+                real = {k: float(c[k]["flip_rate"]) for k in ADAPTIVE_CANDIDATES}
                 pick = c["adaptive"]["chosen"]
                 chosen.append(pick)
                 h += real[pick] <= min(real.values())
@@ -364,19 +378,57 @@ def _choices(rows, models, sources, n: str) -> list[str]:
     return lines
 
 
-def _cost(rows, models, n: str) -> list[str]:
-    """What the adaptive choice costs: its wall time over one plain ``nncf.quantize``, both from the
-    same run (the candidate rows of an adaptive run are timed in that run)."""
-    runs: dict[tuple[str, str, str], dict[str, float]] = {}
+def _score_rules(rows, n: str) -> list[str]:
+    """The adaptive recipe's score (smallest KL, then flips) against the alternative (fewest synthetic
+    flips, then KL), on the candidates of each adaptive run that have both scores in the CSV."""
+    runs: dict[tuple[str, str, str], list[dict[str, str]]] = {}
     for r in rows:
-        if r["mode"] == "default" and r["samples"] == n and r.get("quantize_s"):
-            runs.setdefault((r["model"], r["source"], r["seed"]), {})[r["recipe"]] = float(r["quantize_s"])
+        if (
+            r["mode"] == "default" and r["samples"] == n and r["recipe"] in ADAPTIVE_CANDIDATES
+            and r.get("synthetic_kl") and r.get("synthetic_flip_rate")
+        ):  # fmt: skip
+            runs.setdefault((r["model"], r["source"], r["seed"]), []).append(r)
+    runs = {k: v for k, v in runs.items() if len(v) > 1}
+    if not runs:
+        return []
+    lines = [
+        f"## The score: KL first or flips first ({n} samples)",
+        "",
+        "Per adaptive run, among its candidates whose rows carry both synthetic scores (rows of earlier runs have no"
+        " KL), how often each rule picks the candidate with the fewest real test flips (ties count), and the mean"
+        " extra real flips (pp) of its pick over that best.",
+        "",
+        "| sources | runs | smallest KL, then flips (the recipe) | fewest flips, then KL |",
+        "|---|---|---|---|",
+    ]
+    groups = {"real, student": ("real", "student")}
+    groups["data-free (teacher, noise, fractals)"] = tuple({k[1] for k in runs} - {"real", "student"})
+    for label, names in groups.items():
+        picked = [v for k, v in runs.items() if k[1] in names]
+        if not picked:
+            continue
+        cells = []
+        for first, second in (("synthetic_kl", "synthetic_flip_rate"), ("synthetic_flip_rate", "synthetic_kl")):
+            hits, extra = 0, []
+            for cands in picked:
+                pick = min(cands, key=lambda r: (float(r[first]), float(r[second])))
+                best = min(float(r["flip_rate"]) for r in cands)
+                hits += float(pick["flip_rate"]) <= best
+                extra.append(float(pick["flip_rate"]) - best)
+            cells.append(f"{hits} of {len(picked)} (+{np.mean(extra):.2f})")
+        lines.append(f"| {label} | {len(picked)} | {cells[0]} | {cells[1]} |")
+    return [*lines, ""]
+
+
+def _cost(rows, models, n: str) -> list[str]:
+    """What the adaptive choice costs: its wall time over the plain ``nncf.quantize`` of its ``nncf``
+    candidate, both timed in the same run (``nncf_quantize_s`` of the adaptive row)."""
     lines = [
         f"## Cost of the adaptive recipe ({n} samples)",
         "",
-        "Wall time of the adaptive recipe (three candidate quantizations, then the FP32 model and each candidate"
-        " on 1,000 scoring items) over one `nncf.quantize` with NNCF's defaults in the same run; median over"
-        " sources and seeds.",
+        f"Wall time of the adaptive recipe ({len(ADAPTIVE_CANDIDATES)} candidate quantizations, then the FP32 model"
+        " and each candidate on 1,000 scoring items) over the `nncf.quantize` with NNCF's defaults inside it (the"
+        " same run); median over sources and seeds.",
         "",
         "| model | adaptive / nncf wall time | runs |",
         "|---|---|---|",
@@ -384,8 +436,11 @@ def _cost(rows, models, n: str) -> list[str]:
     found = False
     for m in models:
         ratios = [
-            t["adaptive"] / t["nncf"] for (mm, _, _), t in runs.items() if mm == m and t.get("nncf") and "adaptive" in t
-        ]
+            float(r["quantize_s"]) / float(r["nncf_quantize_s"])
+            for r in rows
+            if r["model"] == m and r["mode"] == "default" and r["samples"] == n and r["recipe"] == "adaptive"
+            and r.get("nncf_quantize_s") and float(r["nncf_quantize_s"]) > 0
+        ]  # fmt: skip
         if ratios:
             found = True
             lines.append(f"| {m} | x{np.median(ratios):.1f} | {len(ratios)} |")

@@ -144,8 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--recipe",
         type=str.lower,
         choices=RECIPES,
-        help="range-estimation recipe: adaptive (chosen per model on synthetic items; default for synthetic "
-        "sources), nncf (NNCF defaults; default for images:), minmax, histogram",
+        help="activation quantization recipe: adaptive (chosen per model on synthetic items; default for "
+        "synthetic sources), nncf (NNCF defaults; default for images:), or a fixed candidate: minmax, histogram "
+        "and their asymmetric (MIXED preset) variants mixed_minmax, mixed_histogram",
     )
     q.add_argument("--score-source", help="adaptive recipe: the source it scores candidates on (default: --source)")
     q.add_argument(

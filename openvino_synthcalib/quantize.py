@@ -172,8 +172,8 @@ def quantize(
 ) -> dict[str, Any]:
     """Quantize ``model`` to INT8 on ``num_samples`` items of ``source`` and save it to ``output``.
 
-    ``recipe`` picks NNCF's range-estimation parameters (see :mod:`openvino_synthcalib.recipe`): a
-    name (``adaptive``, ``nncf``, ``minmax``, ``histogram``) or a mapping with ``name``,
+    ``recipe`` picks NNCF's activation quantization parameters (see :mod:`openvino_synthcalib.recipe`): a
+    name (``adaptive``, ``nncf`` or a candidate such as ``mixed_histogram``) or a mapping with ``name``,
     ``score_source``, ``score_samples``. By default synthetic sources get ``adaptive`` and real
     images NNCF's defaults. ``accuracy_control`` (``{"max_drop": 0.01, "metric": "agreement" | "labels"}``) switches to
     ``nncf.quantize_with_accuracy_control`` with a synthetic labelled validation set, drawn from

@@ -1,12 +1,16 @@
-"""Quantization recipes: which NNCF (or POT) range-estimation parameters to calibrate a model with.
+"""Quantization recipes: which NNCF (or POT) activation quantization parameters to calibrate with.
 
-A fixed recipe names one candidate (``nncf``: the quantizer's defaults; ``minmax``; ``histogram``).
-The ``adaptive`` recipe chooses for *this* model without real data: it quantizes the model with
-each candidate on the same calibration items, then measures every INT8 model against the FP32
-model on an independent synthetic scoring stream (the calibration source with another seed, or a
-``score_source``) and keeps the candidate that changes the FP32 predictions least (fewest top-1
-flips, then the smallest mean KL divergence of the output distributions). Synthetic flip rates
-rank the candidates; they are not estimates of the flip rate on real data.
+A fixed recipe names one candidate (``nncf``: the quantizer's defaults; ``minmax``; ``histogram``;
+``mixed_minmax`` and ``mixed_histogram``: the same range estimators with asymmetric activation
+ranges, NNCF's ``MIXED`` preset). The ``adaptive`` recipe chooses for *this* model without real
+data: it quantizes the model with each candidate on the same calibration items, then runs every
+INT8 model and the FP32 model on an independent synthetic scoring stream (the calibration source
+with another seed, or a ``score_source``) and keeps the candidate whose output distribution stays
+closest to FP32's (smallest mean KL divergence, then fewest top-1 flips). Synthetic scores rank the
+candidates; they are not estimates of the flip rate on real data.
+
+A ``preset`` given by the caller wins over a candidate's: candidates then differ only by their
+range estimator (and the ones that became duplicates are dropped).
 """
 
 from __future__ import annotations
@@ -21,41 +25,58 @@ import numpy as np
 from .defaults import DEFAULTS
 from .errors import SynthcalibError
 
+_POT_MINMAX = {"min": {"type": "min", "aggregator": "min"}, "max": {"type": "max", "aggregator": "max"}}
+
 
 @dataclass(frozen=True)
 class Candidate:
-    """A range-estimation setting, for NNCF (``RangeEstimatorParametersSet`` name, None = defaults)
-    and, where POT has an equivalent, for POT's DefaultQuantization (``activations.range_estimator``)."""
+    """An activation quantization setting: for NNCF a ``RangeEstimatorParametersSet`` name (None =
+    defaults) and a ``QuantizationPreset`` value (None = the caller's or NNCF's default); for POT's
+    DefaultQuantization, where it has an equivalent, ``activations.range_estimator`` and ``preset``."""
 
     name: str
     help: str
     nncf: str | None
-    pot: dict[str, Any] | None
+    preset: str | None = None
+    pot: dict[str, Any] | None = None
     pot_available: bool = True
 
 
 CANDIDATES: dict[str, Candidate] = {
     c.name: c
     for c in (
-        Candidate("nncf", "the quantizer's defaults (activation ranges: mean of per-sample min/max)", None, None),
+        Candidate("nncf", "the quantizer's defaults (activation ranges: mean of per-sample min/max)", None),
         Candidate(
-            "minmax",
-            "activation ranges from the global min/max over the calibration items",
-            "MINMAX",
-            {"min": {"type": "min", "aggregator": "min"}, "max": {"type": "max", "aggregator": "max"}},
+            "minmax", "activation ranges from the global min/max over the calibration items", "MINMAX", pot=_POT_MINMAX
         ),
         Candidate(
             "histogram",
             "activation ranges that minimise the quantization error of a histogram of the values",
             "HISTOGRAM",
-            None,
+            pot_available=False,
+        ),
+        Candidate(
+            "mixed_minmax",
+            "minmax with asymmetric activation ranges (NNCF's MIXED preset)",
+            "MINMAX",
+            "mixed",
+            pot=_POT_MINMAX,
+        ),
+        Candidate(
+            "mixed_histogram",
+            "histogram with asymmetric activation ranges (NNCF's MIXED preset)",
+            "HISTOGRAM",
+            "mixed",
             pot_available=False,
         ),
     )
 }
 ADAPTIVE = "adaptive"
-#: What ``adaptive`` chooses from, in order of preference on ties.
-ADAPTIVE_CANDIDATES = ("nncf", "minmax", "histogram")
+#: What ``adaptive`` chooses from, in order of preference on ties. Calibrated on the student, each
+#: asymmetric variant flipped at most 0.05 pp more real test images than its symmetric twin on the
+#: CNNs, and far fewer on GELU models (``benchmarks/results/calibration_sources.md``), so the
+#: symmetric ones are not tried by default: three candidates bound the cost.
+ADAPTIVE_CANDIDATES = ("nncf", "mixed_minmax", "mixed_histogram")
 RECIPES = (ADAPTIVE, *CANDIDATES)
 #: The scoring stream's seed is the calibration seed plus this (independent items, reproducible).
 SCORE_SEED_OFFSET = 1000
@@ -74,7 +95,7 @@ def default_for(source: Any) -> str:
 
 
 def advanced_parameters(candidate: str, base: Any = None) -> Any:
-    """``nncf.AdvancedQuantizationParameters`` for a candidate (``None`` for plain defaults)."""
+    """``nncf.AdvancedQuantizationParameters`` for a candidate's range estimator (``base`` for none)."""
     from dataclasses import replace
 
     setting = CANDIDATES[candidate].nncf
@@ -85,6 +106,30 @@ def advanced_parameters(candidate: str, base: Any = None) -> Any:
 
     params = base or AdvancedQuantizationParameters()
     return replace(params, activations_range_estimator_params=getattr(RangeEstimatorParametersSet, setting))
+
+
+def nncf_kwargs_for(candidate: str, base_advanced: Any = None, caller_preset: bool = False) -> dict[str, Any]:
+    """The keyword arguments a candidate adds to ``nncf.quantize`` (``preset`` only when the caller
+    gave none)."""
+    out: dict[str, Any] = {}
+    params = advanced_parameters(candidate, base_advanced)
+    if params is not None:
+        out["advanced_parameters"] = params
+    preset = CANDIDATES[candidate].preset
+    if preset is not None and not caller_preset:
+        import nncf
+
+        out["preset"] = nncf.QuantizationPreset(preset)
+    return out
+
+
+def effective_candidates(candidates: tuple[str, ...], caller_preset: bool) -> tuple[str, ...]:
+    """``candidates`` as they are when the caller sets the preset: a candidate that differs from
+    another only by its preset becomes that one (``mixed_minmax`` -> ``minmax``), without repeats."""
+    if not caller_preset:
+        return tuple(dict.fromkeys(candidates))
+    plain = {c.nncf: c.name for c in reversed(CANDIDATES.values()) if c.preset is None}
+    return tuple(dict.fromkeys(plain[CANDIDATES[c].nncf] for c in candidates))
 
 
 # ----------------------------------------------------------------------------- scoring
@@ -105,10 +150,21 @@ def score(fp32_logits: np.ndarray, int8_logits: np.ndarray) -> dict[str, float]:
     return {"flip_rate": float((a.argmax(1) != b.argmax(1)).mean()), "kl": kl}
 
 
+def describe_scores(scores: dict[str, dict[str, float]], samples: int, source: str | None) -> str:
+    """``synthetic scores on N items of SOURCE (KL x1e-3 / top-1 flips): nncf 5.45 / 2.48%, ...``."""
+    parts = ", ".join(f"{k} {1000 * s['kl']:.3f} / {100 * s['flip_rate']:.2f}%" for k, s in scores.items())
+    return f"synthetic scores on {samples} items of {source} (KL x1e-3 / top-1 flips): {parts}"
+
+
 def choose(scores: dict[str, dict[str, float]]) -> str:
-    """The candidate with the fewest flips, then the smallest KL (then the earlier listed)."""
+    """The candidate with the smallest KL, then the fewest flips (then the earlier listed).
+
+    KL ranks first: it sees every item's whole output distribution, where a flip rate counts the
+    few items near a decision boundary (on 1,000 scoring items, a handful); with 1,000 items it
+    picked the candidate that was best on real test images more often (section "The score" of
+    ``benchmarks/results/calibration_sources.md``)."""
     order = list(scores)
-    return min(order, key=lambda c: (scores[c]["flip_rate"], scores[c]["kl"], order.index(c)))
+    return min(order, key=lambda c: (scores[c]["kl"], scores[c]["flip_rate"], order.index(c)))
 
 
 # ----------------------------------------------------------------------------- the recipe
@@ -126,6 +182,7 @@ class Recipe(Mapping):
     requested: str
     chosen: str
     advanced: Any = None
+    preset: Any = None
     scores: dict[str, dict[str, float]] = field(default_factory=dict)
     score_source: str | None = None
     score_samples: int = 0
@@ -135,11 +192,13 @@ class Recipe(Mapping):
 
     @property
     def quantize_kwargs(self) -> dict[str, Any]:
-        return {} if self.advanced is None else {"advanced_parameters": self.advanced}
+        out = {} if self.preset is None else {"preset": self.preset}
+        return out if self.advanced is None else {**out, "advanced_parameters": self.advanced}
 
     @property
     def accuracy_control_kwargs(self) -> dict[str, Any]:
-        return {} if self.advanced is None else {"advanced_quantization_parameters": self.advanced}
+        out = {} if self.preset is None else {"preset": self.preset}
+        return out if self.advanced is None else {**out, "advanced_quantization_parameters": self.advanced}
 
     def __getitem__(self, key: str) -> Any:
         return self.quantize_kwargs[key]
@@ -163,14 +222,11 @@ class Recipe(Mapping):
         return out
 
     def summary(self) -> str:
-        """One line for reports: ``adaptive -> minmax (synthetic flips: nncf 1.20%, ...)``."""
+        """One line for reports: ``adaptive -> mixed_minmax (on 1000 items of ...: KL x1e-3 / flips: ...)``."""
         if not self.scores:
             return self.chosen
-        flips = ", ".join(f"{k} {100 * s['flip_rate']:.2f}%" for k, s in self.scores.items())
-        return (
-            f"{self.requested} -> {self.chosen} (synthetic top-1 flips on {self.score_samples} items of "
-            f"{self.score_source}: {flips}; {self.seconds:.1f} s)"
-        )
+        scores = describe_scores(self.scores, self.score_samples, self.score_source)
+        return f"{self.requested} -> {self.chosen} ({scores}; {self.seconds:.1f} s)"
 
 
 def _materialized(calibration: Any, limit_bytes: int = 256 << 20) -> Any:
@@ -246,15 +302,17 @@ def recipe(
     """The NNCF keyword arguments to quantize ``model`` with ``calibration``.
 
     ``model`` is an ``openvino.Model``, an ``onnx.ModelProto`` or a ``torch.nn.Module`` (NNCF's
-    backends). ``name`` is ``adaptive`` or a candidate (``nncf``, ``minmax``, ``histogram``). For ``adaptive``,
+    backends). ``name`` is ``adaptive`` or a candidate (see ``CANDIDATES``). For ``adaptive``,
     ``calibration`` is a :class:`~openvino_synthcalib.dataset.Dataset` (its source, transform and
     seed give the scoring stream) unless ``score_source`` names another source; the candidates are
     quantized with ``nncf_kwargs`` (``subset_size``, ``preset``, ...), scored on ``score_samples``
     items and the best kept (``Recipe.model``; with ``keep_candidates``, every candidate's model).
     """
     name = check_name(name)
-    if name != ADAPTIVE:
-        return Recipe(name, name, advanced_parameters(name, nncf_kwargs.get("advanced_parameters")))
+    caller_preset = nncf_kwargs.get("preset") is not None
+    if name != ADAPTIVE:  # under the caller's preset, mixed_minmax is minmax
+        chosen = effective_candidates((name,), caller_preset)[0]
+        return _fixed(name, chosen, nncf_kwargs.get("advanced_parameters"), caller_preset)
     for c in candidates:
         check_name(c, "candidates")
         if c == ADAPTIVE:
@@ -295,24 +353,24 @@ def recipe(
     data = _materialized(calibration)
     scores: dict[str, dict[str, float]] = {}
     quantized: dict[str, Any] = {}
-    for candidate in candidates:
-        params = advanced_parameters(candidate, base)
-        kwargs = dict(nncf_kwargs, **({"advanced_parameters": params} if params is not None else {}))
+    for candidate in effective_candidates(tuple(candidates), caller_preset):
+        kwargs = {**nncf_kwargs, **nncf_kwargs_for(candidate, base, caller_preset)}
         begun = time.perf_counter()
         int8 = nncf.quantize(_copy(model), data, **kwargs)
         seconds = time.perf_counter() - begun
         runnable = prepare_reference(int8, device, "f32")
         scores[candidate] = {**score(reference, predict_logits(runnable, batches)), "quantize_seconds": seconds}
         quantized[candidate] = int8
-    chosen = choose(scores)
-    return Recipe(
-        ADAPTIVE,
-        chosen,
-        advanced_parameters(chosen, base),
-        scores=scores,
-        score_source=source_spec,
-        score_samples=sum(len(b) for b in batches),
-        seconds=time.perf_counter() - started,
-        model=quantized[chosen],
-        candidate_models=quantized if keep_candidates else {},
-    )
+    out = _fixed(ADAPTIVE, choose(scores), base, caller_preset)
+    out.scores = scores
+    out.score_source = source_spec
+    out.score_samples = sum(len(b) for b in batches)
+    out.seconds = time.perf_counter() - started
+    out.model = quantized[out.chosen]
+    out.candidate_models = quantized if keep_candidates else {}
+    return out
+
+
+def _fixed(requested: str, candidate: str, base_advanced: Any, caller_preset: bool) -> Recipe:
+    kwargs = nncf_kwargs_for(candidate, base_advanced, caller_preset)
+    return Recipe(requested, candidate, kwargs.get("advanced_parameters"), kwargs.get("preset"))

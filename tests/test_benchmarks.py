@@ -34,7 +34,7 @@ def test_calibration_sources_quick_on_tiny_inputs(assets, tmp_path):
     run_benchmark("calibration_sources.py", *args)
     rows = list(csv.DictReader(open(out / "calibration_sources.csv")))
     assert {r["source"] for r in rows} == {"tiny", "gaussian", "fractal"}
-    assert {r["recipe"] for r in rows} == {"nncf", "minmax", "histogram", "adaptive"}
+    assert {r["recipe"] for r in rows} == {"nncf", "minmax", "histogram", "mixed_minmax", "mixed_histogram", "adaptive"}
     assert all(0 <= float(r["flip_rate"]) <= 100 for r in rows)
     for r in rows:  # the adaptive row is the chosen candidate's model: the same flips
         if r["recipe"] == "adaptive":
@@ -46,6 +46,21 @@ def test_calibration_sources_quick_on_tiny_inputs(assets, tmp_path):
     # a rerun resumes: nothing new to do, same rows
     run_benchmark("calibration_sources.py", *args)
     assert len(list(csv.DictReader(open(out / "calibration_sources.csv")))) == len(rows)
+
+
+def test_recipe_candidates_on_tiny_inputs(assets, tmp_path):
+    out = tmp_path / "results"
+    args = ["--models", assets["classifier"], "--test", assets["images"], "--preset", "unit", "--generator",
+            assets["generator"], "--samples", "16", "--score-samples", "48", "--candidates", "nncf", "mixed_minmax",
+            "mixed_histogram", "--out", out]  # fmt: skip
+    run_benchmark("recipe_candidates.py", *args)
+    rows = list(csv.DictReader(open(out / "recipe_candidates.csv")))
+    assert [r["candidate"] for r in rows] == ["nncf", "mixed_minmax", "mixed_histogram"]
+    assert all(0 <= float(r["real_flip"]) <= 100 and float(r["kl"]) >= 0 for r in rows)
+    run_benchmark("recipe_candidates.py", *args)  # resumes: nothing left to run
+    assert len(list(csv.DictReader(open(out / "recipe_candidates.csv")))) == 3
+    md = (out / "recipe_candidates.md").read_text()
+    assert "smallest KL, then flips" in md and "recipe_candidates.py --models" in md
 
 
 def test_stream_throughput_quick_on_tiny_inputs(assets, tmp_path):

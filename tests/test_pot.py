@@ -364,17 +364,21 @@ class TestPot:
     def test_recipe_candidates_respect_a_configured_range_estimator(self) -> None:
         from openvino_synthcalib.pot.recipe import applies, pot_candidates, with_candidate
 
-        assert pot_candidates() == ("nncf", "minmax")
+        assert pot_candidates() == ("nncf", "mixed_minmax")
         own = {"max": {"type": "quantile", "outlier_prob": 1e-4}}
         algos = [
             {"name": "DefaultQuantization", "params": {"preset": "performance"}},
             {"name": "DefaultQuantization", "params": {"activations": {"range_estimator": own}}},
         ]
+        assert pot_candidates(algos) == ("nncf", "minmax")  # a config's own preset is kept
         injected = with_candidate(algos, "minmax")
         assert injected[0]["params"]["activations"]["range_estimator"]["max"] == {"type": "max", "aggregator": "max"}
         assert injected[1]["params"]["activations"]["range_estimator"] == own
         assert "activations" not in algos[0]["params"]  # the caller's config is not modified
         assert with_candidate(algos, "nncf")[0]["params"] == {"preset": "performance"}
+        assert with_candidate(algos, "mixed_minmax")[0]["params"]["preset"] == "performance"
+        bare = [{"name": "DefaultQuantization", "params": {}}]
+        assert with_candidate(bare, "mixed_minmax")[0]["params"]["preset"] == "mixed"
         assert applies(algos) and not applies(algos[1:])
 
     def test_accuracy_aware_with_agreement_metric(self, models_dir: Path, tmp_path: Path) -> None:

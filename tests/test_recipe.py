@@ -13,7 +13,7 @@ import openvino_synthcalib as synthcalib
 from openvino_synthcalib.cli import main
 from openvino_synthcalib.errors import SynthcalibError
 from openvino_synthcalib.quantize import quantize
-from openvino_synthcalib.recipe import RECIPES, choose, score
+from openvino_synthcalib.recipe import ADAPTIVE_CANDIDATES, RECIPES, choose, score
 
 
 def fq_ranges(model) -> list[np.ndarray]:
@@ -36,6 +36,24 @@ def test_score_and_choose():
     assert choose({"a": one_flip, "b": near, "c": same}) == "c"
     assert choose({"a": near, "b": same}) == "b"
     assert choose({"x": same, "y": dict(same)}) == "x"  # ties keep the listed order
+    # KL ranks first (a flip rate counts only the few items near a boundary), then flips
+    assert choose({"flips": {"flip_rate": 0.25, "kl": 0.01}, "drifts": {"flip_rate": 0.0, "kl": 0.05}}) == "flips"
+    assert choose({"a": {"flip_rate": 0.5, "kl": 0.01}, "b": {"flip_rate": 0.25, "kl": 0.01}}) == "b"
+
+
+def test_candidates_and_a_callers_preset():
+    import importlib
+
+    r = importlib.import_module("openvino_synthcalib.recipe")
+    assert r.ADAPTIVE_CANDIDATES == ("nncf", "mixed_minmax", "mixed_histogram")
+    assert r.effective_candidates(r.ADAPTIVE_CANDIDATES, False) == r.ADAPTIVE_CANDIDATES
+    # a preset the caller sets wins: the mixed candidates become their symmetric twins
+    assert r.effective_candidates(r.ADAPTIVE_CANDIDATES, True) == ("nncf", "minmax", "histogram")
+    assert r.effective_candidates(("mixed_minmax", "minmax"), True) == ("minmax",)
+    kwargs = r.nncf_kwargs_for("mixed_histogram")
+    assert kwargs["preset"] == nncf.QuantizationPreset.MIXED and "advanced_parameters" in kwargs
+    assert "preset" not in r.nncf_kwargs_for("mixed_histogram", caller_preset=True)
+    assert r.nncf_kwargs_for("nncf") == {}
 
 
 def test_fixed_recipes_give_nncf_keyword_arguments(assets):
@@ -58,24 +76,30 @@ def test_adaptive_recipe_chooses_among_the_candidates(assets):
     model = ov.Core().read_model(str(assets["classifier"]))
     with synthcalib.Dataset(f"generator:{assets['generator']}", 24, model=model, transform="unit") as ds:
         r = synthcalib.recipe(model, ds, score_samples=40, keep_candidates=True, subset_size=24)
-    assert r.requested == "adaptive" and r.chosen in ("nncf", "minmax", "histogram")
-    assert set(r.scores) == {"nncf", "minmax", "histogram"} and r.score_samples == 40
+    assert r.requested == "adaptive" and r.chosen in ADAPTIVE_CANDIDATES
+    assert set(r.scores) == set(ADAPTIVE_CANDIDATES) and r.score_samples == 40
     assert r.chosen == choose(r.scores) and r.model is r.candidate_models[r.chosen]
     report = r.describe()
     assert report["chosen"] == r.chosen and report["score_source"].startswith("generator:")
-    assert "synthetic top-1 flips" in r.summary()
+    assert "synthetic scores on 40 items" in r.summary() and "KL" in r.summary()
     # a candidate of the adaptive run is exactly what the fixed recipe of that name gives
     with synthcalib.Dataset(f"generator:{assets['generator']}", 24, model=model, transform="unit") as ds:
-        fixed = nncf.quantize(model, ds, subset_size=24, **synthcalib.recipe(model, ds, "minmax"))
-    for a, b in zip(fq_ranges(fixed), fq_ranges(r.candidate_models["minmax"]), strict=True):
+        fixed_recipe = synthcalib.recipe(model, ds, "mixed_minmax")
+        assert fixed_recipe["preset"] == nncf.QuantizationPreset.MIXED
+        fixed = nncf.quantize(model, ds, subset_size=24, **fixed_recipe)
+    for a, b in zip(fq_ranges(fixed), fq_ranges(r.candidate_models["mixed_minmax"]), strict=True):
         np.testing.assert_array_equal(a, b)
+    # with the caller's preset, the candidates differ only by range estimator
+    with synthcalib.Dataset(f"generator:{assets['generator']}", 24, model=model, transform="unit") as ds:
+        own = synthcalib.recipe(model, ds, score_samples=16, subset_size=24, preset=nncf.QuantizationPreset.PERFORMANCE)
+    assert set(own.scores) == {"nncf", "minmax", "histogram"} and "preset" not in own
 
 
 def test_quantize_defaults_adaptive_for_synthetic_and_nncf_for_real(assets, tmp_path):
     report = quantize(assets["classifier"], f"generator:{assets['generator']}", tmp_path / "s.xml", num_samples=16,
                       transform="unit", recipe={"name": "adaptive", "score_samples": 32})  # fmt: skip
     assert report["recipe"]["requested"] == "adaptive" and report["recipe"]["chosen"] in RECIPES
-    assert set(report["recipe"]["scores"]) == {"nncf", "minmax", "histogram"}
+    assert set(report["recipe"]["scores"]) == set(ADAPTIVE_CANDIDATES)
     real = quantize(assets["classifier"], f"images:{assets['images']}", tmp_path / "r.xml", num_samples=16,
                     transform="unit")  # fmt: skip
     assert real["recipe"] == {"requested": "nncf", "chosen": "nncf"}
@@ -91,7 +115,7 @@ def test_recipe_on_the_command_line_and_in_configs(assets, tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["recipe"]["chosen"] == "nncf"
     assert main([*map(str, base), "--out", str(tmp_path / "b.xml"), "--score-samples", "32"]) == 0
     out = capsys.readouterr().out
-    assert "recipe:     adaptive -> " in out and "synthetic top-1 flips on 32 items" in out
+    assert "recipe:     adaptive -> " in out and "synthetic scores on 32 items" in out
     cfg = tmp_path / "q.yaml"
     cfg.write_text(
         f"model: {assets['classifier']}\noutput: {tmp_path / 'c.xml'}\n"

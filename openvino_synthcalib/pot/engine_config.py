@@ -217,7 +217,8 @@ def make_setup(
 
         recipe = check_name(recipe, "engine.recipe")
         if recipe in CANDIDATES and not CANDIDATES[recipe].pot_available:
-            raise SynthcalibError(f"engine.recipe: {recipe!r} has no POT equivalent; expected adaptive, nncf or minmax")
+            usable = ", ".join(["adaptive", *(c.name for c in CANDIDATES.values() if c.pot_available)])
+            raise SynthcalibError(f"engine.recipe: {recipe!r} has no POT equivalent; expected one of {usable}")
 
     if hasattr(model_path, "inputs"):  # an openvino.Model
         model = reference = model_path

@@ -1,9 +1,10 @@
-"""The quantization recipe for POT: DefaultQuantization's ``activations.range_estimator``.
+"""The quantization recipe for POT: DefaultQuantization's ``activations.range_estimator`` and ``preset``.
 
 A synthetic engine section gets the same recipe as ``synthcalib quantize`` (see
 :mod:`openvino_synthcalib.recipe`): ``adaptive`` by default for synthetic sources, POT's own
-defaults (``nncf``) for real images, or a fixed candidate with a POT equivalent (``minmax``).
-An algorithm that sets its own ``activations.range_estimator`` is left as it is.
+defaults (``nncf``) for real images, or a fixed candidate with a POT equivalent (``minmax``,
+``mixed_minmax``; POT has no histogram estimator). An algorithm that sets its own
+``activations.range_estimator`` is left as it is; one that sets its own ``preset`` keeps it.
 
 ``adaptive`` quantizes the model once per candidate with DefaultQuantization (the algorithm's own
 parameters, the candidate's range estimator), scores each INT8 model against the FP32 model on
@@ -23,14 +24,18 @@ from typing import Any
 from addict import Dict
 
 from ..errors import SynthcalibError
-from ..recipe import ADAPTIVE, ADAPTIVE_CANDIDATES, CANDIDATES, SCORE_SEED_OFFSET, choose, score
+from ..recipe import (
+    ADAPTIVE,
+    ADAPTIVE_CANDIDATES,
+    CANDIDATES,
+    SCORE_SEED_OFFSET,
+    choose,
+    describe_scores,
+    effective_candidates,
+    score,
+)
 
 ALGORITHMS_WITH_RANGES = ("DefaultQuantization", "AccuracyAwareQuantization")
-
-
-def pot_candidates() -> tuple[str, ...]:
-    """The adaptive candidates POT can express."""
-    return tuple(c for c in ADAPTIVE_CANDIDATES if CANDIDATES[c].pot_available)
 
 
 def _sets_own_ranges(algo: Any) -> bool:
@@ -38,14 +43,28 @@ def _sets_own_ranges(algo: Any) -> bool:
     return bool((params.get("activations") or {}).get("range_estimator"))
 
 
+def _sets_preset(algo_config: list[Any]) -> bool:
+    return any((a.get("params") or {}).get("preset") for a in algo_config if a.get("name") in ALGORITHMS_WITH_RANGES)
+
+
+def pot_candidates(algo_config: list[Any] = ()) -> tuple[str, ...]:
+    """The adaptive candidates POT can express, as they are under the algorithms' own ``preset``
+    (a config that sets one keeps it: ``mixed_minmax`` is then ``minmax``)."""
+    usable = tuple(c for c in ADAPTIVE_CANDIDATES if CANDIDATES[c].pot_available)
+    return effective_candidates(usable, _sets_preset(algo_config))
+
+
 def with_candidate(algo_config: list[Any], candidate: str) -> list[Any]:
-    """A copy of the algorithms with ``candidate``'s range estimator where none is set."""
-    setting = CANDIDATES[candidate].pot
+    """A copy of the algorithms with ``candidate``'s range estimator (and preset) where none is set."""
+    cand = CANDIDATES[candidate]
     out = []
     for algo in algo_config:
         algo = Dict(copy.deepcopy(dict(algo)))
-        if setting is not None and algo.name in ALGORITHMS_WITH_RANGES and not _sets_own_ranges(algo):
-            algo.params.activations.range_estimator = copy.deepcopy(setting)
+        if algo.name in ALGORITHMS_WITH_RANGES and not _sets_own_ranges(algo):
+            if cand.pot is not None:
+                algo.params.activations.range_estimator = copy.deepcopy(cand.pot)
+            if cand.preset is not None and not algo.params.get("preset"):
+                algo.params.preset = cand.preset
         out.append(algo)
     return out
 
@@ -105,7 +124,7 @@ class RecipePipeline:
         config = models.precision_config("f32")
         reference = predict_logits(models.compile_model(fp32, setup.device, config, "FP32 model"), batches)
         scores, results = {}, {}
-        for candidate in pot_candidates():
+        for candidate in pot_candidates(self._algo_config):
             pipeline = self._create(self._trial_config(candidate), self._engine, self._interface)
             quantized = pipeline.run(copy.deepcopy(model))
             with tempfile.TemporaryDirectory() as tmp:
@@ -114,11 +133,10 @@ class RecipePipeline:
                 scores[candidate] = score(reference, predict_logits(compiled, batches))
             results[candidate] = (pipeline, quantized)
         chosen = choose(scores)
-        flips = ", ".join(f"{k} {100 * s['flip_rate']:.2f}%" for k, s in scores.items())
         self.report = {"requested": ADAPTIVE, "chosen": chosen, "scores": scores, "score_source": spec}
+        described = describe_scores(scores, sum(len(b) for b in batches), spec)
         print(
-            f"synthcalib: recipe adaptive -> {chosen} (synthetic top-1 flips on {sum(len(b) for b in batches)} "
-            f"items of {spec}: {flips}; {time.perf_counter() - started:.1f} s)",
+            f"synthcalib: recipe adaptive -> {chosen} ({described}; {time.perf_counter() - started:.1f} s)",
             file=sys.stderr,
         )
         single = [a.get("name") for a in self._algo_config] == ["DefaultQuantization"]
