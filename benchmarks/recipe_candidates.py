@@ -132,8 +132,8 @@ def report(csv_path: Path, commands: list[str]) -> str:
         "",
         *[f"    {c}" for c in commands],
         "",
-        "Calibration: 300 items of the shipped student (unless a command says otherwise). Real flips %: 10,000 test images whose INT8 top-1 differs from"
-        " FP32's. Synthetic: the student at seed + 1000, f32; flips % and mean KL(FP32 || INT8) x1e-3 on all scoring"
+        "Calibration: 300 items of the shipped student (unless a command says otherwise). Real flips %: 10,000 test"
+        " images whose INT8 top-1 differs from FP32's. Synthetic: the student at seed + 1000, f32; flips % and mean KL(FP32 || INT8) x1e-3 on all scoring"
         " items (`synth_flip_2000`/`kl_2000` in the CSV: the first 2,000).",
         "",
         "## Real flips % (synthetic flips % / KL x1e-3) per candidate",
