@@ -378,6 +378,18 @@ def _choices(rows, models, sources, n: str) -> list[str]:
     return lines
 
 
+def rule_outcome(runs: list[list[dict[str, str]]], first: str, second: str, real: str = "flip_rate"):
+    """Picking each run's candidate row by the smallest ``(first, second)``: how many picks had the
+    fewest ``real`` flips of their run (ties count), and each pick's extra real flips over that best."""
+    hits, extra = 0, []
+    for cands in runs:
+        pick = min(cands, key=lambda r: (float(r[first]), float(r[second])))
+        best = min(float(r[real]) for r in cands)
+        hits += float(pick[real]) <= best
+        extra.append(float(pick[real]) - best)
+    return hits, extra
+
+
 def _score_rules(rows, n: str) -> list[str]:
     """The adaptive recipe's score (smallest KL, then flips) against the alternative (fewest synthetic
     flips, then KL), on the candidates of each adaptive run that have both scores in the CSV."""
@@ -409,12 +421,7 @@ def _score_rules(rows, n: str) -> list[str]:
             continue
         cells = []
         for first, second in (("synthetic_kl", "synthetic_flip_rate"), ("synthetic_flip_rate", "synthetic_kl")):
-            hits, extra = 0, []
-            for cands in picked:
-                pick = min(cands, key=lambda r: (float(r[first]), float(r[second])))
-                best = min(float(r["flip_rate"]) for r in cands)
-                hits += float(pick["flip_rate"]) <= best
-                extra.append(float(pick["flip_rate"]) - best)
+            hits, extra = rule_outcome(picked, first, second)
             cells.append(f"{hits} of {len(picked)} (+{np.mean(extra):.2f})")
         lines.append(f"| {label} | {len(picked)} | {cells[0]} | {cells[1]} |")
     return [*lines, ""]

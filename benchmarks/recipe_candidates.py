@@ -29,30 +29,30 @@ import time
 from pathlib import Path
 
 import numpy as np
-from calibration_sources import load_test, resolve_models
+from calibration_sources import load_test, resolve_models, rule_outcome
 from paths import CIFAR_TEST, RESULTS, STUDENT
+
+from openvino_synthcalib.recipe import ADAPTIVE_CANDIDATES
 
 FIELDS = ["model", "seed", "candidate", "real_flip", "real_top1", "synth_flip_2000", "synth_flip", "kl_2000", "kl",
           "score_samples", "quantize_s"]  # fmt: skip
 
 
 def candidates() -> dict[str, dict]:
-    """NNCF keyword arguments of every setting studied (the recipe's candidates among them)."""
+    """NNCF keyword arguments of every setting studied: the recipe's named candidates (as the recipe
+    builds them) and a few more."""
     import nncf
-    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters as Adv
-    from nncf.quantization.range_estimator import RangeEstimatorParametersSet as R
+    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
 
-    mixed = nncf.QuantizationPreset.MIXED
-    return {
-        "nncf": {},
-        "minmax": {"advanced_parameters": Adv(activations_range_estimator_params=R.MINMAX)},
-        "histogram": {"advanced_parameters": Adv(activations_range_estimator_params=R.HISTOGRAM)},
-        "mixed": {"preset": mixed},
-        "mixed_minmax": {"preset": mixed, "advanced_parameters": Adv(activations_range_estimator_params=R.MINMAX)},
-        "mixed_histogram": {"preset": mixed, "advanced_parameters": Adv(activations_range_estimator_params=R.HISTOGRAM)},
-        "bias_correction_full": {"fast_bias_correction": False},
-        "no_bias_correction": {"advanced_parameters": Adv(disable_bias_correction=True)},
-    }  # fmt: skip
+    from openvino_synthcalib.recipe import CANDIDATES, nncf_kwargs_for
+
+    out = {name: nncf_kwargs_for(name) for name in CANDIDATES}
+    out.update(
+        mixed={"preset": nncf.QuantizationPreset.MIXED},
+        bias_correction_full={"fast_bias_correction": False},
+        no_bias_correction={"advanced_parameters": AdvancedQuantizationParameters(disable_bias_correction=True)},
+    )
+    return out
 
 
 def run(args: argparse.Namespace, csv_path: Path) -> None:
@@ -152,21 +152,14 @@ def report(csv_path: Path, commands: list[str]) -> str:
     lines += ["", "## What a score picks, among the candidates measured for that model", ""]
     lines += ["| candidate set | score | picks the real-best | extra real flips over the best (pp), mean / worst |"]
     lines += ["|---|---|---|---|"]
-    sets = {"all measured": None, "the recipe's (nncf, mixed_minmax, mixed_histogram)":
-            ("nncf", "mixed_minmax", "mixed_histogram"), "the previous recipe's (nncf, minmax, histogram)":
-            ("nncf", "minmax", "histogram")}  # fmt: skip
+    sets = {"all measured": None, f"the recipe's ({', '.join(ADAPTIVE_CANDIDATES)})": ADAPTIVE_CANDIDATES,
+            "the previous recipe's (nncf, minmax, histogram)": ("nncf", "minmax", "histogram")}  # fmt: skip
     for label, subset in sets.items():
+        pools = [[r for n, r in c.items() if subset is None or n in subset] for c in groups.values()]
+        pools = [p for p in pools if subset is None or len(p) == len(subset)]
         for score_name, key in (("fewest synthetic flips, then KL", ("synth_flip", "kl")),
                                 ("smallest KL, then flips", ("kl", "synth_flip"))):  # fmt: skip
-            hits, extra = 0, []
-            for c in groups.values():
-                pool = {n: r for n, r in c.items() if subset is None or n in subset}
-                if subset is not None and len(pool) < len(subset):
-                    continue
-                pick = min(pool, key=lambda n: (float(pool[n][key[0]]), float(pool[n][key[1]])))
-                best = min(float(r["real_flip"]) for r in pool.values())
-                hits += float(pool[pick]["real_flip"]) <= best
-                extra.append(float(pool[pick]["real_flip"]) - best)
+            hits, extra = rule_outcome(pools, *key, real="real_flip")
             if extra:
                 lines.append(
                     f"| {label} | {score_name} | {hits} of {len(extra)} | {np.mean(extra):.2f} / {max(extra):.2f} |"

@@ -190,15 +190,17 @@ class Recipe(Mapping):
     model: Any = None
     candidate_models: dict[str, Any] = field(default_factory=dict)
 
+    def _kwargs(self, advanced_key: str) -> dict[str, Any]:
+        out = {} if self.preset is None else {"preset": self.preset}
+        return out if self.advanced is None else {**out, advanced_key: self.advanced}
+
     @property
     def quantize_kwargs(self) -> dict[str, Any]:
-        out = {} if self.preset is None else {"preset": self.preset}
-        return out if self.advanced is None else {**out, "advanced_parameters": self.advanced}
+        return self._kwargs("advanced_parameters")
 
     @property
     def accuracy_control_kwargs(self) -> dict[str, Any]:
-        out = {} if self.preset is None else {"preset": self.preset}
-        return out if self.advanced is None else {**out, "advanced_quantization_parameters": self.advanced}
+        return self._kwargs("advanced_quantization_parameters")
 
     def __getitem__(self, key: str) -> Any:
         return self.quantize_kwargs[key]
