@@ -8,7 +8,7 @@ test folder, for each seed and sample count, with ``nncf.quantize`` (mode ``defa
 Recipes (``openvino_synthcalib.recipe``): ``nncf`` (NNCF defaults), the fixed candidates
 ``minmax``, ``histogram``, ``mixed_minmax``, ``mixed_histogram``, and ``adaptive`` (of its
 candidates, the one whose outputs stay closest to FP32's, by mean KL divergence, on synthetic items
-of the calibration source, another seed). One adaptive run quantizes each of its candidates, so
+of the calibration source, another seed; a generator's latents 1.5x as wide). One adaptive run quantizes each of its candidates, so
 their rows come from the same run as the adaptive row.
 
     python benchmarks/calibration_sources.py                   # the full committed table
@@ -246,7 +246,9 @@ def summarise(csv_path: Path, out: Path) -> str:
         " the INT8 model. Mean over seeds (`n`), ± std. Recipes: `nncf` = NNCF defaults, `minmax`, `histogram` ="
         " fixed activation range estimators, `mixed_*` = the same with asymmetric activation ranges (NNCF's MIXED"
         f" preset), `adaptive` = of {', '.join(ADAPTIVE_CANDIDATES)}, the candidate whose outputs stay closest to"
-        " FP32's (mean KL divergence) on 1,000 items of the calibration source, another seed.",
+        " FP32's (mean KL divergence) on 1,000 items of the calibration source, another seed (a generator's latents"
+        " drawn 1.5x as wide: `score_stream.md`). The synthetic scores of the student and teacher `adaptive` rows"
+        " are on that stream; the candidate rows' scores are on the calibration source as it is.",
         "",
     ]
     default_counts = [r["samples"] for r in rows if r["mode"] == "default"] or ["300"]
@@ -408,7 +410,8 @@ def _score_rules(rows, n: str) -> list[str]:
         "",
         "Per adaptive run, among its candidates whose rows carry both synthetic scores (rows of earlier runs have no"
         " KL), how often each rule picks the candidate with the fewest real test flips (ties count), and the mean"
-        " extra real flips (pp) of its pick over that best.",
+        " extra real flips (pp) of its pick over that best. These candidate scores are on the calibration source as it"
+        " is (a generator's latents not widened); `score_stream.md` compares latent scales under the recipe's rule.",
         "",
         "| sources | runs | smallest KL, then flips (the recipe) | fewest flips, then KL |",
         "|---|---|---|---|",

@@ -39,6 +39,16 @@ def _positive(value: str) -> int:
     return n
 
 
+def _positive_float(value: str) -> float:
+    try:
+        x = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {value!r}") from None
+    if not math.isfinite(x) or x <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
+    return x
+
+
 def _fraction(value: str) -> float:
     try:
         x = float(value)
@@ -154,6 +164,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive,
         help=f"adaptive recipe: items it scores candidates on (default {DEFAULTS['recipe_score_samples']})",
     )
+    q.add_argument(
+        "--score-latent-scale",
+        type=_positive_float,
+        help="adaptive recipe: standard deviation of a generator's latents in the scoring stream "
+        f"(default {DEFAULTS['recipe_score_latent_scale']}; 1: as in calibration; not applied to --score-source)",
+    )
     q.add_argument("--subset-size", type=_positive, help="nncf subset_size (default: --num-samples)")
     q.add_argument("--nncf-preset", choices=("performance", "mixed"), help="nncf quantization preset")
     q.add_argument("--fast-bias-correction", action=argparse.BooleanOptionalAction, default=None)
@@ -260,6 +276,7 @@ def cmd_quantize(args: argparse.Namespace) -> None:
         ("name", args.recipe),
         ("score_source", args.score_source),
         ("score_samples", args.score_samples),
+        ("score_latent_scale", args.score_latent_scale),
     ):
         if value is not None:
             recipe[key] = value

@@ -150,12 +150,17 @@ class GeneratorEngine:
         parts = list(self.run((z[i : i + bs], labels[i : i + bs]) for i in range(0, len(z), bs)))
         return np.concatenate(parts) if parts else np.zeros((0, 3, 0, 0), np.float32)
 
-    def latents(self, indices: np.ndarray, seed: int) -> np.ndarray:
-        """The latent code of each item index: ``z_i`` depends on ``(seed, i)`` only."""
-        return normal_rows(seed, indices, self.info.z_dim)
+    def latents(self, indices: np.ndarray, seed: int, scale: float = 1.0) -> np.ndarray:
+        """The latent code of each item index: ``z_i`` depends on ``(seed, i)`` only; ``scale`` is
+        the standard deviation (1: the distribution the generator was trained on)."""
+        z = normal_rows(seed, indices, self.info.z_dim)
+        return z if scale == 1.0 else (z * np.float32(scale)).astype(z.dtype, copy=False)
 
-    def iter_images(self, indices: np.ndarray, labels: np.ndarray, seed: int) -> Iterator[np.ndarray]:
-        """Images in [0, 1] (float32 NCHW), ``batch_size`` at a time, for items and their classes."""
+    def iter_images(
+        self, indices: np.ndarray, labels: np.ndarray, seed: int, latent_scale: float = 1.0
+    ) -> Iterator[np.ndarray]:
+        """Images in [0, 1] (float32 NCHW), ``batch_size`` at a time, for items and their classes
+        (latents drawn with standard deviation ``latent_scale``)."""
         indices = np.asarray(indices, dtype=np.int64)
         labels = np.asarray(labels, dtype=np.int64)
         if labels.size and (labels.min() < 0 or labels.max() >= self.info.num_classes):
@@ -166,14 +171,14 @@ class GeneratorEngine:
 
         def batches() -> Iterator[tuple[np.ndarray, np.ndarray]]:
             for start in range(0, len(indices), bs):
-                yield self.latents(indices[start : start + bs], seed), labels[start : start + bs]
+                yield self.latents(indices[start : start + bs], seed, latent_scale), labels[start : start + bs]
 
         for raw in self.run(batches()):
             yield contract.rescale(raw, self.info.output_range, (0.0, 1.0))
 
-    def images(self, indices: np.ndarray, labels: np.ndarray, seed: int) -> np.ndarray:
+    def images(self, indices: np.ndarray, labels: np.ndarray, seed: int, latent_scale: float = 1.0) -> np.ndarray:
         """All images for ``indices`` at once (see :meth:`iter_images`)."""
-        parts = list(self.iter_images(indices, labels, seed))
+        parts = list(self.iter_images(indices, labels, seed, latent_scale))
         if not parts:
             h, w = self.info.image_size
             return np.zeros((0, 3, h, w), np.float32)

@@ -21,7 +21,7 @@ from .transforms import TRANSFORM_KEYS
 NNCF_KEYS = ("preset", "subset_size", "fast_bias_correction", "model_type", "target_device", "ignored_scope")
 DATASET_KEYS = ("source", "num_samples", "seed", "classes", "class_weights", "batch_size", "device", "precision")
 ACCURACY_KEYS = ("max_drop", "metric", "source", "num_samples", "seed", "drop_type", "max_num_iterations")
-RECIPE_KEYS = ("name", "score_source", "score_samples")
+RECIPE_KEYS = ("name", "score_source", "score_samples", "score_latent_scale")
 CONFIG_KEYS = (
     "model",
     "output",
@@ -108,8 +108,9 @@ def check_accuracy_control(options: dict[str, Any], where: str = "accuracy_contr
 
 
 def check_recipe(options: Any, where: str = "recipe") -> dict[str, Any]:
-    """Recipe options from a name or a mapping (``name``, ``score_source``, ``score_samples``)."""
-    from .recipe import check_name
+    """Recipe options from a name or a mapping (``name``, ``score_source``, ``score_samples``,
+    ``score_latent_scale``)."""
+    from .recipe import check_latent_scale, check_name
 
     if options is None:
         return {}
@@ -125,6 +126,8 @@ def check_recipe(options: Any, where: str = "recipe") -> dict[str, Any]:
         out["name"] = check_name(out["name"], f"{where}.name" if where != "recipe" else where)
     if out.get("score_samples") is not None:
         _integer(out["score_samples"], f"{where}.score_samples", 1)
+    if out.get("score_latent_scale") is not None:
+        out["score_latent_scale"] = check_latent_scale(out["score_latent_scale"], f"{where}.score_latent_scale")
     if out.get("score_source") is not None and not isinstance(out["score_source"], str):
         raise SynthcalibError(f"{where}.score_source: expected a source spec string, got {out['score_source']!r}")
     return out
@@ -270,6 +273,7 @@ def _quantize(
         recipe_options.get("name") or default_for(src),
         score_source=recipe_options.get("score_source"),
         score_samples=recipe_options.get("score_samples") or DEFAULTS["recipe_score_samples"],
+        score_latent_scale=recipe_options.get("score_latent_scale") or DEFAULTS["recipe_score_latent_scale"],
         device=device,
         precision=precision,
         **nncf_kwargs,

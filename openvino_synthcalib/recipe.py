@@ -9,6 +9,11 @@ with another seed, or a ``score_source``) and keeps the candidate whose output d
 closest to FP32's (smallest mean KL divergence, then fewest top-1 flips). Synthetic scores rank the
 candidates; they are not estimates of the flip rate on real data.
 
+A generator's typical samples drive a classifier's deep activations less far than real images do,
+so a candidate whose ranges clip what real images reach would score well on items like the
+calibration ones. The scoring stream therefore draws the generator's latents wider
+(``score_latent_scale`` times their standard deviation): candidates are judged on the tails.
+
 A ``preset`` given by the caller wins over a candidate's: candidates then differ only by their
 range estimator (and the ones that became duplicates are dropped).
 """
@@ -80,6 +85,22 @@ ADAPTIVE_CANDIDATES = ("nncf", "mixed_minmax", "mixed_histogram")
 RECIPES = (ADAPTIVE, *CANDIDATES)
 #: The scoring stream's seed is the calibration seed plus this (independent items, reproducible).
 SCORE_SEED_OFFSET = 1000
+
+
+def check_latent_scale(value: Any, flag: str = "score_latent_scale") -> float:
+    """A positive finite number, or a one-line error naming ``flag``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value) or value <= 0:
+        raise SynthcalibError(f"{flag}: expected a positive number (1 = the generator's own latents), got {value!r}")
+    return float(value)
+
+
+def scoring_source(source: Any, latent_scale: float) -> Any:
+    """The calibration source as the scoring stream draws it: a generator's latents ``latent_scale``
+    times as wide (a view sharing its compiled model); any other source as it is."""
+    widen = getattr(source, "with_latent_scale", None)
+    if widen is None or latent_scale == 1.0:
+        return source
+    return widen(source.latent_scale * latent_scale)
 
 
 def check_name(name: Any, flag: str = "recipe") -> str:
@@ -295,6 +316,7 @@ def recipe(
     score_source: Any = None,
     score_samples: int = DEFAULTS["recipe_score_samples"],
     score_seed: int | None = None,
+    score_latent_scale: float = DEFAULTS["recipe_score_latent_scale"],
     candidates: tuple[str, ...] = ADAPTIVE_CANDIDATES,
     keep_candidates: bool = False,
     device: str = DEFAULTS["device"],
@@ -306,7 +328,8 @@ def recipe(
     ``model`` is an ``openvino.Model``, an ``onnx.ModelProto`` or a ``torch.nn.Module`` (NNCF's
     backends). ``name`` is ``adaptive`` or a candidate (see ``CANDIDATES``). For ``adaptive``,
     ``calibration`` is a :class:`~openvino_synthcalib.dataset.Dataset` (its source, transform and
-    seed give the scoring stream) unless ``score_source`` names another source; the candidates are
+    seed give the scoring stream, a generator's latents ``score_latent_scale`` times as wide) unless
+    ``score_source`` names another source (used as given); the candidates are
     quantized with ``nncf_kwargs`` (``subset_size``, ``preset``, ...), scored on ``score_samples``
     items and the best kept (``Recipe.model``; with ``keep_candidates``, every candidate's model).
     """
@@ -321,6 +344,7 @@ def recipe(
             raise SynthcalibError("candidates: 'adaptive' is not a candidate")
     if isinstance(score_samples, bool) or not isinstance(score_samples, int) or score_samples <= 0:
         raise SynthcalibError(f"score_samples: expected a positive integer, got {score_samples!r}")
+    score_latent_scale = check_latent_scale(score_latent_scale)
     import nncf
 
     from .backends import backend_of, prepare_reference
@@ -337,6 +361,8 @@ def recipe(
             "recipe: the adaptive recipe scores candidates on synthetic items: give a synthcalib.Dataset "
             "as calibration, or score_source (e.g. 'generator:cifar10')"
         )
+    if score_source is None:
+        source = scoring_source(source, score_latent_scale)
     seed = score_seed if score_seed is not None else getattr(stream, "seed", 0) + SCORE_SEED_OFFSET
     base = nncf_kwargs.pop("advanced_parameters", None)
     with make_stream(

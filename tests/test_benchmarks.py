@@ -63,6 +63,21 @@ def test_recipe_candidates_on_tiny_inputs(assets, tmp_path):
     assert "smallest KL, then flips" in md and "recipe_candidates.py --models" in md
 
 
+def test_score_stream_on_tiny_inputs(assets, tmp_path):
+    out = tmp_path / "results"
+    args = ["--models", assets["classifier"], "--test", assets["images"], "--preset", "unit", "--generator",
+            assets["generator"], "--samples", "16", "--score-samples", "32", "--seeds", "0", "--latent-scales", "1",
+            "2", "--out", out]  # fmt: skip
+    run_benchmark("score_stream.py", *args)
+    rows = list(csv.DictReader(open(out / "score_stream.csv")))
+    assert len(rows) == 6 and {r["latent_scale"] for r in rows} == {"1", "2"}
+    assert all(0 <= float(r["real_flip"]) <= 100 and float(r["kl"]) >= 0 for r in rows)
+    run_benchmark("score_stream.py", *args)  # resumes: nothing left to run
+    assert len(list(csv.DictReader(open(out / "score_stream.csv")))) == 6
+    md = (out / "score_stream.md").read_text()
+    assert "| 2 | " in md and "score_stream.py --models" in md
+
+
 def test_stream_throughput_quick_on_tiny_inputs(assets, tmp_path):
     """Both generators' throughput points, and stream / folder / memory feeding of nncf.quantize."""
     out = tmp_path / "results"

@@ -419,6 +419,7 @@ class TestPot:
             ({"recipe": "best"}, "engine.recipe"),
             ({"preprocessing": {"std": "nan"}}, "engine.preprocessing"),
             ({"score_samples": 0}, "engine.score_samples"),
+            ({"score_latent_scale": "wide"}, "engine.score_latent_scale"),
         ],
     )
     def test_bad_config_one_line_exit_2(self, models_dir: Path, tmp_path: Path, change: dict, key: str) -> None:

@@ -126,10 +126,57 @@ def test_recipe_on_the_command_line_and_in_configs(assets, tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["recipe"]["chosen"] == "minmax"
     assert main(["quantize", "--config", str(cfg), "--json", "--recipe", "nncf"]) == 0  # the flag wins
     assert json.loads(capsys.readouterr().out)["recipe"]["chosen"] == "nncf"
-    for extra, words in ((["--recipe", "best"], "--recipe"), (["--score-samples", "0"], "--score-samples")):
+    bad = (
+        (["--recipe", "best"], "--recipe"),
+        (["--score-samples", "0"], "--score-samples"),
+        (["--score-latent-scale", "0"], "--score-latent-scale"),
+    )
+    for extra, words in bad:
         code = main([*map(str, base), "--out", str(tmp_path / "d.xml"), *extra])
         err = capsys.readouterr().err
         assert code == 2 and err.count("\n") == 1 and words in err
     cfg.write_text(cfg.read_text().replace("recipe: minmax", "recipe: {name: minmax, samples: 3}"))
     assert main(["quantize", "--config", str(cfg)]) == 2
     assert "recipe: unknown key(s) samples" in capsys.readouterr().err
+    cfg.write_text(cfg.read_text().replace("samples: 3", "score_latent_scale: nan"))
+    assert main(["quantize", "--config", str(cfg)]) == 2
+    assert "recipe.score_latent_scale: expected a positive number" in capsys.readouterr().err
+
+
+def test_generator_latent_scale_option_and_view(assets):
+    from openvino_synthcalib.sources import resolve_source
+    from openvino_synthcalib.sources.base import SourceContext
+
+    spec = f"generator:{assets['generator']}"
+    src = resolve_source(spec, SourceContext())
+    z = src.engine.latents(np.arange(8), seed=3)
+    np.testing.assert_allclose(src.engine.latents(np.arange(8), seed=3, scale=1.5), 1.5 * z, rtol=1e-6)
+    wide = src.with_latent_scale(1.5)
+    assert wide.latent_scale == 1.5 and wide.spec == f"{spec}?latent_scale=1.5"
+    assert wide.describe()["latent_scale"] == 1.5 and "latent_scale" not in src.describe()
+    labels = np.arange(8) % src.num_classes
+    narrow, widened = (np.concatenate(list(s.iter_images(np.arange(8), labels, 3))) for s in (src, wide))
+    assert not np.allclose(narrow, widened)
+    wide.close()  # a view: the generator stays open
+    np.testing.assert_array_equal(np.concatenate(list(src.iter_images(np.arange(8), labels, 3))), narrow)
+    src.close()
+    again = resolve_source(f"{spec}?latent_scale=1.5", SourceContext())
+    np.testing.assert_array_equal(np.concatenate(list(again.iter_images(np.arange(8), labels, 3))), widened)
+    assert again.with_latent_scale(2).spec == f"{spec}?latent_scale=2"
+    again.close()
+    with pytest.raises(SynthcalibError, match="option latent_scale: expected a positive number"):
+        resolve_source(f"{spec}?latent_scale=0", SourceContext())
+
+
+def test_adaptive_recipe_scores_on_wider_latents(assets):
+    model = ov.Core().read_model(str(assets["classifier"]))
+    with synthcalib.Dataset(f"generator:{assets['generator']}", 16, model=model, transform="unit") as ds:
+        wide = synthcalib.recipe(model, ds, score_samples=16, subset_size=16)
+        assert wide.score_source.endswith("?latent_scale=1.5")
+        same = synthcalib.recipe(model, ds, score_samples=16, subset_size=16, score_latent_scale=1)
+        assert "latent_scale" not in same.score_source
+        assert wide.scores != same.scores
+        with pytest.raises(SynthcalibError, match="score_latent_scale: expected a positive number"):
+            synthcalib.recipe(model, ds, score_latent_scale=-1)
+    with synthcalib.Dataset("noise:gaussian", 16, model=model, transform="unit") as ds:  # not a generator: as it is
+        assert "latent_scale" not in synthcalib.recipe(model, ds, score_samples=16, subset_size=16).score_source

@@ -41,6 +41,8 @@ ENGINE_KEYS: dict[str, Any] = {
     "recipe": None,  # adaptive (default for synthetic sources), nncf (POT defaults; default for images:), minmax
     "score_source": None,  # adaptive recipe: source it scores candidates on (default: source)
     "score_samples": DEFAULTS["recipe_score_samples"],
+    # adaptive recipe: a generator's latents in the scoring stream, times calibration's spread
+    "score_latent_scale": DEFAULTS["recipe_score_latent_scale"],
 }
 #: Keys POT itself adds to every engine section (``None`` unless given on its command line).
 POT_ADDED_KEYS = ("data_source", "evaluate")
@@ -74,6 +76,7 @@ class EngineSetup:
     recipe: str = "nncf"
     score_source: str | None = None
     score_samples: int = DEFAULTS["recipe_score_samples"]
+    score_latent_scale: float = DEFAULTS["recipe_score_latent_scale"]
 
 
 def _int(engine: dict[str, Any], key: str, minimum: int) -> int:
@@ -208,6 +211,11 @@ def make_setup(
         if engine.get(key) is not None:
             _int(engine, key, 1)
     score_samples = _int(engine, "score_samples", 1)
+    from ..recipe import check_latent_scale
+
+    score_latent_scale = check_latent_scale(
+        engine.get("score_latent_scale", ENGINE_KEYS["score_latent_scale"]), "engine.score_latent_scale"
+    )
     score_source = engine.get("score_source")
     if score_source is not None and not isinstance(score_source, str):
         raise SynthcalibError(f"engine.score_source: expected a source spec string, got {score_source!r}")
@@ -288,6 +296,7 @@ def make_setup(
         recipe=recipe or default_for(source),
         score_source=score_source,
         score_samples=score_samples,
+        score_latent_scale=score_latent_scale,
         metrics=metrics,
         device=device,
         cache=cache,

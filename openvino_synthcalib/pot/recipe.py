@@ -99,7 +99,7 @@ class RecipePipeline:
         import openvino as ov
 
         from .. import models
-        from ..recipe import predict_logits, scoring_batches
+        from ..recipe import predict_logits, scoring_batches, scoring_source
         from ..stream import make_stream
 
         started = time.perf_counter()
@@ -111,7 +111,7 @@ class RecipePipeline:
             else setup.model_path
         )
         with make_stream(
-            setup.score_source or stream.source,
+            setup.score_source or scoring_source(stream.source, setup.score_latent_scale),
             setup.score_samples,
             model=fp32,
             transform=stream.transform,

@@ -21,6 +21,7 @@ OPTIONS: dict[str, Any] = {
     "batch_size": None,
     "num_requests": None,
     "precision": None,
+    "latent_scale": 1.0,
 }
 
 
@@ -30,9 +31,12 @@ class GeneratorSource(Source):
     scheme = "generator"
     conditional = True
 
-    def __init__(self, spec: str, engine: GeneratorEngine) -> None:
+    def __init__(self, spec: str, engine: GeneratorEngine, latent_scale: float = 1.0, owns_engine: bool = True) -> None:
         super().__init__(spec)
         self.engine = engine
+        self._owns_engine = owns_engine
+        #: Standard deviation of the latent codes (1: the distribution the generator learnt).
+        self.latent_scale = float(latent_scale)
         info = engine.info
         self.num_classes = info.num_classes
         self.class_names = info.class_names
@@ -47,13 +51,23 @@ class GeneratorSource(Source):
         size: tuple[int, int] | None = None,
         occurrences: np.ndarray | None = None,
     ) -> Iterator[np.ndarray]:
-        return self.engine.iter_images(indices, labels, seed)
+        return self.engine.iter_images(indices, labels, seed, self.latent_scale)
+
+    def with_latent_scale(self, latent_scale: float) -> GeneratorSource:
+        """The same generator (its compiled model shared, not reopened) with latents of another
+        standard deviation; its spec says so. Closing the copy leaves the generator open."""
+        body, _, query = self.spec.partition("?")
+        pairs = [p for p in query.split("&") if p and p.partition("=")[0].strip() != "latent_scale"]
+        pairs.append(f"latent_scale={latent_scale:g}")
+        return GeneratorSource(f"{body}?{'&'.join(pairs)}", self.engine, latent_scale, owns_engine=False)
 
     def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "generator": self.engine.info.to_dict(), "path": self.engine.path}
+        out = {**super().describe(), "generator": self.engine.info.to_dict(), "path": self.engine.path}
+        return out if self.latent_scale == 1.0 else {**out, "latent_scale": self.latent_scale}
 
     def close(self) -> None:
-        self.engine.close()
+        if self._owns_engine:
+            self.engine.close()
 
 
 KINDS = {
@@ -65,6 +79,7 @@ KINDS = {
     "batch_size": "int>0",
     "num_requests": "int>=0",
     "precision": "str",
+    "latent_scale": "float>0",
 }
 
 
@@ -85,4 +100,4 @@ def make(arg: str, options: dict[str, Any], context: SourceContext) -> Generator
         default_num_classes=context.num_classes,
         **overrides,
     )
-    return GeneratorSource(spec, engine)
+    return GeneratorSource(spec, engine, opts["latent_scale"])
