@@ -247,8 +247,9 @@ def summarise(csv_path: Path, out: Path) -> str:
         " fixed activation range estimators, `mixed_*` = the same with asymmetric activation ranges (NNCF's MIXED"
         f" preset), `adaptive` = of {', '.join(ADAPTIVE_CANDIDATES)}, the candidate whose outputs stay closest to"
         " FP32's (mean KL divergence) on 1,000 items of the calibration source, another seed (a generator's latents"
-        " drawn 1.5x as wide: `score_stream.md`). The synthetic scores of the student and teacher `adaptive` rows"
-        " are on that stream; the candidate rows' scores are on the calibration source as it is.",
+        " drawn 1.5x as wide: `score_stream.md`). A candidate row carries the synthetic scores of the adaptive run"
+        " that wrote it: the committed student and teacher candidate rows were written before the scoring stream was"
+        " widened (latents as in calibration); their `adaptive` rows were re-measured with it.",
         "",
     ]
     default_counts = [r["samples"] for r in rows if r["mode"] == "default"] or ["300"]
@@ -410,8 +411,8 @@ def _score_rules(rows, n: str) -> list[str]:
         "",
         "Per adaptive run, among its candidates whose rows carry both synthetic scores (rows of earlier runs have no"
         " KL), how often each rule picks the candidate with the fewest real test flips (ties count), and the mean"
-        " extra real flips (pp) of its pick over that best. These candidate scores are on the calibration source as it"
-        " is (a generator's latents not widened); `score_stream.md` compares latent scales under the recipe's rule.",
+        " extra real flips (pp) of its pick over that best. In the committed CSV these candidate scores are on the"
+        " calibration source as it is (a generator's latents not widened); `score_stream.md` compares latent scales.",
         "",
         "| sources | runs | smallest KL, then flips (the recipe) | fewest flips, then KL |",
         "|---|---|---|---|",

@@ -23,14 +23,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
-import shlex
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 from calibration_sources import load_test, resolve_models, rule_outcome
-from paths import CIFAR_TEST, RESULTS, STUDENT
+from commands import record, recorded, study_parser
 
 from openvino_synthcalib.recipe import ADAPTIVE_CANDIDATES
 
@@ -170,33 +169,18 @@ def report(csv_path: Path, commands: list[str]) -> str:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--models", nargs="*", default=None, help="zoo names or model files (default: the whole zoo)")
-    p.add_argument("--seeds", nargs="*", type=int, default=[0])
+    p = study_parser(__doc__, seeds=[0], score_samples=4000)
     p.add_argument("--candidates", nargs="*", default=None, help="default: all studied settings")
-    p.add_argument("--score-samples", type=int, default=4000)
-    p.add_argument("--samples", type=int, default=300, help="calibration items")
-    p.add_argument(
-        "--generator", type=Path, default=STUDENT, help="calibration and scoring source (default: the student)"
-    )
-    p.add_argument("--test", type=Path, default=CIFAR_TEST)
-    p.add_argument("--preset", default="cifar10")
-    p.add_argument("--report-only", action="store_true")
-    p.add_argument("--out", type=Path, default=RESULTS)
     args = p.parse_args()
     csv_path = args.out / "recipe_candidates.csv"
-    commands_path = args.out / "recipe_candidates.commands.txt"
     if not args.report_only:
         args.candidates = args.candidates or list(candidates())
         unknown = set(args.candidates) - set(candidates())
         if unknown:
             p.error(f"--candidates: unknown {', '.join(sorted(unknown))}; expected some of {', '.join(candidates())}")
-        args.out.mkdir(parents=True, exist_ok=True)
-        with open(commands_path, "a") as f:
-            f.write(shlex.join(["python", "benchmarks/recipe_candidates.py", *sys.argv[1:]]) + "\n")
+        record(args.out, "recipe_candidates")
         run(args, csv_path)
-    commands = commands_path.read_text().splitlines() if commands_path.exists() else []
-    print(report(csv_path, commands))
+    print(report(csv_path, recorded(args.out, "recipe_candidates")))
 
 
 if __name__ == "__main__":

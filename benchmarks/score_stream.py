@@ -24,13 +24,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
-import shlex
 import sys
 from pathlib import Path
 
 import numpy as np
 from calibration_sources import load_test, resolve_models, rule_outcome
-from paths import CIFAR_TEST, RESULTS, STUDENT
+from commands import record, recorded, study_parser
 
 FIELDS = ["model", "seed", "candidate", "latent_scale", "real_flip", "real_top1", "synth_flip", "kl", "score_samples"]
 
@@ -152,29 +151,16 @@ def report(csv_path: Path, commands: list[str]) -> str:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--models", nargs="*", default=None, help="zoo names or model files (default: the whole zoo)")
-    p.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2])
+    p = study_parser(__doc__, seeds=[0, 1, 2], score_samples=1000)
     p.add_argument("--latent-scales", nargs="*", type=float, default=[1.0, 1.25, 1.5, 2.0])
-    p.add_argument("--score-samples", type=int, default=1000)
-    p.add_argument("--samples", type=int, default=300, help="calibration items")
-    p.add_argument("--generator", type=Path, default=STUDENT, help="calibration and scoring generator")
-    p.add_argument("--test", type=Path, default=CIFAR_TEST)
-    p.add_argument("--preset", default="cifar10")
-    p.add_argument("--report-only", action="store_true")
-    p.add_argument("--out", type=Path, default=RESULTS)
     args = p.parse_args()
     csv_path = args.out / "score_stream.csv"
-    commands_path = args.out / "score_stream.commands.txt"
     if not args.report_only:
         if any(not np.isfinite(s) or s <= 0 for s in args.latent_scales):
             p.error(f"--latent-scales: expected positive numbers, got {args.latent_scales}")
-        args.out.mkdir(parents=True, exist_ok=True)
-        with open(commands_path, "a") as f:
-            f.write(shlex.join(["python", "benchmarks/score_stream.py", *sys.argv[1:]]) + "\n")
+        record(args.out, "score_stream")
         run(args, csv_path)
-    commands = commands_path.read_text().splitlines() if commands_path.exists() else []
-    print(report(csv_path, commands))
+    print(report(csv_path, recorded(args.out, "score_stream")))
 
 
 if __name__ == "__main__":
