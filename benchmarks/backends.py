@@ -37,6 +37,7 @@ from pathlib import Path
 
 import numpy as np
 from paths import CIFAR_TEST, CIFAR_TRAIN, REPO, STUDENT, ZOO
+from rows import appending
 
 from openvino_synthcalib.recipe import ADAPTIVE_CANDIDATES, RECIPES
 
@@ -267,11 +268,7 @@ def run(args: argparse.Namespace) -> None:
     # a torch module does not tell its input size: the transform says it (the zoo takes 32x32)
     transform = {"preset": args.preset, "size": args.size}
     x_in = synthcalib.Transform.from_options(**transform)(x_test)
-    new_file = not csv_path.exists()
-    with open(csv_path, "a", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=FIELDS)
-        if new_file:
-            writer.writeheader()
+    with appending(csv_path, FIELDS) as (f, writer):
         for path in args.models:
             name = path.stem
             todo = [

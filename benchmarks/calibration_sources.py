@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 from paths import EXTRA_ZOO, REPO, SHARED, STUDENT, TEACHER, ZOO
+from rows import appending, done_keys
 
 from openvino_synthcalib.recipe import ADAPTIVE_CANDIDATES
 
@@ -85,13 +86,6 @@ def compile_f32(model):
     from openvino_synthcalib import models
 
     return models.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "THROUGHPUT"})
-
-
-def done_keys(path: Path) -> set[tuple[str, ...]]:
-    if not path.exists():
-        return set()
-    with open(path) as f:
-        return {tuple(r[k] for k in KEY) for r in csv.DictReader(f)}
 
 
 def calibrate(args: argparse.Namespace, model_path: Path, spec: str, mode: str, samples: int, seed: int, recipes):
@@ -147,14 +141,10 @@ def run(args: argparse.Namespace) -> None:
 
     csv_path = args.out / "calibration_sources.csv"
     args.out.mkdir(parents=True, exist_ok=True)
-    done = done_keys(csv_path)
+    done = done_keys(csv_path, KEY)
     x_test, y_test = load_test(args.test, args.test_limit)
     x_in = Transform.from_options(args.preset)(x_test)
-    new_file = not csv_path.exists()
-    with open(csv_path, "a", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=FIELDS)
-        if new_file:
-            writer.writeheader()
+    with appending(csv_path, FIELDS) as (f, writer):
         cells = [
             (m, mode, n, src, seed)
             for m in args.models

@@ -34,7 +34,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-from calibration_sources import FIELDS, KEY, done_keys  # one CSV schema for the calibration table
+from calibration_sources import FIELDS, KEY  # one CSV schema for the calibration table
+from rows import appending, done_keys
 
 ROOT = Path(__file__).resolve().parents[1]
 TEST_DIR = "../shared/datasets/cifar10-jpeg/test"
@@ -142,7 +143,7 @@ def main() -> int:
     parser.add_argument("--report", default=None, help="Markdown file name under benchmarks/results")
     parser.add_argument("--csv", type=Path, default=None, help="append rows to this calibration-source CSV")
     args = parser.parse_args()
-    done = done_keys(args.csv) if args.csv is not None else set()
+    done = done_keys(args.csv, KEY) if args.csv is not None else set()
     previous = {}  # rows of the CSV that a rerun skips: the report still shows them
     if args.csv is not None and args.csv.exists():
         with open(args.csv) as f:
@@ -240,11 +241,7 @@ def main() -> int:
     if args.csv is not None:
         with open(args.csv.parent / "calibration_sources.commands.txt", "a") as f:
             f.write(shlex.join([".venv-pot/bin/python", "benchmarks/pot_zoo.py", *sys.argv[1:]]) + "\n")
-        new_file = not args.csv.exists()
-        with open(args.csv, "a", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=FIELDS)
-            if new_file:
-                writer.writeheader()
+        with appending(args.csv, FIELDS) as (_, writer):
             for row in rows:
                 if row["tool"] != "synthcalib-pot" or "top1" not in row or row.get("from_csv"):
                     continue

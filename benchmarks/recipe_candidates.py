@@ -28,8 +28,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-from calibration_sources import load_test, resolve_models, rule_outcome
-from commands import record, recorded, study_parser
+from calibration_sources import resolve_models, rule_outcome
+from rows import appending, done_keys
+from study import load_test_batches, run_study, study_parser
 
 from openvino_synthcalib.recipe import ADAPTIVE_CANDIDATES
 
@@ -62,21 +63,11 @@ def run(args: argparse.Namespace, csv_path: Path) -> None:
     from openvino_synthcalib.backends import prepare_reference
     from openvino_synthcalib.recipe import _materialized, predict_logits, score, scoring_batches
     from openvino_synthcalib.stream import make_stream
-    from openvino_synthcalib.transforms import Transform
 
     settings = candidates()
-    done = set()
-    if csv_path.exists():
-        with open(csv_path) as f:
-            done = {(r["model"], r["seed"], r["candidate"]) for r in csv.DictReader(f)}
-    x_test, labels = load_test(args.test, None)
-    x_test = Transform.from_options(args.preset)(x_test)
-    test_batches = [x_test[i : i + 250] for i in range(0, len(x_test), 250)]
-    new_file = not csv_path.exists()
-    with open(csv_path, "a", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=FIELDS)
-        if new_file:
-            writer.writeheader()
+    done = done_keys(csv_path, ("model", "seed", "candidate"))
+    test_batches, labels = load_test_batches(args)
+    with appending(csv_path, FIELDS) as (f, writer):
         for path in resolve_models(args.models, args.test.parent):
             fp32 = ov.Core().read_model(str(path))
             reference = prepare_reference(fp32, "CPU", "f32")
@@ -172,15 +163,12 @@ def main() -> None:
     p = study_parser(__doc__, seeds=[0], score_samples=4000)
     p.add_argument("--candidates", nargs="*", default=None, help="default: all studied settings")
     args = p.parse_args()
-    csv_path = args.out / "recipe_candidates.csv"
     if not args.report_only:
         args.candidates = args.candidates or list(candidates())
         unknown = set(args.candidates) - set(candidates())
         if unknown:
             p.error(f"--candidates: unknown {', '.join(sorted(unknown))}; expected some of {', '.join(candidates())}")
-        record(args.out, "recipe_candidates")
-        run(args, csv_path)
-    print(report(csv_path, recorded(args.out, "recipe_candidates")))
+    run_study("recipe_candidates", args, run, report)
 
 
 if __name__ == "__main__":

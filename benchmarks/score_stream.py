@@ -28,8 +28,9 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from calibration_sources import load_test, resolve_models, rule_outcome
-from commands import record, recorded, study_parser
+from calibration_sources import resolve_models, rule_outcome
+from rows import appending, done_keys
+from study import load_test_batches, run_study, study_parser
 
 FIELDS = ["model", "seed", "candidate", "latent_scale", "real_flip", "real_top1", "synth_flip", "kl", "score_samples"]
 
@@ -42,21 +43,11 @@ def run(args: argparse.Namespace, csv_path: Path) -> None:
     from openvino_synthcalib.defaults import DEFAULTS
     from openvino_synthcalib.recipe import SCORE_SEED_OFFSET, predict_logits, score, scoring_batches
     from openvino_synthcalib.stream import make_stream
-    from openvino_synthcalib.transforms import Transform
 
-    done = set()
-    if csv_path.exists():
-        with open(csv_path) as f:
-            done = {(r["model"], r["seed"]) for r in csv.DictReader(f)}
-    x_test, labels = load_test(args.test, None)
-    x_test = Transform.from_options(args.preset)(x_test)
-    test_batches = [x_test[i : i + 250] for i in range(0, len(x_test), 250)]
+    done = done_keys(csv_path, ("model", "seed"))
+    test_batches, labels = load_test_batches(args)
     spec = f"generator:{args.generator}"
-    new_file = not csv_path.exists()
-    with open(csv_path, "a", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=FIELDS)
-        if new_file:
-            writer.writeheader()
+    with appending(csv_path, FIELDS) as (f, writer):
         for path in resolve_models(args.models, args.test.parent):
             seeds = [s for s in args.seeds if (path.stem, str(s)) not in done]
             if not seeds:
@@ -154,13 +145,9 @@ def main() -> None:
     p = study_parser(__doc__, seeds=[0, 1, 2], score_samples=1000)
     p.add_argument("--latent-scales", nargs="*", type=float, default=[1.0, 1.25, 1.5, 2.0])
     args = p.parse_args()
-    csv_path = args.out / "score_stream.csv"
-    if not args.report_only:
-        if any(not np.isfinite(s) or s <= 0 for s in args.latent_scales):
-            p.error(f"--latent-scales: expected positive numbers, got {args.latent_scales}")
-        record(args.out, "score_stream")
-        run(args, csv_path)
-    print(report(csv_path, recorded(args.out, "score_stream")))
+    if not args.report_only and any(not np.isfinite(s) or s <= 0 for s in args.latent_scales):
+        p.error(f"--latent-scales: expected positive numbers, got {args.latent_scales}")
+    run_study("score_stream", args, run, report)
 
 
 if __name__ == "__main__":

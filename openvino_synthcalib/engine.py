@@ -154,7 +154,7 @@ class GeneratorEngine:
         """The latent code of each item index: ``z_i`` depends on ``(seed, i)`` only; ``scale`` is
         the standard deviation (1: the distribution the generator was trained on)."""
         z = normal_rows(seed, indices, self.info.z_dim)
-        return z if scale == 1.0 else (z * np.float32(scale)).astype(z.dtype, copy=False)
+        return z if scale == 1.0 else z * np.float32(scale)
 
     def iter_images(
         self, indices: np.ndarray, labels: np.ndarray, seed: int, latent_scale: float = 1.0
@@ -176,9 +176,9 @@ class GeneratorEngine:
         for raw in self.run(batches()):
             yield contract.rescale(raw, self.info.output_range, (0.0, 1.0))
 
-    def images(self, indices: np.ndarray, labels: np.ndarray, seed: int, latent_scale: float = 1.0) -> np.ndarray:
+    def images(self, indices: np.ndarray, labels: np.ndarray, seed: int) -> np.ndarray:
         """All images for ``indices`` at once (see :meth:`iter_images`)."""
-        parts = list(self.iter_images(indices, labels, seed, latent_scale))
+        parts = list(self.iter_images(indices, labels, seed))
         if not parts:
             h, w = self.info.image_size
             return np.zeros((0, 3, h, w), np.float32)

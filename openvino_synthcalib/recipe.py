@@ -89,9 +89,9 @@ SCORE_SEED_OFFSET = 1000
 
 def check_latent_scale(value: Any, flag: str = "score_latent_scale") -> float:
     """A positive finite number, or a one-line error naming ``flag``."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value) or value <= 0:
-        raise SynthcalibError(f"{flag}: expected a positive number (1 = the generator's own latents), got {value!r}")
-    return float(value)
+    from .sources.base import check_number
+
+    return check_number(value, flag, positive=True)
 
 
 def scoring_source(source: Any, latent_scale: float) -> Any:

@@ -48,34 +48,33 @@ def test_calibration_sources_quick_on_tiny_inputs(assets, tmp_path):
     assert len(list(csv.DictReader(open(out / "calibration_sources.csv")))) == len(rows)
 
 
-def test_recipe_candidates_on_tiny_inputs(assets, tmp_path):
-    out = tmp_path / "results"
+def run_study_twice(name: str, assets, out: Path, *extra) -> tuple[list[dict[str, str]], str]:
+    """Run a study of the recipe on the tiny student and classifier, then again: the second run
+    resumes with nothing left to do. Its CSV rows and Markdown report."""
     args = ["--models", assets["classifier"], "--test", assets["images"], "--preset", "unit", "--generator",
-            assets["generator"], "--samples", "16", "--score-samples", "48", "--candidates", "nncf", "mixed_minmax",
-            "mixed_histogram", "--out", out]  # fmt: skip
-    run_benchmark("recipe_candidates.py", *args)
-    rows = list(csv.DictReader(open(out / "recipe_candidates.csv")))
-    assert [r["candidate"] for r in rows] == ["nncf", "mixed_minmax", "mixed_histogram"]
+            assets["generator"], "--samples", "16", *extra, "--out", out]  # fmt: skip
+    run_benchmark(f"{name}.py", *args)
+    rows = list(csv.DictReader(open(out / f"{name}.csv")))
     assert all(0 <= float(r["real_flip"]) <= 100 and float(r["kl"]) >= 0 for r in rows)
-    run_benchmark("recipe_candidates.py", *args)  # resumes: nothing left to run
-    assert len(list(csv.DictReader(open(out / "recipe_candidates.csv")))) == 3
-    md = (out / "recipe_candidates.md").read_text()
-    assert "smallest KL, then flips" in md and "recipe_candidates.py --models" in md
+    run_benchmark(f"{name}.py", *args)
+    assert len(list(csv.DictReader(open(out / f"{name}.csv")))) == len(rows)
+    md = (out / f"{name}.md").read_text()
+    assert f"{name}.py --models" in md
+    return rows, md
+
+
+def test_recipe_candidates_on_tiny_inputs(assets, tmp_path):
+    rows, md = run_study_twice("recipe_candidates", assets, tmp_path / "results", "--score-samples", "48",
+                               "--candidates", "nncf", "mixed_minmax", "mixed_histogram")  # fmt: skip
+    assert [r["candidate"] for r in rows] == ["nncf", "mixed_minmax", "mixed_histogram"]
+    assert "smallest KL, then flips" in md
 
 
 def test_score_stream_on_tiny_inputs(assets, tmp_path):
-    out = tmp_path / "results"
-    args = ["--models", assets["classifier"], "--test", assets["images"], "--preset", "unit", "--generator",
-            assets["generator"], "--samples", "16", "--score-samples", "32", "--seeds", "0", "--latent-scales", "1",
-            "2", "--out", out]  # fmt: skip
-    run_benchmark("score_stream.py", *args)
-    rows = list(csv.DictReader(open(out / "score_stream.csv")))
+    rows, md = run_study_twice("score_stream", assets, tmp_path / "results", "--score-samples", "32", "--seeds", "0",
+                               "--latent-scales", "1", "2")  # fmt: skip
     assert len(rows) == 6 and {r["latent_scale"] for r in rows} == {"1", "2"}
-    assert all(0 <= float(r["real_flip"]) <= 100 and float(r["kl"]) >= 0 for r in rows)
-    run_benchmark("score_stream.py", *args)  # resumes: nothing left to run
-    assert len(list(csv.DictReader(open(out / "score_stream.csv")))) == 6
-    md = (out / "score_stream.md").read_text()
-    assert "| 2 | " in md and "score_stream.py --models" in md
+    assert "| 2 | " in md
 
 
 def test_stream_throughput_quick_on_tiny_inputs(assets, tmp_path):

@@ -216,6 +216,14 @@ def take_options(
     return out
 
 
+def check_number(value: Any, where: str, positive: bool = False) -> float:
+    """A finite number (a positive one if ``positive``), or a one-line error naming ``where``."""
+    ok = not isinstance(value, bool) and isinstance(value, (int, float)) and bool(np.isfinite(value))
+    if not ok or (positive and value <= 0):
+        raise SynthcalibError(f"{where}: expected {'a positive' if positive else 'a finite'} number, got {value!r}")
+    return float(value)
+
+
 def _check_kind(spec: str, key: str, value: Any, kind: str) -> Any:
     where = f"source '{spec}': option {key}"
     if kind.startswith("int"):
@@ -225,11 +233,7 @@ def _check_kind(spec: str, key: str, value: Any, kind: str) -> Any:
             )
         return value
     if kind.startswith("float"):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
-            raise SynthcalibError(f"{where}: expected a finite number, got {value!r}")
-        if kind == "float>0" and value <= 0:
-            raise SynthcalibError(f"{where}: expected a positive number, got {value!r}")
-        return float(value)
+        return check_number(value, where, positive=kind == "float>0")
     if kind == "range":
         ok = isinstance(value, list) and len(value) == 2 and all(isinstance(v, (int, float)) for v in value)
         if not ok or not all(np.isfinite(v) for v in value) or not value[0] < value[1]:

@@ -1,4 +1,5 @@
-"""The commands file beside a benchmark's results: each run's exact command line, for its report."""
+"""What the studies of the recipe on the student share: their options, the commands file beside
+their results (each run's exact command line, for the report) and the test set."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import argparse
 import shlex
 import sys
 from pathlib import Path
+from typing import Any
 
 
 def record(out: Path, name: str) -> None:
@@ -36,3 +38,24 @@ def study_parser(doc: str, seeds: list[int], score_samples: int) -> argparse.Arg
     p.add_argument("--report-only", action="store_true")
     p.add_argument("--out", type=Path, default=RESULTS)
     return p
+
+
+def run_study(name: str, args: argparse.Namespace, run, report) -> None:
+    """Record this command, ``run(args, csv_path)`` unless ``--report-only``, then print the report
+    rebuilt from ``out/NAME.csv`` with every recorded command."""
+    csv_path = args.out / f"{name}.csv"
+    if not args.report_only:
+        record(args.out, name)
+        run(args, csv_path)
+    print(report(csv_path, recorded(args.out, name)))
+
+
+def load_test_batches(args: argparse.Namespace, batch: int = 250) -> tuple[list[Any], Any]:
+    """The test images under ``--test``, preprocessed with ``--preset``, in batches; and their labels."""
+    from calibration_sources import load_test
+
+    from openvino_synthcalib.transforms import Transform
+
+    x_test, labels = load_test(args.test, None)
+    x_test = Transform.from_options(args.preset)(x_test)
+    return [x_test[i : i + batch] for i in range(0, len(x_test), batch)], labels
