@@ -10,6 +10,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from . import forksafe
 from .defaults import DEFAULTS
 from .files import write_bytes
 
@@ -29,7 +30,8 @@ def png_bytes(image_hwc: np.ndarray) -> bytes:
     from PIL import Image
 
     buffer = io.BytesIO()
-    Image.fromarray(image_hwc).save(buffer, format="PNG", optimize=False)
+    with forksafe.section():  # PIL's encoder, in a web server's worker thread too
+        Image.fromarray(image_hwc).save(buffer, format="PNG", optimize=False)
     return buffer.getvalue()
 
 

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from . import forksafe
 from .defaults import DEFAULTS
 from .errors import SynthcalibError
 
@@ -274,7 +275,11 @@ def predict_logits(model: Any, batches: list[np.ndarray]) -> np.ndarray:
     from .backends import logits
 
     if not hasattr(model, "create_infer_request"):
-        return np.concatenate([logits(model, b).reshape(len(b), -1) for b in batches])
+        outs = []
+        for b in batches:
+            with forksafe.section():  # ONNX Runtime or torch inference: one fork-safe batch at a time
+                outs.append(logits(model, b).reshape(len(b), -1))
+        return np.concatenate(outs)
     from .inference import run_ordered
 
     def read(request: Any) -> np.ndarray:
@@ -387,7 +392,9 @@ def recipe(
         int8 = nncf.quantize(_copy(model), data, **kwargs)
         seconds = time.perf_counter() - begun
         runnable = prepare_reference(int8, device, "f32")
-        scores[candidate] = {**score(reference, predict_logits(runnable, batches)), "quantize_seconds": seconds}
+        outputs = predict_logits(runnable, batches)
+        with forksafe.section():
+            scores[candidate] = {**score(reference, outputs), "quantize_seconds": seconds}
         quantized[candidate] = int8
     out = _fixed(ADAPTIVE, choose(scores), base, caller_preset)
     out.scores = scores

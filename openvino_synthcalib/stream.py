@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import math
+import os
 import threading
+import time
 import weakref
 from collections import OrderedDict, deque
 from collections.abc import Iterator, Sequence
@@ -12,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from . import forksafe
 from .defaults import DEFAULTS
 from .errors import SynthcalibError
 from .schedule import ClassSchedule, resolve_classes
@@ -19,6 +23,38 @@ from .sources.base import Source, SourceContext
 from .transforms import Transform, as_transform
 
 _CACHED_BLOCKS = 4
+
+
+#: The environment variable that overrides ``DEFAULTS["stall_timeout"]`` (seconds).
+STALL_TIMEOUT_ENV = "SYNTHCALIB_STALL_TIMEOUT"
+#: After Ctrl+C, how long closing (at the latest at exit) waits for the producer to finish its batch.
+_INTERRUPT_WAIT = 2.0
+
+
+def stall_timeout() -> float:
+    """Seconds a prefetching stream may go without producing an item: ``$SYNTHCALIB_STALL_TIMEOUT``,
+    else ``DEFAULTS["stall_timeout"]``."""
+    text = os.environ.get(STALL_TIMEOUT_ENV, "").strip()
+    if not text:
+        return float(DEFAULTS["stall_timeout"])
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value <= 0:
+        raise SynthcalibError(f"{STALL_TIMEOUT_ENV}={text!r}: expected a positive number of seconds")
+    return value
+
+
+class Activity:
+    """What a producer is doing now (one line), for the error a stalled consumer raises."""
+
+    def __init__(self, what: str = "producing the next item") -> None:
+        self.what = what
+        self.since = time.monotonic()
+
+    def set(self, what: str) -> None:
+        self.what, self.since = what, time.monotonic()
 
 
 class _Buffer:
@@ -81,10 +117,24 @@ class Prefetch:
 
     Order and values are unchanged; an exception in the producer is raised in the consumer;
     :meth:`close` (or dropping the iterator) stops the producer, which closes ``items`` in its own
-    thread.
+    thread. A consumer that waits ``timeout`` seconds (default: :func:`stall_timeout`) for
+    an item raises :class:`SynthcalibError` naming what the producer was doing (``activity``, which
+    the producer keeps up to date); Ctrl+C in that wait stops at once. Closing waits for the
+    producer at most ``timeout`` seconds (none after a stall, a moment after Ctrl+C).
     """
 
-    def __init__(self, items: Iterator[Any], max_bytes: int) -> None:
+    def __init__(
+        self,
+        items: Iterator[Any],
+        max_bytes: int,
+        activity: Activity | None = None,
+        timeout: float | None = None,
+        name: str = "the item stream",
+    ) -> None:
+        self._stall = stall_timeout() if timeout is None else float(timeout)
+        self._join_wait = self._stall
+        self._activity = activity or Activity()
+        self._name = name
         self._buffer = _Buffer(max_bytes)
         self._thread = threading.Thread(target=_produce, args=(self._buffer, items), name="synthcalib-prefetch")
         self._thread.daemon = True
@@ -96,30 +146,53 @@ class Prefetch:
 
     def __next__(self) -> Any:
         buffer = self._buffer
-        with buffer.cond:
-            while not buffer.items and not buffer.done:
-                buffer.cond.wait()
-            if buffer.items:
-                item, size = buffer.items.popleft()
-                buffer.bytes -= size
-                buffer.cond.notify_all()
-                return item
-            error = buffer.error
+        try:
+            with buffer.cond:
+                if not buffer.items and not buffer.done and not buffer.stop:
+                    deadline = time.monotonic() + self._stall
+                    while not buffer.items and not buffer.done:
+                        left = deadline - time.monotonic()
+                        if left <= 0:
+                            break
+                        buffer.cond.wait(left)  # interruptible: Ctrl+C raises KeyboardInterrupt here
+                if buffer.items:
+                    item, size = buffer.items.popleft()
+                    buffer.bytes -= size
+                    buffer.cond.notify_all()
+                    return item
+                stalled = not buffer.done and not buffer.stop
+                error = buffer.error
+        except KeyboardInterrupt:  # stop at once; at exit, the producer gets a moment to finish its batch
+            self._join_wait = min(self._join_wait, _INTERRUPT_WAIT)
+            self._stop()
+            raise
+        if stalled:
+            activity = self._activity
+            doing, since = activity.what, time.monotonic() - activity.since
+            self._join_wait = 0.0  # the producer is stuck: never wait for it again
+            self.close()
+            raise SynthcalibError(
+                f"{self._name} produced no item for {self._stall:g} s: it has been {doing} for {since:.0f} s "
+                f"(set {STALL_TIMEOUT_ENV}=SECONDS to wait longer)"
+            )
         self.close()
         if error is not None:
             raise error
         raise StopIteration
 
-    def close(self) -> None:
-        """Stop the producer and wait for it (idempotent)."""
+    def _stop(self) -> None:
         buffer = self._buffer
         with buffer.cond:
             buffer.stop = True
             buffer.items.clear()
             buffer.bytes = 0
             buffer.cond.notify_all()
-        if self._thread is not threading.current_thread():
-            self._thread.join()
+
+    def close(self) -> None:
+        """Stop the producer and wait for it, for a bounded time (idempotent)."""
+        self._stop()
+        if self._thread is not threading.current_thread() and self._join_wait > 0:
+            self._thread.join(self._join_wait)
 
     def __del__(self) -> None:
         with contextlib.suppress(Exception):
@@ -169,7 +242,8 @@ class SyntheticStream:
             self.schedule = ClassSchedule(
                 self.source.num_classes,
                 self.num_samples,
-                resolve_classes(self.source.names, classes),
+                # a source holding some classes only (an image folder of a subset) draws from those
+                resolve_classes(self.source.names, classes if classes is not None else self.source.available_classes),
                 class_weights,
                 seed=self.seed,
             )
@@ -194,28 +268,59 @@ class SyntheticStream:
     def _prepare(self, images: np.ndarray) -> np.ndarray:
         return self.transform(images) if self.transform is not None else np.ascontiguousarray(images, np.float32)
 
-    def _generate(self, start: int, stop: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    def _generate(
+        self, start: int, stop: int, activity: Activity | None = None
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Each batch is made inside a fork-safe section (never held across the ``yield``); what is
+        being done is kept in ``activity``."""
+        activity = activity or Activity()
+        spec = self.source.spec
         step = max(self.block, 1)
         for chunk in range(start, stop, 64 * step):  # class schedule per chunk: flat in the stream length
             indices = np.arange(chunk, min(stop, chunk + 64 * step), dtype=np.int64)
-            labels, occurrences = self.schedule.labels_and_occurrences(indices)
+            with forksafe.section():
+                labels, occurrences = self.schedule.labels_and_occurrences(indices)
+                batches = iter(self.source.iter_images(indices, labels, self.seed, self.target_size, occurrences))
             pos = 0
-            for images in self.source.iter_images(indices, labels, self.seed, self.target_size, occurrences):
-                n = len(images)
-                first = int(indices[pos])
-                if not np.isfinite(images).all():
-                    raise SynthcalibError(
-                        f"source '{self.source.spec}' produced NaN or inf pixels (items {first}..{first + n - 1}): "
-                        "the source is broken or its output_range is wrong"
-                    )
-                x = self._prepare(images)
-                if not np.isfinite(x).all():
-                    raise SynthcalibError(
-                        f"preprocessing {self._describe_transform()} turned items {first}..{first + n - 1} of "
-                        f"'{self.source.spec}' into NaN or inf values: check mean, std and input_range"
-                    )
-                yield x, labels[pos : pos + n]
-                pos += n
+            try:
+                while True:
+                    if pos < len(indices):
+                        first, last = int(indices[pos]), int(indices[min(pos + step, len(indices)) - 1])
+                        activity.set(f"generating items {first}..{last} of '{spec}'")
+                    with forksafe.section():
+                        images = next(batches, None)
+                    if images is None:
+                        break
+                    n = len(images)
+                    first = int(indices[pos])
+                    activity.set(self._doing(images, f"items {first}..{first + n - 1} of '{spec}'"))
+                    with forksafe.section():
+                        if not np.isfinite(images).all():
+                            raise SynthcalibError(
+                                f"source '{spec}' produced NaN or inf pixels (items {first}..{first + n - 1}): "
+                                "the source is broken or its output_range is wrong"
+                            )
+                        x = self._prepare(images)
+                        if not np.isfinite(x).all():
+                            raise SynthcalibError(
+                                f"preprocessing {self._describe_transform()} turned items {first}..{first + n - 1} "
+                                f"of '{spec}' into NaN or inf values: check mean, std and input_range"
+                            )
+                    yield x, labels[pos : pos + n]
+                    pos += n
+            finally:
+                close = getattr(batches, "close", None)
+                if close is not None:
+                    with forksafe.section():  # finishes the source's inference requests in flight
+                        close()
+
+    def _doing(self, images: np.ndarray, items: str) -> str:
+        """``resizing ITEMS from 32x32 to 224x224`` or ``preprocessing ITEMS`` (for a stall error)."""
+        size = self.target_size
+        hw = tuple(np.shape(images)[-2:])
+        if size is not None and hw != tuple(size):
+            return f"resizing {items} from {hw[0]}x{hw[1]} to {size[0]}x{size[1]}"
+        return f"preprocessing {items}"
 
     def _describe_transform(self) -> str:
         if isinstance(self.transform, Transform):
@@ -226,10 +331,13 @@ class SyntheticStream:
     def batches(self, start: int = 0, stop: int | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """``(inputs [n, ...], labels [n])`` for items ``start..stop``, ``batch_size`` at a time."""
         stop = self.num_samples if stop is None else min(stop, self.num_samples)
-        items = self._generate(start, stop)
         if self.prefetch <= 0:
-            return items
-        return Prefetch(items, self.prefetch)
+            return self._generate(start, stop)
+        timeout = stall_timeout()  # a bad $SYNTHCALIB_STALL_TIMEOUT fails here, before any thread starts
+        spec = self.source.spec
+        activity = Activity(f"starting to generate items {start}..{stop - 1} of '{spec}'")
+        items = self._generate(start, stop, activity)
+        return Prefetch(items, self.prefetch, activity, timeout, f"the stream of '{spec}'")
 
     def __iter__(self) -> Iterator[tuple[np.ndarray, int]]:
         for inputs, labels in self.batches():

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import models
+from .. import forksafe, models
 from ..errors import SynthcalibError
 from ..recipe import RECIPES as PRODUCT_RECIPES
 from ..sources.base import Source
@@ -172,11 +172,14 @@ def check_request(request: JobRequest) -> None:
 
 
 def _images_per_s(compiled: Any, x: np.ndarray, seconds: float) -> float:
-    """Images/s of synchronous inference on batch ``x`` for about ``seconds``."""
-    compiled(x)
+    """Images/s of synchronous inference on batch ``x`` for about ``seconds`` (each inference a
+    fork-safe section: this runs in a worker thread)."""
+    with forksafe.section():
+        compiled(x)
     n, started = 0, time.perf_counter()
     while time.perf_counter() - started < seconds or n == 0:
-        compiled(x)
+        with forksafe.section():
+            compiled(x)
         n += 1
     return n * len(x) / (time.perf_counter() - started)
 
