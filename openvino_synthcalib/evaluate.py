@@ -9,13 +9,14 @@ from typing import Any
 
 import numpy as np
 
-from . import models
+from . import forksafe, models
 from .classifier import check_same_input, classifier_classes
-from .defaults import DEFAULTS
+from .defaults import DEFAULTS, preset_framing
 from .errors import SynthcalibError
-from .imagefolder import ImageFolder, load_image
+from .imagefolder import CenterCrop, check_folder_classes, load_image, model_class_list
 from .inference import predict
 from .sources.base import parse_spec
+from .stream import Activity, Prefetch
 from .transforms import as_transform, resize
 
 
@@ -43,6 +44,7 @@ def evaluate(
     *,
     transform: Any = None,
     reference: Any = None,
+    class_list: Any = None,
     batch_size: int = DEFAULTS["eval_batch_size"],
     device: str = DEFAULTS["device"],
     precision: str | None = DEFAULTS["precision"],
@@ -50,17 +52,35 @@ def evaluate(
     progress: bool = False,
 ) -> dict[str, Any]:
     """Top-1 of ``model`` on a labelled folder (``images:DIR`` or ``DIR``) and, with
-    ``reference``, the share of images on which both models predict the same class."""
-    scheme, root, _ = parse_spec(data)
+    ``reference``, the share of images on which both models predict the same class.
+
+    Class folders map to the model's classes by name when a class list is known: ``class_list``
+    (a file, a generator with class names, or a list of names; or ``images:DIR?class_list=FILE``),
+    else the model's own labels (rt_info ``model_info/labels``) if the folder names match them.
+    Without one, folders map by sorted position, which needs one folder per model class: a
+    folder holding a subset of the classes is refused. The ``imagenet`` preset (or
+    ``images:DIR?crop=center``) frames images as torchvision's evaluation does (resize, centre crop).
+    """
+    from .sources.images import FolderOptions, read_spec
+
+    scheme, root, options = parse_spec(data)
     if scheme not in ("", "images"):
         raise SynthcalibError(f"--data '{data}': expected a labelled image folder images:DIR")
-    folder = ImageFolder(root)
     if not hasattr(model, "inputs"):
         model = models.read_model(model, "model")
+    framing = preset_framing(transform)
+    defaults = FolderOptions(class_list, model_class_list(model), framing.get("crop"), framing.get("crop_fraction"))
+    allowed = {"class_list": None, "crop": None, "crop_fraction": None}
+    spec = read_spec(f"images:{root}", options, root, defaults, allowed)
+    folder = spec.open()
     tf = as_transform(transform, model)
     num_classes = classifier_classes(model)
-    if num_classes is not None and num_classes < len(folder.classes):
-        raise SynthcalibError(f"--data '{root}' has {len(folder.classes)} classes but the model outputs {num_classes}")
+    check_folder_classes(
+        folder,
+        num_classes,
+        f"--data '{root}'",
+        "pass the model's class list with --class-list FILE (one name per line, or index<TAB>wnid<TAB>name)",
+    )
     samples = folder.samples()
     if limit is not None:
         samples = [samples[i] for i in np.linspace(0, len(samples) - 1, min(limit, len(samples))).astype(int)]
@@ -75,23 +95,43 @@ def evaluate(
         if ref_batch != batch:
             raise SynthcalibError(f"--reference '{reference}' has a fixed batch of {ref_batch}, the model {batch}")
     size = tf.size if tf is not None and tf.size else None
+    crop = None
+    if spec.crop_fraction is not None:
+        if size is None:
+            raise SynthcalibError(f"--data '{data}': crop=center needs the model's input size, which is not static")
+        crop = CenterCrop(size, spec.crop_fraction)
+
+    activity = Activity(f"starting to read the images of '{root}'")
+
+    def load(sample: Any) -> np.ndarray:
+        with forksafe.section():
+            return load_image(sample[0], crop)
 
     def inputs() -> Iterator[np.ndarray]:
+        # decoding in the pool's threads, resizing here: each a fork-safe section of its own (this
+        # thread waits for the pool outside any section, see forksafe)
         with ThreadPoolExecutor(2) as pool:
             for start in range(0, len(samples), batch):
                 chunk = samples[start : start + batch]
-                imgs = list(pool.map(lambda s: load_image(s[0]), chunk))
-                if size is not None:
-                    imgs = [resize(im[None], size)[0] for im in imgs]
-                x = np.stack(imgs + [imgs[-1]] * (batch - len(imgs)))
-                yield tf(x) if tf is not None else x
+                where = f"images {start}..{start + len(chunk) - 1} of '{root}'"
+                activity.set(f"reading {where}")
+                imgs = list(pool.map(load, chunk))
+                activity.set(f"resizing {where} to {size[0]}x{size[1]}" if size else f"preprocessing {where}")
+                with forksafe.section():
+                    if size is not None:
+                        imgs = [resize(im[None], size)[0] for im in imgs]
+                    x = np.stack(imgs + [imgs[-1]] * (batch - len(imgs)))
+                    x = tf(x) if tf is not None else x
+                yield x
 
     bar = None
     if progress:
         from tqdm import tqdm
 
         bar = tqdm(total=len(samples), desc="evaluate", unit="img", leave=False)
-    feeds = itertools.tee(inputs(), 2 if compiled_ref is not None else 1)
+    # read ahead in a thread, with the stream's watchdog: a stalled read fails, naming what it was doing
+    ahead = Prefetch(inputs(), DEFAULTS["prefetch"], activity, name=f"reading '{root}'")
+    feeds = itertools.tee(ahead, 2 if compiled_ref is not None else 1)
     streams = [predict(compiled, feeds[0], what="the model")]
     if compiled_ref is not None:
         streams.append(predict(compiled_ref, feeds[1], what="the reference model"))
@@ -110,6 +150,10 @@ def evaluate(
         "classes": len(folder.classes),
         "top1": float((pred == labels).mean()),
     }
+    if folder.class_list is not None:
+        result["class_list"] = folder.class_list.origin
+    if crop is not None:
+        result["crop"] = {"mode": "center", "fraction": crop.fraction}
     if compiled_ref is not None:
         ref_pred = np.concatenate(preds[1])[: len(samples)]
         result["reference_top1"] = float((ref_pred == labels).mean())

@@ -19,7 +19,17 @@ from .transforms import TRANSFORM_KEYS
 
 # nncf.quantize parameters a config may set, with how to check them.
 NNCF_KEYS = ("preset", "subset_size", "fast_bias_correction", "model_type", "target_device", "ignored_scope")
-DATASET_KEYS = ("source", "num_samples", "seed", "classes", "class_weights", "batch_size", "device", "precision")
+DATASET_KEYS = (
+    "source",
+    "num_samples",
+    "seed",
+    "classes",
+    "class_weights",
+    "class_list",
+    "batch_size",
+    "device",
+    "precision",
+)
 ACCURACY_KEYS = ("max_drop", "metric", "source", "num_samples", "seed", "drop_type", "max_num_iterations")
 RECIPE_KEYS = ("name", "score_source", "score_samples", "score_latent_scale")
 CONFIG_KEYS = (
@@ -165,6 +175,7 @@ def quantize(
     transform: Any = None,
     classes: Any = None,
     class_weights: Any = None,
+    class_list: Any = None,
     device: str = DEFAULTS["device"],
     batch_size: int = DEFAULTS["batch_size"],
     precision: str | None = DEFAULTS["calibration_precision"],
@@ -184,6 +195,14 @@ def quantize(
     Returns a report: time, samples per class, the recipe (chosen candidate and its synthetic
     scores), model sizes. The output is written atomically
     (an existing file is replaced only by a complete new model) and never over the input.
+
+    Image folders (``images:DIR``) map their class folders to the model's classes by name when a
+    class list is known: ``class_list`` (a file, a generator with class names or a list of names;
+    a source's own ``?class_list=`` wins), else the class names of the generator the folder is
+    paired with (as calibration or validation source), else the model's labels; without one, by
+    sorted position (refused for a folder holding only some of the model's classes). A folder
+    holding some classes is streamed over those (unless ``classes`` says otherwise). The
+    ``imagenet`` preset frames folder images as torchvision's evaluation does (resize, centre crop).
 
     ``model`` may be an OpenVINO model or path, an ``onnx.ModelProto`` or a ``torch.nn.Module``;
     ``backend="onnx"`` reads a path with ONNX and writes an INT8 ``.onnx`` file (see
@@ -208,6 +227,7 @@ def quantize(
             transform=transform,
             classes=classes,
             class_weights=class_weights,
+            class_list=class_list,
             device=device,
             batch_size=batch_size,
             precision=precision,
@@ -235,6 +255,7 @@ def _quantize(
     transform: Any,
     classes: Any,
     class_weights: Any,
+    class_list: Any,
     device: str,
     batch_size: int,
     precision: str | None,
@@ -253,13 +274,24 @@ def _quantize(
 
     stream_options = {
         "model": model,
-        "classes": classes,
         "class_weights": class_weights,
         "device": device,
         "batch_size": batch_size,
         "precision": precision,
     }
-    stream = stack.enter_context(make_stream(source, num_samples, transform=transform, seed=seed, **stream_options))
+    folders = _folder_options(model, transform, class_list)
+    validation_spec = accuracy.get("source") if accuracy else None
+    calibration_source = _open_folder(source, folders, validation_spec, stack)
+    stream = stack.enter_context(
+        make_stream(
+            calibration_source,
+            num_samples,
+            transform=transform,
+            seed=seed,
+            classes=_stream_classes(calibration_source, classes),
+            **stream_options,
+        )
+    )
     model_classes = backends.model_classes(model, stream)
     src = stream.source
     if not allow_class_mismatch:
@@ -281,12 +313,14 @@ def _quantize(
     if accuracy:
         # The validation set may come from another source than calibration (say, real or noise
         # calibration judged on a generator's labelled stream); by default it is the same source.
+        validation_source = _open_folder(accuracy.get("source", src), folders, src, stack)
         validation_stream = stack.enter_context(
             make_stream(
-                accuracy.get("source", src),
+                validation_source,
                 int(accuracy.get("num_samples", num_samples)),
                 transform=stream.transform,
                 seed=int(accuracy.get("seed", seed + 1)),
+                classes=_stream_classes(validation_source, classes),
                 **stream_options,
             )
         )
@@ -335,6 +369,54 @@ def _quantize(
         "recipe_summary": chosen.summary(),
         "quantized_model": quantized,
     }
+
+
+def _folder_options(model: Any, transform: Any, class_list: Any) -> Any:
+    """How this run reads image folders: the user's class list, the model's labels, the preset's framing."""
+    from .defaults import preset_framing
+    from .imagefolder import ClassList, model_class_list
+    from .sources.images import FolderOptions
+
+    framing = preset_framing(transform)
+    explicit = ClassList.load(class_list, "--class-list") if class_list is not None else None
+    labels = model_class_list(model) if hasattr(model, "get_rt_info") else None
+    return FolderOptions(explicit, labels, framing.get("crop"), framing.get("crop_fraction"))
+
+
+def _open_folder(source: Any, folders: Any, partner: Any, stack: contextlib.ExitStack) -> Any:
+    """An image-folder spec opened with this run's folder options, paired with the class names of
+    ``partner`` (the other stream's source or spec) when that is a generator; anything else as is."""
+    from .imagefolder import ClassList, generator_class_list
+    from .sources.base import Source
+    from .sources.images import is_folder_spec, open_source
+
+    if not is_folder_spec(source):
+        return source
+    paired = folders.paired
+    if isinstance(partner, Source) and partner.scheme == "generator" and partner.class_names:
+        paired = ClassList.from_names(
+            partner.class_names,
+            f"the class names of generator '{partner.spec}'",
+            explicit=False,
+            ids=getattr(partner, "class_ids", None),
+        )
+    elif isinstance(partner, str):
+        try:
+            if parse_spec(partner)[0] in ("generator", "") and not is_folder_spec(partner):
+                paired = generator_class_list(partner, "accuracy_control.source", explicit=False)
+        except Exception:
+            pass  # not a generator, or one without class names: its own stream reports its problems
+    opened = open_source(source, folders.with_paired(paired))
+    stack.callback(opened.close)
+    return opened
+
+
+def _stream_classes(source: Any, classes: Any) -> Any:
+    """The classes a stream draws: the user's, else those a folder holds when it holds only some."""
+    if classes is not None:
+        return classes
+    available = getattr(source, "available_classes", None)
+    return list(available) if available is not None else None
 
 
 def load_config(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -415,6 +497,10 @@ def _check_dataset(dataset: dict[str, Any], where: str) -> None:
             models.precision_config(dataset["precision"])
         except SynthcalibError as exc:
             raise SynthcalibError(f"{where}dataset.{exc}") from None
+    if dataset.get("class_list") is not None and not isinstance(dataset["class_list"], (str, list)):
+        raise SynthcalibError(
+            f"{where}dataset.class_list: expected a class-list file or a list of names, got {dataset['class_list']!r}"
+        )
     for key in ("classes", "class_weights"):
         value = dataset.get(key)
         if value is not None and not isinstance(value, (list, str, int)):

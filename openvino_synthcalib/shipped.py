@@ -13,7 +13,10 @@ from pathlib import Path
 DATA = Path(__file__).resolve().parent / "data"
 
 #: Shipped generators by name.
-GENERATORS = {"cifar10": DATA / "cifar10" / "cifar10_student.xml"}
+GENERATORS = {
+    "cifar10": DATA / "cifar10" / "cifar10_student.xml",
+    "imagenet": DATA / "imagenet" / "imagenet_student.xml",
+}
 #: The default generator (``synthcalib serve``, the demo).
 DEFAULT_GENERATOR = "cifar10"
 #: A small CIFAR-10 classifier trained for the demo (``python -m openvino_synthcalib.demo``).

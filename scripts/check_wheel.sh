@@ -13,12 +13,15 @@ trap 'rm -rf "$WORK"' EXIT
 wheel="$(ls "$WORK"/dist/openvino_synthcalib-*.whl)"
 # grep without -q reads all of unzip's output: with -q it may exit first, and unzip's SIGPIPE then
 # fails the pipeline under pipefail even though the file is there.
-unzip -l "$wheel" | grep "openvino_synthcalib/data/cifar10/cifar10_student.bin" >/dev/null \
-    || { echo "error: $wheel does not contain the shipped generator" >&2; exit 1; }
+for name in cifar10/cifar10_student imagenet/imagenet_student; do
+    unzip -l "$wheel" | grep "openvino_synthcalib/data/$name.bin" >/dev/null \
+        || { echo "error: $wheel does not contain the shipped generator $name" >&2; exit 1; }
+done
 "$PYTHON" -m venv "$WORK/venv"
 "$WORK/venv/bin/python" -m pip install --quiet --disable-pip-version-check "openvino==2026.4.1" "nncf==3.4.0" "$wheel"
 cd "$WORK"  # not the checkout: only the installed package can be imported
 "$WORK/venv/bin/python" -m openvino_synthcalib.demo --num-samples 100 --held-out 200 --out "$WORK/demo"
 "$WORK/venv/bin/synthcalib" info cifar10 | grep "num_classes: 10"
+"$WORK/venv/bin/synthcalib" info imagenet | grep "num_classes: 1000"
 test -s "$WORK/demo/classifier_int8.xml" && test -s "$WORK/demo/classifier_int8.bin"
 echo "wheel check passed: $(basename "$wheel")"

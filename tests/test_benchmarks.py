@@ -99,3 +99,69 @@ def test_stream_throughput_quick_on_tiny_inputs(assets, tmp_path):
     assert {r["generator"] for r in rows} == {"gen", "gen_onehot"} and all(float(r["images_per_s"]) > 0 for r in rows)
     md = (out / "stream_throughput.md").read_text()
     assert "folder on disk" in md and "synthetic stream" in md and "--quick" in md
+
+
+def _imagenet():
+    """benchmarks/imagenet.py as a module (benchmarks/ on sys.path, as the scripts have it)."""
+    bench = str(REPO / "benchmarks")
+    if bench not in sys.path:
+        sys.path.insert(0, bench)
+    import imagenet
+
+    return imagenet
+
+
+def test_imagenet_views_frame_as_the_product_crops(tmp_path):
+    """Centre view = ``images:...?crop=center``'s framing; mirror and four corners of the same resized image."""
+    import numpy as np
+    from PIL import Image
+
+    from openvino_synthcalib.imagefolder import CenterCrop, load_image
+
+    im = _imagenet()
+    rng = np.random.default_rng(0)
+    path = tmp_path / "x.png"
+    Image.fromarray(rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)).save(path)
+    x = im.resized(path, 28)
+    assert x.shape == (32, 40, 3)  # short side floor(28 / 0.875) = 32
+    views = im.crop_views(x, 28)
+    assert views.shape == (len(im.VIEWS), 3, 28, 28) and views.dtype == np.uint8
+    np.testing.assert_allclose(views[0] / 255.0, load_image(path, CenterCrop((28, 28))), atol=1e-6)
+    assert (views[1] == views[0][:, :, ::-1]).all()
+    chw = x.transpose(2, 0, 1)
+    assert (views[2] == chw[:, :28, :28]).all() and (views[5] == chw[:, -28:, -28:]).all()
+    assert (views[3] == chw[:, :28, -28:]).all() and (views[4] == chw[:, -28:, :28]).all()
+
+
+def test_imagenet_report_from_a_tiny_csv(tmp_path):
+    """--report-only rebuilds the Markdown (tables, ratios, curve) and the curve plot from the CSV alone."""
+    im = _imagenet()
+    base = {"model": "lite0", "samples": "300", "views": "centre+mirror", "images": "10", "fp32_top1": "90.0",
+            "int8_top1_views": "", "step": "", "train_minutes": "", "spec": "", "run_id": "r1"}  # fmt: skip
+
+    def row(source, recipe, seed, flips, wall, nncf_s, generator="", chosen=None, **extra):
+        return {**base, "source": source, "recipe": recipe, "seed": seed, "generator": generator,
+                "flip_rate": flips, "flip_rate_centre": flips, "int8_top1": "89.0", "chosen": chosen or recipe,
+                "quantize_s": wall, "nncf_quantize_s": nncf_s, **extra}  # fmt: skip
+
+    rows = [
+        row("real", "nncf", 0, "2.0", "20", "18"),
+        row("real", "nncf", 1, "4.0", "20", "18"),
+        row("generator", "adaptive", 0, "6.0", "120", "20", "imagenet", "mixed_minmax"),
+        row("noise", "adaptive", 0, "30.0", "100", "20"),
+        row("checkpoint", "nncf", 0, "9.0", "20", "18", "run/checkpoint-0000050", step="50", train_minutes="2.5"),
+        row("checkpoint", "nncf", 0, "5.0", "20", "18", "run/checkpoint-0000100", step="100", train_minutes="5.0"),
+    ]
+    with open(tmp_path / "imagenet.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=im.FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+    (tmp_path / "imagenet.commands.txt").write_text("python benchmarks/imagenet.py --seeds 0\n")
+    im.main(["--report-only", "--out", str(tmp_path)])
+    md = (tmp_path / "imagenet.md").read_text()
+    assert "python benchmarks/imagenet.py --seeds 0" in md
+    assert "the classifier the ImageNet generator was trained against" in md and "Lite2" in md
+    assert "| real | nncf | 2 | 3.00 ± 1.41 |" in md
+    assert "| generator (imagenet) | adaptive | 1 | 6.00 | 6.00 | 89.00 | 2.00 | x6.0 | x6.0 | mixed_minmax 1 |" in md
+    assert "| run/checkpoint-0000100 | 100 | 5.0 | 5.0 | 1.67 |" in md
+    assert (tmp_path / "imagenet.png").stat().st_size > 0

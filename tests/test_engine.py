@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import openvino as ov
 import pytest
@@ -118,6 +120,27 @@ def test_shipped_student_smoke():
         model = models.read_model(GENERATORS["cifar10"])
         assert info.provenance["params"] == models.parameter_count(model)
     assert eng.compiled is None  # closed by the with block
+
+
+def test_shipped_imagenet_generator():
+    """The packaged 1000-class generator: WordNet ids and distinct names, provenance without build paths,
+    and a stream for a 224-px model resizes its 128-px images."""
+    from openvino_synthcalib.imagefolder import ClassList
+    from openvino_synthcalib.shipped import GENERATORS
+
+    with GeneratorEngine("imagenet", batch_size=8, num_requests=1) as eng:
+        info = eng.info
+        assert (info.num_classes, info.image_size, info.output_range) == (1000, (128, 128), (-1.0, 1.0))
+        assert info.class_ids[0] == "n01440764" and info.class_names[0] == "tench"
+        assert len(set(info.class_names)) == 1000 and "crane (n02012849)" in info.class_names
+        prov = info.provenance
+        assert prov["teacher_kind"].startswith("classifier") and prov["teacher_input"]["input_size"] == 224
+        assert "/" not in json.dumps(prov)  # no build-machine paths
+        raw = eng.generate(eng.latents(np.arange(4), seed=0), np.array([0, 1, 500, 999]))
+        assert raw.shape == (4, 3, 128, 128) and np.isfinite(raw).all() and raw.std() > 0.05
+    folders = ClassList.load("imagenet").match(["n01440764", "goldfish", "999"], "test")
+    assert folders == [0, 1, 999]
+    assert GENERATORS["imagenet"].with_suffix(".bin").stat().st_size < 8 << 20
 
 
 def test_engine_leaves_the_callers_model_alone(assets):

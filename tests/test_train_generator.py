@@ -144,8 +144,10 @@ def test_options_table_and_validation():
     assert d["batch"] == 64 and d["max_params"] == 1_000_000
     with pytest.raises(SynthcalibError, match="--lr-g"):
         opt_mod.resolve_options("train", data="x", lr_g=-1)
-    with pytest.raises(SynthcalibError, match="--data is required"):
+    with pytest.raises(SynthcalibError, match="give --data .* or --classifier"):
         opt_mod.resolve_options("train")
+    with pytest.raises(SynthcalibError, match="exclude each other"):
+        opt_mod.resolve_options("train", data="x", classifier="m:f")
     with pytest.raises(SynthcalibError, match="--real-data"):
         opt_mod.resolve_options("train", data="x", real_data="DIR")
 

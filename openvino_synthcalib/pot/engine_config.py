@@ -31,6 +31,7 @@ ENGINE_KEYS: dict[str, Any] = {
     "num_classes": None,  # classes of a generator without metadata (default: the model's outputs)
     "classes": None,
     "class_weights": None,
+    "class_list": None,  # images: sources: the model's classes, to map class folders by name (file or generator)
     "metrics": None,  # agreement / label; default: agreement when an AccuracyAware algorithm runs
     "device": DEFAULTS["device"],
     "batch_size": DEFAULTS["batch_size"],  # generator batch, not POT's stat_batch_size
@@ -258,14 +259,31 @@ def make_setup(
     spec = engine["source"].strip()
     if num_classes is not None and spec.startswith("generator:") and "num_classes=" not in spec:
         spec += ("&" if "?" in spec else "?") + f"num_classes={num_classes}"
+    from ..defaults import preset_framing
+    from ..imagefolder import ClassList, model_class_list
+    from ..sources.images import FolderOptions, open_source
+
+    class_list = engine.get("class_list")
+    if class_list is not None:
+        class_list = ClassList.load(class_list, "engine.class_list")
+    try:
+        framing = preset_framing(preprocessing)
+        source = open_source(
+            spec, FolderOptions(class_list, model_class_list(model), framing.get("crop"), framing.get("crop_fraction"))
+        )
+        classes = engine.get("classes")
+        if classes is None and getattr(source, "available_classes", None) is not None:
+            classes = list(source.available_classes)
+    except SynthcalibError as exc:
+        raise _prefixed("source", exc) from None
     try:
         stream = make_stream(
-            spec,
+            source,
             subset_size,
             model=model,
             transform=transform,
             seed=seed,
-            classes=engine.get("classes"),
+            classes=classes,
             class_weights=engine.get("class_weights"),
             device=device,
             batch_size=batch_size,

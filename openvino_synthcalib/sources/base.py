@@ -37,6 +37,9 @@ class Source:
     class_names: tuple[str, ...] | None = None
     image_size: tuple[int, int] | None = None
     conditional: bool = False
+    #: The classes that have items, where not all do (an image folder holding some of the classes of
+    #: its class list); a stream over such a source must choose its classes among these.
+    available_classes: tuple[int, ...] | None = None
     #: Real data (e.g. an image folder): quantization keeps the quantizer's defaults unless asked.
     real: bool = False
     batch_size: int = DEFAULTS["batch_size"]

@@ -40,6 +40,7 @@ class GeneratorSource(Source):
         info = engine.info
         self.num_classes = info.num_classes
         self.class_names = info.class_names
+        self.class_ids = info.class_ids
         self.image_size = info.image_size
         self.batch_size = engine.batch_size
 

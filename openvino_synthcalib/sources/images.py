@@ -1,35 +1,75 @@
-"""``images:DIR``: real images from a labelled folder, class-balanced and deterministic."""
+"""``images:DIR``: real images from a labelled folder, class-balanced and deterministic.
+
+Options: ``size=HxW`` (the size images are resized to; default: the first image's),
+``class_list=FILE`` (the model's classes, to map class folders by name: see
+:class:`~openvino_synthcalib.imagefolder.ClassList`), ``crop=center`` (frame each image as
+torchvision's ImageNet evaluation does: resize the short side to ``size / crop_fraction``, then
+crop the centre; ``crop_fraction`` defaults to 0.875) or ``crop=none``.
+"""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from ..imagefolder import ImageFolder, load_image
+from ..errors import SynthcalibError
+from ..imagefolder import CenterCrop, ClassList, ImageFolder, check_crop, check_folder_classes, image_size, load_image
 from ..rng import TAG_ORDER, item_rng
 from ..transforms import resize
-from .base import Source, SourceContext, parse_size, take_options
+from .base import Source, SourceContext, parse_size, parse_spec, take_options
+
+OPTIONS: dict[str, Any] = {"size": None, "class_list": None, "crop": None, "crop_fraction": None}
+KINDS = {"crop": "str", "crop_fraction": "float>0"}
+#: How to pass a class list, for messages.
+CLASS_LIST_FIX = (
+    "pass the model's class list (--class-list FILE, or images:DIR?class_list=FILE: one name per line, "
+    "or index<TAB>wnid<TAB>name)"
+)
 
 
 class ImageFolderSource(Source):
-    """The k-th item of class c is file ``perm_c[k]`` of a seeded permutation of that class."""
+    """The k-th item of class c is file ``perm_c[k]`` of a seeded permutation of that class.
+
+    Labels are the model's classes: a folder's index in the class list when one is known, else
+    its sorted position. ``crop_fraction`` (not None) frames images as :class:`CenterCrop` does, at
+    the requested size; otherwise every image is resized to ``image_size`` (default: the first
+    image's size).
+    """
 
     scheme = "images"
     conditional = True
     real = True
 
-    def __init__(self, spec: str, folder: ImageFolder, image_size: tuple[int, int] | None) -> None:
+    def __init__(
+        self,
+        spec: str,
+        folder: ImageFolder,
+        image_size: tuple[int, int] | None,
+        *,
+        crop_fraction: float | None = None,
+    ) -> None:
         super().__init__(spec)
         self.folder = folder
-        self.num_classes = len(folder.classes)
-        self.class_names = folder.classes
-        self.image_size = image_size or load_image(folder.files[0][0]).shape[1:]
+        self.num_classes = folder.num_classes
+        self.class_names = folder.class_names
+        self.crop_fraction = crop_fraction
+        if crop_fraction is not None:
+            self.image_size = image_size  # None: made at the requested size
+        else:
+            self.image_size = image_size or _first_size(folder)
+        self._files = dict(zip(folder.labels, folder.files))
+        if len(self._files) < self.num_classes:
+            self.available_classes = tuple(sorted(self._files))
         self._orders: dict[tuple[int, int, int], np.ndarray] = {}
 
     def _file(self, seed: int, label: int, occurrence: int) -> str:
-        files = self.folder.files[label]
+        files = self._files.get(label)
+        if files is None:
+            raise SynthcalibError(self._absent(label))
         epoch, k = divmod(occurrence, len(files))
         key = (seed, label, epoch)
         if key not in self._orders:
@@ -37,6 +77,16 @@ class ImageFolderSource(Source):
                 self._orders.clear()
             self._orders[key] = item_rng(seed, TAG_ORDER, label * 1_000_003 + epoch).permutation(len(files))
         return files[self._orders[key][k]]
+
+    def _absent(self, label: int) -> str:
+        present = [self.names[c] for c in sorted(self._files)]
+        shown = ",".join(present[:10]) + (",..." if len(present) > 10 else "")
+        origin = self.folder.class_list.origin if self.folder.class_list is not None else "the folder"
+        return (
+            f"source '{self.spec}' has no images of class {label} ({self.names[label]}): it holds "
+            f"{len(present)} of the {self.num_classes} classes of {origin}; choose among them "
+            f"(--classes {shown}, or classes=[...] in the API)"
+        )
 
     def iter_images(
         self,
@@ -48,19 +98,135 @@ class ImageFolderSource(Source):
     ) -> Iterator[np.ndarray]:
         if occurrences is None:
             occurrences = np.asarray(indices) // self.num_classes
+        crop = CenterCrop(self.output_size(size), self.crop_fraction) if self.crop_fraction is not None else None
         for start in range(0, len(indices), self.batch_size):
-            batch = [
-                resize(load_image(self._file(seed, int(c), int(k)))[None], self.image_size)[0]
-                for c, k in zip(labels[start : start + self.batch_size], occurrences[start : start + self.batch_size])
-            ]
+            items = zip(labels[start : start + self.batch_size], occurrences[start : start + self.batch_size])
+            if crop is not None:
+                batch = [load_image(self._file(seed, int(c), int(k)), crop) for c, k in items]
+            else:
+                batch = [
+                    resize(load_image(self._file(seed, int(c), int(k)))[None], self.image_size)[0] for c, k in items
+                ]
             yield np.stack(batch)
 
+    def output_size(self, size: tuple[int, int] | None) -> tuple[int, int]:
+        if self.image_size is None and size is None:
+            raise SynthcalibError(
+                f"source '{self.spec}' crops images to the model's input size, which is not static here: "
+                "give it with ?size=HxW (or crop=none)"
+            )
+        return super().output_size(size)
+
+    def check_classes(self, model_classes: int | None, what: str = "source") -> None:
+        check_folder_classes(
+            self.folder,
+            model_classes,
+            f"{what} '{self.spec}'",
+            f"{CLASS_LIST_FIX}, or --allow-class-mismatch if the labels do not matter",
+        )
+
     def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "root": str(self.folder.root), "files": len(self.folder)}
+        out = {**super().describe(), "root": str(self.folder.root), "files": len(self.folder)}
+        if self.folder.class_list is not None:
+            out["class_list"] = self.folder.class_list.origin
+            out["folders"] = len(self.folder.classes)
+        if self.crop_fraction is not None:
+            out["crop"] = {"mode": "center", "fraction": self.crop_fraction}
+        return out
+
+
+def _first_size(folder: ImageFolder) -> tuple[int, int]:
+    return image_size(folder.files[0][0])
+
+
+@dataclass(frozen=True)
+class FolderOptions:
+    """What a caller (the CLI, ``quantize``, ``evaluate``) knows about reading image folders beyond
+    a spec's own options, which win over these.
+
+    ``class_list`` is the user's (every folder must match it); ``paired`` an inferred one (a
+    paired generator's class names, the model's labels: used when folder names match it);
+    ``crop``/``crop_fraction`` the framing a preprocessing preset asks for (see
+    :data:`~openvino_synthcalib.defaults.PRESET_FRAMING`).
+    """
+
+    class_list: Any = None
+    paired: ClassList | None = None
+    crop: str | None = None
+    crop_fraction: float | None = None
+
+    def with_paired(self, paired: ClassList | None) -> FolderOptions:
+        return FolderOptions(self.class_list, paired, self.crop, self.crop_fraction)
+
+
+@dataclass(frozen=True)
+class FolderSpec:
+    """A checked ``images:DIR?...`` spec: the folder's root and what its options say."""
+
+    spec: str
+    root: str
+    size: tuple[int, int] | None
+    class_list: ClassList | None
+    crop_fraction: float | None
+
+    def open(self) -> ImageFolder:
+        return ImageFolder(self.root, self.class_list)
+
+
+def read_spec(
+    spec: str,
+    options: dict[str, Any],
+    root: str,
+    defaults: FolderOptions | None = None,
+    allowed: dict[str, Any] | None = None,
+) -> FolderSpec:
+    """Check an images spec's options, with ``defaults`` for what the spec leaves out."""
+    d = defaults or FolderOptions()
+    opts = take_options(spec, options, allowed or OPTIONS, KINDS)
+    size = parse_size(opts["size"], f"{spec}: size") if opts.get("size") is not None else None
+    if opts.get("class_list") is not None:
+        class_list: ClassList | None = ClassList.load(opts["class_list"], "class_list")
+    elif d.class_list is not None:
+        class_list = ClassList.load(d.class_list, "--class-list")
+    else:
+        class_list = d.paired
+    crop, fraction = opts["crop"], opts["crop_fraction"]
+    if crop is None:
+        crop = d.crop
+        fraction = fraction if fraction is not None else d.crop_fraction
+    elif fraction is not None and str(crop).lower() == "none":
+        raise SynthcalibError(f"source '{spec}': option crop_fraction is only used with crop=center")
+    return FolderSpec(spec, root, size, class_list, check_crop(crop, fraction, f"source '{spec}'"))
 
 
 def make(arg: str, options: dict[str, Any], context: SourceContext) -> ImageFolderSource:
     spec = f"images:{arg}"
-    opts = take_options(spec, options, {"size": None})
-    size = parse_size(opts["size"], f"{spec}: size") if opts["size"] is not None else None
-    return ImageFolderSource(spec, ImageFolder(arg), size)
+    return _source(read_spec(spec, options, arg))
+
+
+def _source(fs: FolderSpec) -> ImageFolderSource:
+    return ImageFolderSource(fs.spec, fs.open(), fs.size, crop_fraction=fs.crop_fraction)
+
+
+def is_folder_spec(spec: Any) -> bool:
+    """Whether a source spec names an image folder (``images:DIR``, or a folder without scheme)."""
+    if not isinstance(spec, (str, os.PathLike)):
+        return False
+    scheme, arg, _ = parse_spec(os.fspath(spec))
+    if scheme:
+        return scheme == "images"
+    from ..plugins import get_plugin_manager
+
+    return get_plugin_manager().hook.synthcalib_guess_scheme(path=arg) == "images"
+
+
+def open_source(spec: Any, options: FolderOptions | None) -> Any:
+    """``spec`` as an :class:`ImageFolderSource` read with ``options`` when it names an image
+    folder; anything else (another scheme, a :class:`Source`) is returned as is."""
+    if options is None or not is_folder_spec(spec):
+        return spec
+    text = os.fspath(spec)
+    _, arg, opts = parse_spec(text)
+    source = _source(read_spec(f"images:{arg}", opts, arg, options))
+    source.spec = text
+    return source

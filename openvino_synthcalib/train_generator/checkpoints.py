@@ -89,12 +89,12 @@ def load_checkpoint(run: str | Path, flag: str, map_location: Any = "cpu") -> tu
     raise SynthcalibError(f"{flag} {run}: none of its {len(found)} checkpoints is readable")
 
 
-def save_checkpoint(run_dir: Path, step: int, state: dict[str, Any]) -> Path:
-    """Write ``checkpoint-SSSSSSS.pt`` atomically and keep the last few."""
+def save_checkpoint(run_dir: Path, step: int, state: dict[str, Any], keep: int = KEEP_CHECKPOINTS) -> Path:
+    """Write ``checkpoint-SSSSSSS.pt`` atomically and keep the last ``keep`` (0: all)."""
     import torch
 
     data = {"step": step, **state, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     path = write_with(run_dir / f"checkpoint-{step:07d}.pt", lambda tmp: torch.save(data, tmp), "checkpoint")
-    for old in checkpoints(run_dir)[KEEP_CHECKPOINTS:]:
+    for old in checkpoints(run_dir)[keep:] if keep > 0 else []:
         old.unlink(missing_ok=True)
     return path

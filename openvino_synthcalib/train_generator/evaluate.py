@@ -23,7 +23,7 @@ import numpy as np
 
 from ..errors import SynthcalibError
 from ..files import cache_dir, created_dirs, write_text, write_with
-from ..imagefolder import IMAGE_SUFFIXES, load_image
+from ..imagefolder import IMAGE_SUFFIXES, is_hidden, load_image
 from ..models import file_size, parameter_count
 from .teachers import Teacher, load_teacher
 
@@ -162,13 +162,14 @@ def reference_files(folder: str | Path, num: int) -> tuple[list[Path], list[str]
     root = Path(folder)
     if not root.is_dir():
         raise SynthcalibError(f"--reference {folder}: folder does not exist")
-    classes = sorted(p.name for p in root.iterdir() if p.is_dir())
+    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not is_hidden(p.name))
     if not classes:
         raise SynthcalibError(f"--reference {folder}: no class folders (expected ImageFolder DIR/<class>/*.jpg)")
     per = max(1, num // len(classes))
     files: list[Path] = []
     for c in classes:
-        files.extend(sorted(f for f in (root / c).iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)[:per])
+        found = (f for f in (root / c).iterdir() if f.suffix.lower() in IMAGE_SUFFIXES and not is_hidden(f.name))
+        files.extend(sorted(found)[:per])
     return files[:num], classes
 
 

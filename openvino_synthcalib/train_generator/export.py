@@ -22,15 +22,13 @@ from ..errors import SynthcalibError
 from ..files import created_dirs, save_ir
 from ..models import parameter_count
 from .checkpoints import load_checkpoint
-from .student import StudentGenerator, count_params
+from .student import StudentGenerator, count_params, generator_from_options
 
 
 def generator_from_checkpoint(data: dict[str, Any]) -> StudentGenerator:
     """The EMA generator of a checkpoint, in eval mode."""
     opts, teacher = data["options"], data["teacher"]
-    g = StudentGenerator(
-        int(teacher["z_dim"]), int(teacher["num_classes"]), tuple(opts["g_channels"]), int(opts["g_blocks"])
-    )
+    g = generator_from_options(opts, int(teacher["z_dim"]), int(teacher["num_classes"]))
     g.load_state_dict(data["G_ema"])
     return g.eval()
 
@@ -91,6 +89,23 @@ def export_generator(model: Any, out: str | Path, info: GeneratorInfo) -> Path:
         return save_ir(model, out, "--out", compress_to_fp16=True)
 
 
+def without_folders(options: dict[str, Any]) -> dict[str, Any]:
+    """A run's options with file paths reduced to their names: a shipped IR's provenance names the
+    files it was made from, not the folders of the machine that made it."""
+
+    def strip(value: Any) -> Any:
+        if isinstance(value, str) and ("/" in value or "\\" in value):
+            head, sep, tail = value.rpartition(":")  # path/to/file.py:function
+            if sep and tail and not tail.startswith(("/", "\\")) and head:
+                return f"{Path(head).name}:{tail}"
+            return Path(value).name
+        if isinstance(value, list):
+            return [strip(v) for v in value]
+        return value
+
+    return {k: strip(v) for k, v in options.items()}
+
+
 def export_from_options(opts: dict[str, Any]) -> Path:
     """``export`` command: last checkpoint of ``--run`` -> ``--out`` .xml."""
     data, ckpt = load_checkpoint(opts["run"], "--run")
@@ -99,6 +114,28 @@ def export_from_options(opts: dict[str, Any]) -> Path:
     model = to_openvino(g)
     teacher = data["teacher"]
     names = teacher.get("class_names")
+    if names and teacher.get("class_ids") and len(set(names)) != len(names):
+        from .inversion import distinct
+
+        names = list(distinct(list(names), list(teacher["class_ids"])))
+    if teacher.get("kind") == "classifier":
+        method = (
+            "data-free training through a frozen classifier: BatchNorm-statistics matching (DeepInversion) "
+            "+ cross-entropy on the conditioning class + mode-seeking diversity, jitter and flips"
+        )
+        teacher_record = {
+            "teacher": teacher.get("spec"),
+            "teacher_kind": f"classifier ({teacher.get('classifier_kind')})",
+            "teacher_sha256": teacher.get("sha256"),
+            "teacher_input": {k: teacher.get(k) for k in ("input_size", "mean", "std", "batchnorm_layers")},
+        }
+    else:
+        method = "TinyGAN-style black-box distillation (pixel L1 + discriminator features + hinge)"
+        teacher_record = {
+            "teacher": teacher.get("spec"),
+            "teacher_kind": teacher.get("kind"),
+            "teacher_sha256": teacher.get("sha256"),
+        }
     info = GeneratorInfo(
         z_dim=g.z_dim,
         num_classes=g.num_classes,
@@ -106,20 +143,24 @@ def export_from_options(opts: dict[str, Any]) -> Path:
         output_range=(-1.0, 1.0),
         label_input="index",
         class_names=tuple(names) if names else None,
+        class_ids=tuple(teacher["class_ids"]) if teacher.get("class_ids") else None,
         provenance={
             "producer": "openvino_synthcalib.train_generator",
-            "method": "TinyGAN-style black-box distillation (pixel L1 + discriminator features + hinge)",
-            "teacher": teacher.get("spec"),
-            "teacher_kind": teacher.get("kind"),
-            "teacher_sha256": teacher.get("sha256"),
+            "method": method,
+            **teacher_record,
             "steps": int(data["step"]),
             "options_hash": data.get("options_hash"),
-            "options": data.get("options"),
+            "options": without_folders(data.get("options") or {}),
             "checkpoint": ckpt.name,
             "run": ckpt.parent.name,
             "params": parameter_count(model),  # what `synthcalib info` reports for the IR
             "trainable_params": count_params(g),
-            "architecture": {"g_channels": list(g.channels), "g_blocks": g.blocks_per_res},
+            "architecture": {
+                "g_channels": list(g.channels),
+                "g_blocks": g.blocks_per_res,
+                **({"g_base": g.base} if g.base != 4 else {}),
+                **({"g_class_dim": g.class_dim} if g.class_dim else {}),
+            },
             "trained": data.get("time"),
             "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         },

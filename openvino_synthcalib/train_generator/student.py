@@ -1,9 +1,13 @@
 """Student generators (a small BigGAN-like family) and the projection discriminator.
 
-Generator: ``[z, embed(class)]`` -> linear -> 4x4 x C0 -> up-sampling residual blocks with
-class-conditional batch norm (one per width step, ``g_blocks`` per resolution) -> BN, ReLU,
-3x3 conv -> tanh. The defaults (widths 128, 128, 96, 64 for 4x4 .. 32x32) give about 0.95M parameters
-and run several times faster than a 256-channel BigGAN teacher.
+Generator: ``[z, embed(class)]`` -> linear -> B x B x C0 (B = ``base``, 4 by default) -> up-sampling
+residual blocks with class-conditional batch norm (one per width step, ``g_blocks`` per resolution)
+-> BN, ReLU, 3x3 conv -> tanh. The defaults (widths 128, 128, 96, 64 for 4x4 .. 32x32) give about 0.95M
+parameters and run several times faster than a 256-channel BigGAN teacher.
+
+Class-conditional batch norm looks its gain and bias up in a table per layer (``class_dim`` 0), or, for
+many classes, projects one shared class embedding of ``class_dim`` values per layer (BigGAN's shared
+embedding): a 1000-class table per layer would outweigh the convolutions.
 """
 
 from __future__ import annotations
@@ -24,27 +28,37 @@ def count_params(module: nn.Module) -> int:
 
 
 class CondBatchNorm(nn.Module):
-    """Batch norm whose gain and bias are looked up per class."""
+    """Batch norm whose gain and bias are looked up per class (``y``: class indices), or projected
+    from a shared class embedding (``y``: [N, class_dim] floats) when ``class_dim`` > 0."""
 
-    def __init__(self, ch: int, num_classes: int) -> None:
+    def __init__(self, ch: int, num_classes: int, class_dim: int = 0) -> None:
         super().__init__()
         self.bn = nn.BatchNorm2d(ch, affine=False)
-        self.gain = nn.Embedding(num_classes, ch)
-        self.bias = nn.Embedding(num_classes, ch)
-        nn.init.ones_(self.gain.weight)
-        nn.init.zeros_(self.bias.weight)
+        self.class_dim = class_dim
+        if class_dim:
+            self.gain = nn.Linear(class_dim, ch)
+            self.bias = nn.Linear(class_dim, ch)
+            for lin in (self.gain, self.bias):
+                nn.init.zeros_(lin.weight)
+            nn.init.ones_(self.gain.bias)
+            nn.init.zeros_(self.bias.bias)
+        else:
+            self.gain = nn.Embedding(num_classes, ch)
+            self.bias = nn.Embedding(num_classes, ch)
+            nn.init.ones_(self.gain.weight)
+            nn.init.zeros_(self.bias.weight)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return self.bn(x) * self.gain(y)[:, :, None, None] + self.bias(y)[:, :, None, None]
 
 
 class GBlock(nn.Module):
-    def __init__(self, cin: int, cout: int, num_classes: int, up: bool) -> None:
+    def __init__(self, cin: int, cout: int, num_classes: int, up: bool, class_dim: int = 0) -> None:
         super().__init__()
         self.up = up
-        self.bn1 = CondBatchNorm(cin, num_classes)
+        self.bn1 = CondBatchNorm(cin, num_classes, class_dim)
         self.conv1 = nn.Conv2d(cin, cout, 3, padding=1)
-        self.bn2 = CondBatchNorm(cout, num_classes)
+        self.bn2 = CondBatchNorm(cout, num_classes, class_dim)
         self.conv2 = nn.Conv2d(cout, cout, 3, padding=1)
         self.skip = nn.Conv2d(cin, cout, 1) if cin != cout else None
 
@@ -69,34 +83,45 @@ class StudentGenerator(nn.Module):
         channels: Sequence[int] = (128, 128, 96, 64),
         blocks: int = 1,
         embed_dim: int = 32,
+        base: int = 4,
+        class_dim: int = 0,
     ) -> None:
         super().__init__()
         self.z_dim, self.num_classes = z_dim, num_classes
         self.channels, self.blocks_per_res = tuple(channels), blocks
-        self.image_size = 4 * 2 ** (len(channels) - 1)
-        self.embed = nn.Embedding(num_classes, embed_dim)
-        self.linear = nn.Linear(z_dim + embed_dim, channels[0] * 16)
+        self.base, self.class_dim = base, class_dim
+        self.image_size = base * 2 ** (len(channels) - 1)
+        self.embed = nn.Embedding(num_classes, class_dim or embed_dim)
+        self.linear = nn.Linear(z_dim + (class_dim or embed_dim), channels[0] * base * base)
         layers = []
         for cin, cout in zip(channels[:-1], channels[1:]):
-            layers.append(GBlock(cin, cout, num_classes, up=True))
-            layers.extend(GBlock(cout, cout, num_classes, up=False) for _ in range(blocks - 1))
+            layers.append(GBlock(cin, cout, num_classes, up=True, class_dim=class_dim))
+            layers.extend(GBlock(cout, cout, num_classes, up=False, class_dim=class_dim) for _ in range(blocks - 1))
         self.blocks = nn.ModuleList(layers)
         self.out_bn = nn.BatchNorm2d(channels[-1])
         self.out_conv = nn.Conv2d(channels[-1], 3, 3, padding=1)
 
     def forward(self, z: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
-        h = self.linear(torch.cat([z, self.embed(label)], dim=1))
-        h = h.view(h.shape[0], self.channels[0], 4, 4)
+        e = self.embed(label)
+        h = self.linear(torch.cat([z, e], dim=1))
+        h = h.view(h.shape[0], self.channels[0], self.base, self.base)
+        y = e if self.class_dim else label
         for block in self.blocks:
-            h = block(h, label)
+            h = block(h, y)
         return torch.tanh(self.out_conv(F.relu(self.out_bn(h))))
 
 
 def build_generator(
-    z_dim: int, num_classes: int, channels: Sequence[int], blocks: int, max_params: int | None = None
+    z_dim: int,
+    num_classes: int,
+    channels: Sequence[int],
+    blocks: int,
+    max_params: int | None = None,
+    base: int = 4,
+    class_dim: int = 0,
 ) -> StudentGenerator:
     """Build a student; a parameter count above ``max_params`` is a one-line error naming the flags."""
-    g = StudentGenerator(z_dim, num_classes, channels, blocks)
+    g = StudentGenerator(z_dim, num_classes, channels, blocks, base=base, class_dim=class_dim)
     n = count_params(g)
     if max_params is not None and n > max_params:
         raise SynthcalibError(
@@ -104,6 +129,20 @@ def build_generator(
             f"--max-params {max_params:,}"
         )
     return g
+
+
+def generator_from_options(opts: dict, z_dim: int, num_classes: int, max_params: int | None = None) -> StudentGenerator:
+    """The student a run's options describe (options saved before ``g_base``/``g_class_dim`` existed
+    mean the defaults)."""
+    return build_generator(
+        z_dim,
+        num_classes,
+        tuple(opts["g_channels"]),
+        int(opts["g_blocks"]),
+        max_params,
+        base=int(opts.get("g_base", 4)),
+        class_dim=int(opts.get("g_class_dim", 0)),
+    )
 
 
 class DBlock(nn.Module):

