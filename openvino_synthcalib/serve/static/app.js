@@ -76,7 +76,9 @@ function renderCard(g, card) {
   const table = $("card");
   table.replaceChildren();
   cell(table, "file", g.label);
-  cell(table, "classes", `${g.num_classes}: ${g.class_names.join(", ")}`);
+  const names = g.class_names;
+  const shown = names.length > 12 ? `${names.slice(0, 10).join(", ")}, …` : names.join(", ");
+  cell(table, "classes", `${g.num_classes}: ${shown}`);
   cell(table, "image size", `${g.image_size[0]} × ${g.image_size[1]}`);
   if (!card) {
     cell(table, "images/s", "measuring on this machine…");
@@ -106,10 +108,21 @@ function chosenClasses() {
   return text ? text.split(",").map((s) => s.trim()).filter(Boolean) : [];
 }
 
+// A chip per class up to this many; beyond (ImageNet's 1000) the text box alone chooses.
+const MAX_CHIPS = 60;
+
 function renderChips() {
   const chips = $("chips");
   chips.replaceChildren();
-  state.generator.class_names.forEach((name, index) => {
+  const names = state.generator.class_names;
+  if (names.length > MAX_CHIPS) {
+    const hint = document.createElement("span");
+    hint.className = "muted small";
+    hint.textContent = `${names.length} classes: type names or indices above, comma-separated (empty: all, balanced)`;
+    chips.append(hint);
+    return;
+  }
+  names.forEach((name, index) => {
     const b = document.createElement("button");
     b.type = "button";
     b.className = "chip";
@@ -125,6 +138,7 @@ function renderChips() {
 function syncChips() {
   const chosen = chosenClasses();
   for (const b of $("chips").children) {
+    if (!b.dataset.name) continue;
     const on = chosen.length === 0 || chosen.includes(b.dataset.name) || chosen.includes(b.dataset.index);
     b.setAttribute("aria-pressed", String(on));
   }
