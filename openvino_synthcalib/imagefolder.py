@@ -57,12 +57,15 @@ class ClassList:
     index. ``origin`` says where the list came from (named in errors). An ``explicit`` list (the
     user's) must match every folder; an inferred one (a paired generator's metadata, the model's
     labels) is ignored when no folder matches it, and must match all folders otherwise.
+    ``labels[i]``, for lists whose rows give an identifier and a name (``classes.tsv``: WordNet id,
+    name), is the name; None otherwise.
     """
 
     names: tuple[str, ...]
     aliases: tuple[tuple[str, ...], ...]
     origin: str
     explicit: bool = True
+    labels: tuple[str, ...] | None = None
 
     def __len__(self) -> int:
         return len(self.names)
@@ -132,7 +135,8 @@ class ClassList:
                 raise SynthcalibError(f"{origin}: class {i} has no name")
         # the first column names the class (a WordNet id in classes.tsv: unique, unlike ImageNet's names)
         aliases = tuple(tuple(dict.fromkeys(a for f in fields for a in (f, *_parts(f)))) for fields in table)
-        return cls(tuple(fields[0] for fields in table), aliases, origin, explicit)
+        labels = tuple(fields[1] for fields in table) if all(len(f) >= 2 for f in table) else None
+        return cls(tuple(fields[0] for fields in table), aliases, origin, explicit, labels)
 
     def lookup(self, folder: str) -> list[int]:
         """Every class a folder name may mean: its names, else its index."""

@@ -288,7 +288,7 @@ def _quantize(
             num_samples,
             transform=transform,
             seed=seed,
-            classes=_stream_classes(calibration_source, classes),
+            classes=classes,
             **stream_options,
         )
     )
@@ -320,7 +320,7 @@ def _quantize(
                 int(accuracy.get("num_samples", num_samples)),
                 transform=stream.transform,
                 seed=int(accuracy.get("seed", seed + 1)),
-                classes=_stream_classes(validation_source, classes),
+                classes=classes,
                 **stream_options,
             )
         )
@@ -409,14 +409,6 @@ def _open_folder(source: Any, folders: Any, partner: Any, stack: contextlib.Exit
     opened = open_source(source, folders.with_paired(paired))
     stack.callback(opened.close)
     return opened
-
-
-def _stream_classes(source: Any, classes: Any) -> Any:
-    """The classes a stream draws: the user's, else those a folder holds when it holds only some."""
-    if classes is not None:
-        return classes
-    available = getattr(source, "available_classes", None)
-    return list(available) if available is not None else None
 
 
 def load_config(path: str | os.PathLike[str]) -> dict[str, Any]:

@@ -242,7 +242,7 @@ class SyntheticStream:
             self.schedule = ClassSchedule(
                 self.source.num_classes,
                 self.num_samples,
-                # a source holding some classes only (an image folder of a subset) draws from those
+                # by default a source holding some classes only (a folder of a subset) draws those
                 resolve_classes(self.source.names, classes if classes is not None else self.source.available_classes),
                 class_weights,
                 seed=self.seed,

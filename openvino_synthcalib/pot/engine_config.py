@@ -271,9 +271,7 @@ def make_setup(
         source = open_source(
             spec, FolderOptions(class_list, model_class_list(model), framing.get("crop"), framing.get("crop_fraction"))
         )
-        classes = engine.get("classes")
-        if classes is None and getattr(source, "available_classes", None) is not None:
-            classes = list(source.available_classes)
+        classes = engine.get("classes")  # None: the stream draws the classes the source holds
     except SynthcalibError as exc:
         raise _prefixed("source", exc) from None
     try:

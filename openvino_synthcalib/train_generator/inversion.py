@@ -13,6 +13,7 @@ the statistics and losses are computed in float32.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from pathlib import Path
 from typing import Any
@@ -22,42 +23,28 @@ import torch.nn.functional as F
 
 from ..errors import SynthcalibError
 from .classifiers import BatchNormStatistics, load_classifier
-from .student import generator_from_options
+from .student import generator_from_options, image_size
 from .train import Method, image_grid
 
 DEFAULT_Z_DIM = 128
 
 
 def read_class_list(spec: Any, flag: str = "--class-names") -> tuple[tuple[str, ...], tuple[str, ...] | None]:
-    """Class names from a comma-separated list, or from a file: one name per line, or a TSV of
-    ``index<TAB>id<TAB>name`` rows (ImageNet's ``classes.tsv``: WordNet id and name). Returns the
-    names and, for a TSV with ids, the ids."""
+    """Class names from a comma-separated list, or from a class-list file in any form
+    :class:`~openvino_synthcalib.imagefolder.ClassList` reads (one name a line; ImageNet's
+    ``classes.tsv`` of index, WordNet id, name; ...). Returns the names and, for a list whose rows
+    give an id and a name, the ids."""
+    from ..imagefolder import ClassList
+
     if isinstance(spec, (list, tuple)) and len(spec) != 1:
         return tuple(str(v) for v in spec), None
     text = str(spec[0] if isinstance(spec, (list, tuple)) else spec)
-    path = Path(text)
-    if not path.is_file():
+    if not Path(text).is_file():
         return tuple(v.strip() for v in text.split(",") if v.strip()), None
-    try:
-        lines = [line.rstrip("\r\n") for line in path.read_text(encoding="utf-8").splitlines()]
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SynthcalibError(f"{flag} {text}: cannot read the class list ({exc})") from None
-    rows = [line.split("\t") for line in lines if line.strip() and not line.startswith("#")]
-    if rows and all(len(r) >= 3 for r in rows):
-        if not rows[0][0].strip().isdigit():  # a header row
-            rows = rows[1:]
-        try:
-            order = [int(r[0]) for r in rows]
-        except ValueError:
-            raise SynthcalibError(f"{flag} {text}: expected rows 'index<TAB>id<TAB>name'") from None
-        if sorted(order) != list(range(len(rows))):
-            raise SynthcalibError(f"{flag} {text}: the indices must be 0..{len(rows) - 1}, each once")
-        rows = [r for _, r in sorted(zip(order, rows))]
-        return distinct([r[2].strip() for r in rows], [r[1].strip() for r in rows]), tuple(r[1].strip() for r in rows)
-    names = tuple(r[0].strip() for r in rows)
-    if not names:
-        raise SynthcalibError(f"{flag} {text}: the class list is empty")
-    return names, None
+    classes = ClassList.load(text, flag)
+    if classes.labels is None:
+        return classes.names, None
+    return distinct(list(classes.labels), list(classes.names)), classes.names
 
 
 def distinct(names: list[str], ids: list[str]) -> tuple[str, ...]:
@@ -118,11 +105,7 @@ class Inversion(Method):
         if names and opts["num_classes"] and len(names) != opts["num_classes"]:
             raise SynthcalibError(f"--class-names: {len(names)} names given but --num-classes is {opts['num_classes']}")
         z_dim = opts["z_dim"] or DEFAULT_Z_DIM
-        torch.manual_seed(opts["seed"])
-        # The generator's size is known before the classifier's classes: build it with a
-        # placeholder only after the classifier said how many classes it has.
-        probe_g = generator_from_options(opts, z_dim, 1)
-        size = opts["classifier_size"] or probe_g.image_size
+        size = opts["classifier_size"] or image_size(opts["g_channels"], opts["g_base"])
         self.classifier = load_classifier(
             opts["classifier"],
             num_classes=num_classes,
@@ -131,7 +114,7 @@ class Inversion(Method):
             std=opts["classifier_std"],
         )
         num_classes = self.classifier.num_classes
-        torch.manual_seed(opts["seed"])
+        torch.manual_seed(opts["seed"])  # the generator's initial weights depend on the seed alone
         g = generator_from_options(opts, z_dim, num_classes, opts["max_params"])
         self.z_dim, self.num_classes, self.size = z_dim, num_classes, size
         self.image_size = [g.image_size, g.image_size]
@@ -164,8 +147,6 @@ class Inversion(Method):
 
     def _autocast(self) -> Any:
         if self.amp is None:
-            import contextlib
-
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self.amp)
 

@@ -27,6 +27,11 @@ def count_params(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
+def image_size(channels: Sequence[int], base: int = 4) -> int:
+    """Side of a student's images: ``base`` doubled by each up-sampling step (one per width after the first)."""
+    return base * 2 ** (len(channels) - 1)
+
+
 class CondBatchNorm(nn.Module):
     """Batch norm whose gain and bias are looked up per class (``y``: class indices), or projected
     from a shared class embedding (``y``: [N, class_dim] floats) when ``class_dim`` > 0."""
@@ -90,7 +95,7 @@ class StudentGenerator(nn.Module):
         self.z_dim, self.num_classes = z_dim, num_classes
         self.channels, self.blocks_per_res = tuple(channels), blocks
         self.base, self.class_dim = base, class_dim
-        self.image_size = base * 2 ** (len(channels) - 1)
+        self.image_size = image_size(channels, base)
         self.embed = nn.Embedding(num_classes, class_dim or embed_dim)
         self.linear = nn.Linear(z_dim + (class_dim or embed_dim), channels[0] * base * base)
         layers = []
