@@ -39,7 +39,7 @@ import numpy as np
 from paths import CIFAR_TEST, CIFAR_TRAIN, REPO, STUDENT, ZOO
 from rows import appending
 
-from openvino_synthcalib.recipe import ADAPTIVE_CANDIDATES, RECIPES
+from openvino_synthcalib.recipes import ADAPTIVE_CANDIDATES, RECIPES
 
 BACKENDS = ("openvino", "onnx", "torch")
 SOURCES = {"real": f"images:{CIFAR_TRAIN}", "student": f"generator:{STUDENT}"}
@@ -502,7 +502,7 @@ def main() -> None:
         "--recipe",
         default="nncf",
         choices=RECIPES,
-        help="the quantization recipe (openvino_synthcalib.recipe); default nncf: NNCF defaults",
+        help="the quantization recipe (openvino_synthcalib.recipes); default nncf: NNCF defaults",
     )
     p.add_argument(
         "--no-bias-correction",

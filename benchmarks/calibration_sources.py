@@ -5,7 +5,7 @@ images whose INT8 top-1 differs from FP32's; the primary figure) and INT8 top-1 
 test folder, for each seed and sample count, with ``nncf.quantize`` (mode ``default``) and/or
 ``nncf.quantize_with_accuracy_control`` (max_drop 0.01, synthetic labelled validation set).
 
-Recipes (``openvino_synthcalib.recipe``): ``nncf`` (NNCF defaults), the fixed candidates
+Recipes (``openvino_synthcalib.recipes``): ``nncf`` (NNCF defaults), the fixed candidates
 ``minmax``, ``histogram``, ``mixed_minmax``, ``mixed_histogram``, and ``adaptive`` (of its
 candidates, the one whose outputs stay closest to FP32's, by mean KL divergence, on synthetic items
 of the calibration source, another seed; a generator's latents 1.5x as wide). One adaptive run quantizes each of its candidates, so
@@ -36,7 +36,7 @@ import numpy as np
 from paths import EXTRA_ZOO, REPO, SHARED, STUDENT, TEACHER, ZOO
 from rows import appending, done_keys
 
-from openvino_synthcalib.recipe import ADAPTIVE_CANDIDATES
+from openvino_synthcalib.recipes import ADAPTIVE_CANDIDATES
 
 DEFAULT_SOURCES = {
     "real": f"images:{SHARED / 'datasets/cifar10-jpeg/train'}",
@@ -95,7 +95,7 @@ def calibrate(args: argparse.Namespace, model_path: Path, spec: str, mode: str, 
     import openvino as ov
 
     import openvino_synthcalib as synthcalib
-    from openvino_synthcalib.quantize import quantize
+    from openvino_synthcalib.quantization import quantize
 
     out = {}
     if mode == "default" and "adaptive" in recipes:

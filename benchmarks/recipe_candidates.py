@@ -32,7 +32,7 @@ from calibration_sources import resolve_models, rule_outcome
 from rows import appending, done_keys
 from study import load_test_batches, run_study, study_parser
 
-from openvino_synthcalib.recipe import ADAPTIVE_CANDIDATES
+from openvino_synthcalib.recipes import ADAPTIVE_CANDIDATES
 
 FIELDS = ["model", "seed", "candidate", "real_flip", "real_top1", "synth_flip_2000", "synth_flip", "kl_2000", "kl",
           "score_samples", "quantize_s"]  # fmt: skip
@@ -44,7 +44,7 @@ def candidates() -> dict[str, dict]:
     import nncf
     from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
 
-    from openvino_synthcalib.recipe import CANDIDATES, nncf_kwargs_for
+    from openvino_synthcalib.recipes import CANDIDATES, nncf_kwargs_for
 
     out = {name: nncf_kwargs_for(name) for name in CANDIDATES}
     out.update(
@@ -61,7 +61,7 @@ def run(args: argparse.Namespace, csv_path: Path) -> None:
 
     import openvino_synthcalib as synthcalib
     from openvino_synthcalib.backends import prepare_reference
-    from openvino_synthcalib.recipe import _materialized, predict_logits, score, scoring_batches
+    from openvino_synthcalib.recipes import _materialized, predict_logits, score, scoring_batches
     from openvino_synthcalib.stream import make_stream
 
     settings = candidates()

@@ -41,7 +41,7 @@ def run(args: argparse.Namespace, csv_path: Path) -> None:
     import openvino_synthcalib as synthcalib
     from openvino_synthcalib.backends import prepare_reference
     from openvino_synthcalib.defaults import DEFAULTS
-    from openvino_synthcalib.recipe import SCORE_SEED_OFFSET, predict_logits, score, scoring_batches
+    from openvino_synthcalib.recipes import SCORE_SEED_OFFSET, predict_logits, score, scoring_batches
     from openvino_synthcalib.stream import make_stream
 
     done = done_keys(csv_path, ("model", "seed"))

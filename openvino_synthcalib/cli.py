@@ -15,7 +15,7 @@ from typing import Any, NoReturn
 from .defaults import DEFAULTS
 from .errors import SynthcalibError
 from .models import PRECISIONS
-from .recipe import RECIPES
+from .recipes import RECIPES
 from .schedule import MAX_LENGTH
 from .shipped import generator_path
 
@@ -249,7 +249,7 @@ def _print_report(report: dict[str, Any], as_json: bool) -> None:
 
 
 def cmd_quantize(args: argparse.Namespace) -> None:
-    from .quantize import NNCF_KEYS, load_config
+    from .quantization import NNCF_KEYS, load_config
 
     config: dict[str, Any] = load_config(args.config) if args.config else {"dataset": {}, "preprocessing": {}}
     model = args.model or config.get("model")
@@ -293,7 +293,7 @@ def cmd_quantize(args: argparse.Namespace) -> None:
     ):
         if value is not None:
             recipe[key] = value
-    from .quantize import quantize
+    from .quantization import quantize
 
     with _stdout_to_stderr():
         report = quantize(
@@ -344,7 +344,7 @@ def _stdout_to_stderr() -> Iterator[None]:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    from .evaluate import evaluate
+    from .evaluation import evaluate
 
     pre = {k: v for k, v in _preprocessing(args).items() if v is not None}
     result = evaluate(

@@ -1,45 +1,34 @@
-"""Lazy public names for a package, safe against submodules that share a function's name.
+"""Lazy public names for the package and its subpackages (PEP 562), as ``lazy_loader.attach`` does.
 
-``import openvino_synthcalib.quantize`` makes Python set the package attribute ``quantize`` to
-that submodule, which would hide the public function ``quantize``. :func:`install` gives the
-package a module class that keeps such names bound to the functions; the submodule stays
-importable (``from openvino_synthcalib.quantize import load_config`` reads ``sys.modules``).
+A package lists ``{public name: defining submodule}``; a name's submodule is imported on first
+access and the value cached in the package. No public name is also a submodule's name, so the
+import system never rebinds one.
 """
 
 from __future__ import annotations
 
 import sys
-import types
+from collections.abc import Callable
 from importlib import import_module
 from typing import Any
 
 
-class _Package(types.ModuleType):
-    """A package module that loads ``_exports`` on first access and never lets a submodule
-    replace a public function of the same name."""
+def attach(
+    package_name: str, exports: dict[str, str]
+) -> tuple[Callable[[str], Any], Callable[[], list[str]], list[str]]:
+    """``(__getattr__, __dir__, __all__)`` for ``package_name`` serving ``exports`` lazily; a
+    module path may be relative (``.engine``) or absolute, ``module:attr`` renames the attribute."""
 
-    def __getattr__(self, name: str) -> Any:
-        module = self.__dict__.get("_exports", {}).get(name)
-        if module is None:
-            raise AttributeError(f"module {self.__name__!r} has no attribute {name!r}")
-        value = getattr(import_module(module), name)
-        types.ModuleType.__setattr__(self, name, value)
+    def __getattr__(name: str) -> Any:
+        where = exports.get(name)
+        if where is None:
+            raise AttributeError(f"module {package_name!r} has no attribute {name!r}")
+        module, _, attr = where.partition(":")
+        value = getattr(import_module(module, package_name), attr or name)
+        setattr(sys.modules[package_name], name, value)
         return value
 
-    def __setattr__(self, name: str, value: Any) -> None:
-        public = name in self.__dict__.get("_exports", {}) or name in self.__dict__.get("_protected", ())
-        if public and isinstance(value, types.ModuleType) and value.__name__ == f"{self.__name__}.{name}":
-            return  # the import system binding a submodule over the public function of the same name
-        types.ModuleType.__setattr__(self, name, value)
+    def __dir__() -> list[str]:
+        return sorted({*vars(sys.modules[package_name]), *exports})
 
-    def __dir__(self) -> list[str]:
-        return sorted({*self.__dict__, *self.__dict__.get("_exports", {})})
-
-
-def install(package_name: str, exports: dict[str, str] | None = None, protected: tuple[str, ...] = ()) -> None:
-    """Serve ``exports`` (public name -> defining module) lazily from ``package_name``, and keep the
-    ``protected`` names (functions defined in the package itself) from being replaced by submodules."""
-    package = sys.modules[package_name]
-    package.__class__ = _Package
-    types.ModuleType.__setattr__(package, "_exports", dict(exports or {}))
-    types.ModuleType.__setattr__(package, "_protected", tuple(protected))
+    return __getattr__, __dir__, sorted(exports)

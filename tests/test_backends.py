@@ -15,7 +15,7 @@ import pytest
 import openvino_synthcalib as synthcalib
 from openvino_synthcalib.cli import main
 from openvino_synthcalib.errors import SynthcalibError
-from openvino_synthcalib.recipe import ADAPTIVE_CANDIDATES
+from openvino_synthcalib.recipes import ADAPTIVE_CANDIDATES
 
 torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")

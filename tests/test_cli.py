@@ -246,7 +246,7 @@ def test_teacher_calibration_matches_real_on_mobilenetv2(tmp_path, capsys):
 def test_shipped_configs_parse():
     from pathlib import Path
 
-    from openvino_synthcalib.quantize import load_config
+    from openvino_synthcalib.quantization import load_config
 
     configs = sorted((Path(__file__).parents[1] / "configs" / "nncf").glob("*.yaml"))
     assert configs

@@ -83,7 +83,7 @@ def test_failing_quantize_releases_its_generator(assets, tmp_path, monkeypatch):
     """Every stream a failing quantize() opened is closed: no compiled generator stays behind."""
     from openvino_synthcalib.engine import GeneratorEngine
     from openvino_synthcalib.errors import SynthcalibError
-    from openvino_synthcalib.quantize import quantize
+    from openvino_synthcalib.quantization import quantize
 
     made = []
     original = GeneratorEngine.__init__

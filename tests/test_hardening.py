@@ -282,10 +282,10 @@ def test_streams_of_any_length_stay_flat(assets):
 def test_public_functions_stay_callable_whatever_is_imported_first():
     code = textwrap.dedent(
         """
-        import openvino_synthcalib.quantize, openvino_synthcalib.evaluate, openvino_synthcalib as s
-        import openvino_synthcalib.train_generator.export, openvino_synthcalib.train_generator.train
+        import openvino_synthcalib.quantization, openvino_synthcalib.evaluation, openvino_synthcalib as s
+        import openvino_synthcalib.train_generator.exporter, openvino_synthcalib.train_generator.training
         import openvino_synthcalib.train_generator as t
-        from openvino_synthcalib.quantize import load_config
+        from openvino_synthcalib.quantization import load_config
         print(callable(s.quantize), callable(s.evaluate), callable(t.export), callable(t.train), callable(load_config))
         """
     )

@@ -17,7 +17,7 @@ from tiny_models import CLASS_NAMES, make_image_folder
 from openvino_synthcalib.cli import main
 from openvino_synthcalib.defaults import preset_framing
 from openvino_synthcalib.errors import SynthcalibError
-from openvino_synthcalib.evaluate import evaluate
+from openvino_synthcalib.evaluation import evaluate
 from openvino_synthcalib.imagefolder import CenterCrop, ClassList, ImageFolder, load_image
 from openvino_synthcalib.plugins import resolve_source
 from openvino_synthcalib.stream import SyntheticStream
@@ -186,7 +186,7 @@ def test_stream_over_a_subset_has_model_labels(subset, assets):
 
 
 def test_quantize_subset_folder_with_class_list(subset, assets, tmp_path):
-    from openvino_synthcalib.quantize import quantize
+    from openvino_synthcalib.quantization import quantize
 
     root, names = subset
     with pytest.raises(SynthcalibError, match="sorted position"):
@@ -196,7 +196,7 @@ def test_quantize_subset_folder_with_class_list(subset, assets, tmp_path):
 
 
 def test_paired_generator_names_a_validation_folder(subset, assets):
-    from openvino_synthcalib.quantize import _folder_options, _open_folder
+    from openvino_synthcalib.quantization import _folder_options, _open_folder
 
     root, _ = subset
     with contextlib.ExitStack() as stack:

@@ -362,7 +362,7 @@ class TestPot:
         assert "FakeQuantize" in (work / "out" / "optimized" / "tiny.xml").read_text()
 
     def test_recipe_candidates_respect_a_configured_range_estimator(self) -> None:
-        from openvino_synthcalib.pot.recipe import applies, pot_candidates, with_candidate
+        from openvino_synthcalib.pot.pipeline import applies, pot_candidates, with_candidate
 
         assert pot_candidates() == ("nncf", "mixed_minmax")
         own = {"max": {"type": "quantile", "outlier_prob": 1e-4}}

@@ -12,8 +12,8 @@ import pytest
 import openvino_synthcalib as synthcalib
 from openvino_synthcalib.cli import main
 from openvino_synthcalib.errors import SynthcalibError
-from openvino_synthcalib.quantize import quantize
-from openvino_synthcalib.recipe import ADAPTIVE_CANDIDATES, RECIPES, choose, score
+from openvino_synthcalib.quantization import quantize
+from openvino_synthcalib.recipes import ADAPTIVE_CANDIDATES, RECIPES, choose, score
 
 
 def fq_ranges(model) -> list[np.ndarray]:
@@ -44,7 +44,7 @@ def test_score_and_choose():
 def test_candidates_and_a_callers_preset():
     import importlib
 
-    r = importlib.import_module("openvino_synthcalib.recipe")
+    r = importlib.import_module("openvino_synthcalib.recipes")
     assert r.ADAPTIVE_CANDIDATES == ("nncf", "mixed_minmax", "mixed_histogram")
     assert r.effective_candidates(r.ADAPTIVE_CANDIDATES, False) == r.ADAPTIVE_CANDIDATES
     # a preset the caller sets wins: the mixed candidates become their symmetric twins

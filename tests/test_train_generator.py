@@ -309,7 +309,7 @@ def test_export_ir_metadata_engine_and_quantize(work, capsys, tmp_path):
 
     from tiny_models import make_classifier
 
-    from openvino_synthcalib.quantize import quantize
+    from openvino_synthcalib.quantization import quantize
 
     cls = make_classifier(tmp_path / "cls.xml", num_classes=NUM_CLASSES, size=SIZE)
     quantize(str(cls), f"generator:{xml}", tmp_path / "cls_int8.xml", num_samples=12, batch_size=4)
@@ -365,7 +365,7 @@ def test_evaluate_with_stand_in_inception(work, tmp_path, capsys, monkeypatch):
 
 
 def test_fid_kid_math():
-    from openvino_synthcalib.train_generator.evaluate import fid_from_feats, kid_from_feats
+    from openvino_synthcalib.train_generator.evaluation import fid_from_feats, kid_from_feats
 
     rng = np.random.default_rng(0)
     a, b = rng.normal(size=(400, 8)), rng.normal(size=(400, 8))
@@ -715,7 +715,7 @@ def test_failed_run_leaves_no_run_folder(work, tmp_path, capsys):
 def test_export_matches_pytorch_and_can_run_twice(work, tmp_path):
     from openvino_synthcalib import train_generator
     from openvino_synthcalib.train_generator.checkpoints import load_checkpoint
-    from openvino_synthcalib.train_generator.export import generator_from_checkpoint, recalibrate_batchnorm
+    from openvino_synthcalib.train_generator.exporter import generator_from_checkpoint, recalibrate_batchnorm
 
     first = train_generator.export(run=str(work["run"]), out=str(tmp_path / "a.xml"), bn_batches=2)
     second = train_generator.export(run=str(work["run"]), out=str(tmp_path / "b.xml"), bn_batches=2)

@@ -12,31 +12,21 @@ Importing this package does not import POT; the POT classes load on first attrib
 
 from __future__ import annotations
 
-from typing import Any
+from .. import lazy
 
-_LAZY = {
-    "SyntheticDataLoader": "loader",
-    "ClassLabel": "loader",
-    "SyntheticEngine": "engine",
-    "AgreementMetric": "metrics",
-    "LabelMetric": "metrics",
-    "MetricSet": "metrics",
-    "Fp32Reference": "metrics",
-    "make_metric": "metrics",
-    "apply_patch": "patch",
-    "build_setup": "engine_config",
-    "make_setup": "engine_config",
-}
-
-__all__ = sorted(_LAZY)
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _LAZY:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-
-    module = importlib.import_module(f".{_LAZY[name]}", __name__)
-    value = getattr(module, "apply" if name == "apply_patch" else name)
-    globals()[name] = value
-    return value
+__getattr__, __dir__, __all__ = lazy.attach(
+    __name__,
+    {
+        "SyntheticDataLoader": ".loader",
+        "ClassLabel": ".loader",
+        "SyntheticEngine": ".engine",
+        "AgreementMetric": ".metrics",
+        "LabelMetric": ".metrics",
+        "MetricSet": ".metrics",
+        "Fp32Reference": ".metrics",
+        "make_metric": ".metrics",
+        "apply_patch": ".patch:apply",
+        "build_setup": ".engine_config",
+        "make_setup": ".engine_config",
+    },
+)

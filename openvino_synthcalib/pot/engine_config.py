@@ -212,7 +212,7 @@ def make_setup(
         if engine.get(key) is not None:
             _int(engine, key, 1)
     score_samples = _int(engine, "score_samples", 1)
-    from ..recipe import check_latent_scale
+    from ..recipes import check_latent_scale
 
     score_latent_scale = check_latent_scale(
         engine.get("score_latent_scale", ENGINE_KEYS["score_latent_scale"]), "engine.score_latent_scale"
@@ -222,7 +222,7 @@ def make_setup(
         raise SynthcalibError(f"engine.score_source: expected a source spec string, got {score_source!r}")
     recipe = engine.get("recipe")
     if recipe is not None:
-        from ..recipe import CANDIDATES, check_name
+        from ..recipes import CANDIDATES, check_name
 
         recipe = check_name(recipe, "engine.recipe")
         if recipe in CANDIDATES and not CANDIDATES[recipe].pot_available:
@@ -304,7 +304,7 @@ def make_setup(
     except BaseException:
         stream.close()
         raise
-    from ..recipe import default_for
+    from ..recipes import default_for
 
     return EngineSetup(
         stream=stream,

@@ -123,7 +123,7 @@ def apply(run_module: Any = None) -> Any:
         return original_create_engine(config, **kwargs)
 
     def create_pipeline(algo_config: Any, engine: Any, interface: str = "API") -> Any:
-        from .recipe import create_pipeline as make
+        from .pipeline import create_pipeline as make
 
         return make(original_create_pipeline, algo_config, engine, interface)
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from .. import forksafe, models
 from ..errors import SynthcalibError
-from ..recipe import RECIPES as PRODUCT_RECIPES
+from ..recipes import RECIPES as PRODUCT_RECIPES
 from ..sources.base import Source
 from .catalog import GeneratorEntry, ModelEntry
 from .errors import Busy, UnknownId
@@ -22,7 +22,7 @@ from .params import shown
 
 log = logging.getLogger(__name__)
 
-# Quantization recipes offered on the page (the first is preselected): see openvino_synthcalib.recipe.
+# Quantization recipes offered on the page (the first is preselected): see openvino_synthcalib.recipes.
 RECIPES: tuple[str, ...] = PRODUCT_RECIPES
 HELD_OUT = 500  # held-out synthetic items (another seed) for FP32 vs INT8 agreement
 TIMING_SECONDS = 1.0  # inference time behind each images/s figure
@@ -32,7 +32,7 @@ def quantize_with_recipe(
     model: Path, source: Source, output: Path, *, num_samples: int, seed: int, preset: str | None, recipe: str
 ) -> dict[str, Any]:
     """The one place a recipe (checked by :func:`check_request`) reaches :func:`quantize`."""
-    from ..quantize import quantize
+    from ..quantization import quantize
 
     return quantize(str(model), source, output, num_samples=num_samples, seed=seed, transform=preset, recipe=recipe)
 

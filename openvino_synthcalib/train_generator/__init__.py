@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import lazy
 from .options import defaults, resolve_options
 
 __all__ = ["defaults", "evaluate", "export", "resolve_options", "sample", "train"]
@@ -24,25 +23,20 @@ def sample(**options: Any) -> dict[str, Any]:
 
 def train(**options: Any) -> Any:
     """Train a student (options of ``train``); returns the run folder."""
-    from .train import train_from_options
+    from .training import train_from_options
 
     return train_from_options(resolve_options("train", options))
 
 
 def export(**options: Any) -> Any:
     """Export a run's EMA generator to an FP16 OpenVINO IR (options of ``export``); returns the .xml path."""
-    from .export import export_from_options
+    from .exporter import export_from_options
 
     return export_from_options(resolve_options("export", options))
 
 
 def evaluate(**options: Any) -> dict[str, Any]:
     """Evaluate teacher and student (options of ``evaluate``); returns the results dict."""
-    from .evaluate import evaluate_from_options
+    from .evaluation import evaluate_from_options
 
     return evaluate_from_options(resolve_options("evaluate", options))
-
-
-# ``train``, ``export`` and ``evaluate`` share their names with submodules: keep the functions bound
-# whichever is imported first (``import openvino_synthcalib.train_generator.export`` included).
-lazy.install(__name__, protected=("train", "export", "evaluate"))

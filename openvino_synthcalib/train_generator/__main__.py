@@ -38,17 +38,17 @@ def main(argv: list[str] | None = None) -> int:
             manifest = sample_from_options(opts)
             print(f"teacher set: {opts['out']} ({size(manifest)} images)")
         elif args.command == "train":
-            from .train import train_from_options
+            from .training import train_from_options
 
             run_dir = train_from_options(opts)
             if run_dir is not None:
                 print(f"run folder: {run_dir}")
         elif args.command == "export":
-            from .export import export_from_options
+            from .exporter import export_from_options
 
             print(f"exported: {export_from_options(opts)}")
         else:
-            from .evaluate import evaluate_from_options, markdown_table
+            from .evaluation import evaluate_from_options, markdown_table
 
             print(markdown_table(evaluate_from_options(opts)))
     except SynthcalibError as exc:

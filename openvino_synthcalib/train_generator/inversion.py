@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from ..errors import SynthcalibError
 from .classifiers import BatchNormStatistics, load_classifier
 from .student import generator_from_options, image_size
-from .train import Method, image_grid
+from .training import Method, image_grid
 
 DEFAULT_Z_DIM = 128
 

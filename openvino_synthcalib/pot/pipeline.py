@@ -1,7 +1,7 @@
 """The quantization recipe for POT: DefaultQuantization's ``activations.range_estimator`` and ``preset``.
 
 A synthetic engine section gets the same recipe as ``synthcalib quantize`` (see
-:mod:`openvino_synthcalib.recipe`): ``adaptive`` by default for synthetic sources, POT's own
+:mod:`openvino_synthcalib.recipes`): ``adaptive`` by default for synthetic sources, POT's own
 defaults (``nncf``) for real images, or a fixed candidate with a POT equivalent (``minmax``,
 ``mixed_minmax``; POT has no histogram estimator). An algorithm that sets its own
 ``activations.range_estimator`` is left as it is; one that sets its own ``preset`` keeps it.
@@ -24,7 +24,7 @@ from typing import Any
 from addict import Dict
 
 from ..errors import SynthcalibError
-from ..recipe import (
+from ..recipes import (
     ADAPTIVE,
     ADAPTIVE_CANDIDATES,
     CANDIDATES,
@@ -99,7 +99,7 @@ class RecipePipeline:
         import openvino as ov
 
         from .. import models
-        from ..recipe import predict_logits, scoring_batches, scoring_source
+        from ..recipes import predict_logits, scoring_batches, scoring_source
         from ..stream import make_stream
 
         started = time.perf_counter()

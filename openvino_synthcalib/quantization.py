@@ -120,7 +120,7 @@ def check_accuracy_control(options: dict[str, Any], where: str = "accuracy_contr
 def check_recipe(options: Any, where: str = "recipe") -> dict[str, Any]:
     """Recipe options from a name or a mapping (``name``, ``score_source``, ``score_samples``,
     ``score_latent_scale``)."""
-    from .recipe import check_latent_scale, check_name
+    from .recipes import check_latent_scale, check_name
 
     if options is None:
         return {}
@@ -186,7 +186,7 @@ def quantize(
 ) -> dict[str, Any]:
     """Quantize ``model`` to INT8 on ``num_samples`` items of ``source`` and save it to ``output``.
 
-    ``recipe`` picks NNCF's activation quantization parameters (see :mod:`openvino_synthcalib.recipe`): a
+    ``recipe`` picks NNCF's activation quantization parameters (see :mod:`openvino_synthcalib.recipes`): a
     name (``adaptive``, ``nncf`` or a candidate such as ``mixed_histogram``) or a mapping with ``name``,
     ``score_source``, ``score_samples``. By default synthetic sources get ``adaptive`` and real
     images NNCF's defaults. ``accuracy_control`` (``{"max_drop": 0.01, "metric": "agreement" | "labels"}``) switches to
@@ -268,8 +268,8 @@ def _quantize(
     import nncf
 
     from .dataset import Dataset
-    from .recipe import default_for
-    from .recipe import recipe as choose_recipe
+    from .recipes import default_for
+    from .recipes import recipe as choose_recipe
     from .stream import make_stream
 
     stream_options = {
