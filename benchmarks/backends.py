@@ -36,13 +36,17 @@ import types
 from pathlib import Path
 
 import numpy as np
-from paths import CIFAR_TEST, CIFAR_TRAIN, REPO, STUDENT, ZOO
-from rows import appending
+from commands import record, recorded
+from paths import CIFAR_TEST, CIFAR_TRAIN, RESULTS, STUDENT, ZOO
+from rows import appending, done_keys
+from testset import compile_f32, load_test
+from testset import predictions as ov_predictions
 
 from openvino_synthcalib.recipes import ADAPTIVE_CANDIDATES, RECIPES
 
 BACKENDS = ("openvino", "onnx", "torch")
 SOURCES = {"real": f"images:{CIFAR_TRAIN}", "student": f"generator:{STUDENT}"}
+KEY = ("model", "backend", "source", "recipe", "samples", "seed")
 FIELDS = [
     "model",
     "backend",
@@ -62,15 +66,6 @@ FIELDS = [
     "quantize_s",
 ]
 BATCH = 250
-
-
-def load_test(root: Path, limit: int | None) -> tuple[np.ndarray, np.ndarray]:
-    from openvino_synthcalib.imagefolder import ImageFolder, load_image
-
-    samples = ImageFolder(root).samples()
-    if limit:
-        samples = [samples[i] for i in np.linspace(0, len(samples) - 1, limit).astype(int)]
-    return np.stack([load_image(p) for p, _ in samples]), np.array([c for _, c in samples])
 
 
 def import_onnx2torch():
@@ -129,15 +124,9 @@ def load_model(path: Path, backend: str):
 
 def predictions(model, backend: str, x: np.ndarray) -> np.ndarray:
     """Top-1 per test image: OpenVINO (f32), ONNX Runtime (CPU EP) or torch."""
-    batches = (x[i : i + BATCH] for i in range(0, len(x), BATCH))
     if backend == "openvino":
-        from openvino_synthcalib import models
-        from openvino_synthcalib.inference import predict
-
-        compiled = models.compile_model(
-            model, "CPU", {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "THROUGHPUT"}
-        )
-        return np.concatenate(list(predict(compiled, batches)))
+        return ov_predictions(compile_f32(model), x, BATCH)
+    batches = (x[i : i + BATCH] for i in range(0, len(x), BATCH))
     if backend == "onnx":
         import onnxruntime as ort
 
@@ -241,16 +230,6 @@ def bias_layers(path: Path, backend: str) -> tuple[int, int]:
     return sum(is_node_with_fused_bias(n, graph) for n in layers), len(layers)
 
 
-def done_keys(path: Path) -> set[tuple[str, ...]]:
-    if not path.exists():
-        return set()
-    with open(path) as f:
-        return {
-            (r["model"], r["backend"], r["source"], r.get("recipe") or "nncf", r["samples"], r["seed"])
-            for r in csv.DictReader(f)
-        }
-
-
 def run(args: argparse.Namespace) -> None:
     import nncf
     import onnx
@@ -258,7 +237,7 @@ def run(args: argparse.Namespace) -> None:
     import openvino_synthcalib as synthcalib
 
     csv_path = args.out / "backends.csv"
-    done = done_keys(csv_path)
+    done = done_keys(csv_path, KEY)
     nncf_options = {}
     if args.no_bias_correction:  # a diagnostic: NNCF applies bias correction per backend differently
         from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
@@ -359,9 +338,7 @@ def summarise(csv_path: Path, out: Path, model_paths: dict[str, Path] | None = N
     sources = [s for s in SOURCES if any(r["source"] == s for r in rows)] or list(
         dict.fromkeys(r["source"] for r in rows)
     )
-    commands = (
-        (out / "backends.commands.txt").read_text().splitlines() if (out / "backends.commands.txt").exists() else []
-    )
+    commands = recorded(out, "backends")
 
     def mean(g, field):
         v = np.array([float(r[field]) for r in g])
@@ -467,13 +444,12 @@ def _bias_correction_section(rows: list[dict[str, str]], other: Path) -> list[st
     pairs = [(r, without[k]) for r in rows if (k := (r["model"], r["backend"], r["source"], r["seed"])) in without]
     if not pairs:
         return []
-    commands = other.parent / "backends.commands.txt"
     lines = [
         "",
         "## With and without bias correction (same seed)",
         "",
         "From `backends_no_bias_correction/` ("
-        + "; ".join(f"`{c}`" for c in commands.read_text().splitlines())
+        + "; ".join(f"`{c}`" for c in recorded(other.parent, "backends"))
         + "): flip rate % / top-1 % with NNCF's default fast bias correction, then with it disabled.",
         "",
         "| model | backend | source | seed | default | no bias correction |",
@@ -511,9 +487,8 @@ def main() -> None:
     )
     p.add_argument("--quick", action="store_true")
     p.add_argument("--report-only", action="store_true")
-    p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
+    p.add_argument("--out", type=Path, default=RESULTS)
     args = p.parse_args()
-    command = "python benchmarks/backends.py " + " ".join(sys.argv[1:])
     if args.quick:
         args.models = args.models[:1]
         args.seeds = [0]
@@ -531,8 +506,7 @@ def main() -> None:
     args.sources = chosen
     args.out.mkdir(parents=True, exist_ok=True)
     if not args.report_only:
-        with open(args.out / "backends.commands.txt", "a") as f:
-            f.write(command + "\n")
+        record(args.out, "backends")
         run(args)
     print(summarise(args.out / "backends.csv", args.out, {p.stem: p for p in args.models}))
 

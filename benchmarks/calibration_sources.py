@@ -33,59 +33,24 @@ import time
 from pathlib import Path
 
 import numpy as np
-from paths import EXTRA_ZOO, REPO, SHARED, STUDENT, TEACHER, ZOO
-from rows import appending, done_keys
+from commands import record, recorded
+from paths import CIFAR_TEST, CIFAR_TRAIN, REPO, STUDENT, TEACHER, ZOO
+from rows import CALIBRATION_FIELDS, CALIBRATION_KEY, appending, done_keys
+from study import rule_outcome
+from testset import compile_f32, load_test, predictions
+from zoo import resolve_models
 
 from openvino_synthcalib.recipes import ADAPTIVE_CANDIDATES
 
 DEFAULT_SOURCES = {
-    "real": f"images:{SHARED / 'datasets/cifar10-jpeg/train'}",
+    "real": f"images:{CIFAR_TRAIN}",
     "teacher": f"generator:{TEACHER}",
     "student": f"generator:{STUDENT}",
     "gaussian": "noise:gaussian",
     "uniform": "noise:uniform",
     "fractal": "fractal:ifs",
 }
-FIELDS = [
-    "model",
-    "source",
-    "mode",
-    "recipe",
-    "samples",
-    "seed",
-    "fp32_top1",
-    "int8_top1",
-    "flip_rate",
-    "quantize_s",
-    "chosen",
-    "synthetic_flip_rate",
-    "synthetic_kl",
-    "nncf_quantize_s",
-]
 RECIPES = ["nncf", "minmax", "histogram", "mixed_minmax", "mixed_histogram", "adaptive"]
-KEY = ("model", "source", "mode", "recipe", "samples", "seed")
-
-
-def load_test(root: Path, limit: int | None) -> tuple[np.ndarray, np.ndarray]:
-    from openvino_synthcalib.imagefolder import ImageFolder, load_image
-
-    samples = ImageFolder(root).samples()
-    if limit:
-        samples = [samples[i] for i in np.linspace(0, len(samples) - 1, limit).astype(int)]
-    x = np.stack([load_image(p) for p, _ in samples])
-    return x, np.array([c for _, c in samples])
-
-
-def predictions(compiled, x: np.ndarray, batch: int = 250) -> np.ndarray:
-    from openvino_synthcalib.inference import predict
-
-    return np.concatenate(list(predict(compiled, (x[i : i + batch] for i in range(0, len(x), batch)))))
-
-
-def compile_f32(model):
-    from openvino_synthcalib import models
-
-    return models.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "THROUGHPUT"})
 
 
 def calibrate(args: argparse.Namespace, model_path: Path, spec: str, mode: str, samples: int, seed: int, recipes):
@@ -137,14 +102,12 @@ def run(args: argparse.Namespace) -> None:
     from tqdm import tqdm
 
     from openvino_synthcalib.errors import SynthcalibError
-    from openvino_synthcalib.transforms import Transform
 
     csv_path = args.out / "calibration_sources.csv"
     args.out.mkdir(parents=True, exist_ok=True)
-    done = done_keys(csv_path, KEY)
-    x_test, y_test = load_test(args.test, args.test_limit)
-    x_in = Transform.from_options(args.preset)(x_test)
-    with appending(csv_path, FIELDS) as (f, writer):
+    done = done_keys(csv_path, CALIBRATION_KEY)
+    x_in, y_test = load_test(args.test, args.test_limit, args.preset)
+    with appending(csv_path, CALIBRATION_FIELDS) as (f, writer):
         cells = [
             (m, mode, n, src, seed)
             for m in args.models
@@ -230,7 +193,7 @@ def summarise(csv_path: Path, out: Path) -> str:
         "Produced by these commands (each appends its rows to `calibration_sources.csv`; a rerun skips the rows"
         " already there):",
         "",
-        *[f"    {c}" for c in _commands(out)],
+        *[f"    {c}" for c in recorded(out, "calibration_sources")],
         "",
         "Flip rate %: test images (10,000 JPEG CIFAR-10) whose INT8 top-1 differs from the FP32 model's; top-1 % of"
         " the INT8 model. Mean over seeds (`n`), ± std. Recipes: `nncf` = NNCF defaults, `minmax`, `histogram` ="
@@ -371,18 +334,6 @@ def _choices(rows, models, sources, n: str) -> list[str]:
     return lines
 
 
-def rule_outcome(runs: list[list[dict[str, str]]], first: str, second: str, real: str = "flip_rate"):
-    """Picking each run's candidate row by the smallest ``(first, second)``: how many picks had the
-    fewest ``real`` flips of their run (ties count), and each pick's extra real flips over that best."""
-    hits, extra = 0, []
-    for cands in runs:
-        pick = min(cands, key=lambda r: (float(r[first]), float(r[second])))
-        best = min(float(r[real]) for r in cands)
-        hits += float(pick[real]) <= best
-        extra.append(float(pick[real]) - best)
-    return hits, extra
-
-
 def _score_rules(rows, n: str) -> list[str]:
     """The adaptive recipe's score (smallest KL, then flips) against the alternative (fewest synthetic
     flips, then KL), on the candidates of each adaptive run that have both scores in the CSV."""
@@ -490,11 +441,6 @@ def _against_defaults(rows, n: str) -> list[str]:
     return lines
 
 
-def _commands(out: Path) -> list[str]:
-    path = out / "calibration_sources.commands.txt"
-    return path.read_text().splitlines() if path.exists() else []
-
-
 def _plot(groups, models, out: Path, n: str) -> None:
     """Flip rate per model: real and student under NNCF defaults and the adaptive recipe, and the
     data-free baselines under the adaptive recipe."""
@@ -535,35 +481,10 @@ def _plot(groups, models, out: Path, n: str) -> None:
     plt.close(fig)
 
 
-def resolve_models(names: list[str] | None, data: Path) -> list[Path]:
-    """Model files for names of the shared zoo, of the extra zoo (trained here when absent) or paths."""
-    shared = {p.stem: p for p in ZOO.glob("*.onnx")}
-    built: dict[str, Path] = {}
-    extra: set[str] = set()
-    if names is None or any(not n.endswith((".onnx", ".xml")) and n not in shared for n in names):
-        import train_zoo  # torch: only when the extra zoo is asked for
-
-        extra = set(train_zoo.RECIPES)
-        names = names or [*sorted(shared), *sorted(extra)]
-        wanted = [n for n in names if n in extra and n not in shared]
-        built = train_zoo.ensure_zoo(EXTRA_ZOO, data, wanted) if wanted else {}
-    out = []
-    for n in names:
-        if n.endswith((".onnx", ".xml")):
-            out.append(Path(n))
-        elif n in shared:
-            out.append(shared[n])
-        elif n in built:
-            out.append(Path(built[n]))
-        else:
-            raise SystemExit(f"--models: unknown model {n!r}; expected one of {', '.join([*shared, *extra])} or a file")
-    return out
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", nargs="*", default=None, help="model files or names in ../shared/models/cifar10")
-    p.add_argument("--test", type=Path, default=SHARED / "datasets" / "cifar10-jpeg" / "test")
+    p.add_argument("--test", type=Path, default=CIFAR_TEST)
     p.add_argument("--test-limit", type=int, default=None, help="evaluate an evenly spaced subset")
     p.add_argument("--preset", default="cifar10")
     p.add_argument(
@@ -586,7 +507,6 @@ def main() -> None:
     p.add_argument("--report-only", action="store_true")
     p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     args = p.parse_args()
-    command = "python benchmarks/calibration_sources.py " + " ".join(sys.argv[1:])
     if args.quick:
         args.models = args.models or ["resnet20"]
         args.sources = ["real", "gaussian"] if args.sources == list(DEFAULT_SOURCES) else args.sources
@@ -606,9 +526,7 @@ def main() -> None:
             p.error(f"--sources: unknown source {name!r}; known: {', '.join(args.source_specs)} (or NAME=SPEC)")
         chosen.append(name)
     args.sources = chosen
-    args.out.mkdir(parents=True, exist_ok=True)
-    with open(args.out / "calibration_sources.commands.txt", "a") as f:
-        f.write(command + "\n")
+    record(args.out, "calibration_sources")
     run(args)
     print(summarise(args.out / "calibration_sources.csv", args.out))
 

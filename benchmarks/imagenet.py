@@ -48,7 +48,6 @@ import argparse
 import contextlib
 import csv
 import json
-import os
 import shlex
 import subprocess
 import sys
@@ -57,17 +56,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from paths import REPO, RESULTS, SHARED
+from commands import record, recorded
+from paths import REPO, RESULTS, SHARED, shown
 from rows import appending, done_keys
-from study import record, recorded
+from testset import CROP_FRACTION, VIEWS, compile_f32, crop_views, resized, sample_images
+from testset import IMAGENET_CLASSES as CLASSES_TSV
+from testset import IMAGENET_SAMPLE as SAMPLE
 
 NAME = "imagenet"
-SAMPLE = SHARED / "datasets" / "imagenet-sample"
-CLASSES_TSV = SAMPLE / "classes.tsv"
 LITE0 = SHARED / "models" / "imagenet" / "efficientnet_lite0.onnx"
 CACHE = REPO / "runs" / "imagenet"
-CROP_FRACTION = 0.875  # torchvision's evaluation framing: short side 256 for a 224 crop
-VIEWS = ("centre", "mirror", "tl", "tr", "bl", "br")
 VIEW_NAMES = {
     "centre": "centre crop",
     "mirror": "mirrored centre crop",
@@ -127,55 +125,6 @@ MODELS = {
 
 
 # ----------------------------------------------------------------------------- evaluation views
-
-
-def resized(path: str | Path, size: int, fraction: float = CROP_FRACTION) -> np.ndarray:
-    """An image file as uint8 [H, W, 3], resized (PIL bilinear, aspect kept) so that it covers
-    ``size / fraction``: the image torchvision's evaluation (and ``images:...?crop=center``) crops."""
-    from PIL import Image
-
-    from openvino_synthcalib.imagefolder import CenterCrop
-
-    with Image.open(path) as im:
-        rgb = im.convert("RGB")
-    rh, rw = CenterCrop((size, size), fraction).resized(rgb.height, rgb.width)
-    if rgb.size != (rw, rh):
-        rgb = rgb.resize((rw, rh), Image.Resampling.BILINEAR)
-    return np.asarray(rgb)
-
-
-def crop_views(x: np.ndarray, size: int) -> np.ndarray:
-    """The views of a resized image [H, W, C] as [len(VIEWS), C, size, size], in VIEWS order: the
-    centre crop (rounded as torchvision's CenterCrop), its mirror, and the four corners."""
-    from openvino_synthcalib.imagefolder import CenterCrop
-
-    h, w = x.shape[:2]
-    if h < size or w < size:
-        raise ValueError(f"image {h}x{w} is smaller than the {size}x{size} crop")
-    top, left = CenterCrop((size, size)).box(h, w)
-    centre = x[top : top + size, left : left + size]
-    views = [
-        centre,
-        centre[:, ::-1],
-        x[:size, :size],
-        x[:size, w - size :],
-        x[h - size :, :size],
-        x[h - size :, w - size :],
-    ]
-    return np.ascontiguousarray(np.stack(views).transpose(0, 3, 1, 2))
-
-
-def sample_images(limit: int | None) -> tuple[list[Path], np.ndarray]:
-    """The shared sample images (sorted by WordNet id; an evenly spaced subset of ``limit``) and
-    their class indices (position of the WordNet id in ``classes.tsv``)."""
-    with open(CLASSES_TSV) as f:
-        index = {r["wnid"]: int(r["index"]) for r in csv.DictReader(f, delimiter="\t")}
-    files = sorted((SAMPLE / "images").glob("*/*.JPEG"))
-    if not files:
-        raise SystemExit(f"no images under {SAMPLE / 'images'} (set SYNTHCALIB_SHARED)")
-    if limit and limit < len(files):
-        files = [files[i] for i in np.linspace(0, len(files) - 1, limit).astype(int)]
-    return files, np.array([index[p.parent.name] for p in files])
 
 
 def eval_views(cache: Path, size: int, limit: int | None) -> tuple[np.ndarray, np.ndarray]:
@@ -261,12 +210,6 @@ def build_lite2(cache: Path, meta: dict) -> Path:
     meta.setdefault("models", {}).setdefault("lite2", {})["export_max_abs_diff"] = float(f"{diff:.3g}")
     log(f"lite2: exported to {out} (OpenVINO vs torch logits: max |diff| {diff:.2g})")
     return out
-
-
-def compile_f32(model):
-    from calibration_sources import compile_f32 as compile_f32_
-
-    return compile_f32_(model)
 
 
 def reference(args, clf: Classifier, path: Path, views: np.ndarray, labels: np.ndarray, meta: dict) -> np.ndarray:
@@ -907,17 +850,6 @@ def _plot(rows: list[dict], curve: list[dict], out: Path) -> bool:
 
 
 # ----------------------------------------------------------------------------- main
-
-
-def shown(path: Path) -> str:
-    """A path as the report shows it: relative to the checkout, or under ``../shared``."""
-    path = Path(os.path.abspath(path))  # symlinks kept (.venv-mct/bin/python)
-    if path.is_relative_to(REPO):
-        return str(path.relative_to(REPO))
-    shared = Path(os.path.abspath(SHARED))
-    if path.is_relative_to(shared):
-        return f"../shared/{path.relative_to(shared)}"
-    return str(path)
 
 
 def log(msg: str) -> None:

@@ -148,7 +148,7 @@ def check_imagenet(torch, module, size: int, limit: int) -> float | None:
     evaluation) of an evenly spaced ``limit`` of the shared sample images, input mean/std 0.5."""
     if limit <= 0:
         return None
-    from imagenet import crop_views, resized, sample_images
+    from testset import crop_views, resized, sample_images
 
     try:
         files, labels = sample_images(limit)

@@ -22,15 +22,31 @@ STUDENT = GENERATORS["cifar10"]
 RESULTS = REPO / "benchmarks" / "results"
 #: The extra zoo (ConvMixer, ViT) that benchmarks/train_zoo.py trains here when it is absent (git-ignored).
 EXTRA_ZOO = REPO / "runs" / "zoo" / "cifar10"
+#: Its models: the recipes of benchmarks/train_zoo.py.
+EXTRA_MODELS = ("convmixer", "vit")
 __all__ = [
     "CIFAR",
     "CIFAR_TEST",
     "CIFAR_TRAIN",
     "DEMO_CLASSIFIER",
+    "EXTRA_MODELS",
+    "EXTRA_ZOO",
     "REPO",
     "RESULTS",
     "SHARED",
     "STUDENT",
     "TEACHER",
     "ZOO",
+    "shown",
 ]
+
+
+def shown(path: str | os.PathLike[str]) -> str:
+    """A path as the reports show it: relative to the checkout, or under ``../shared``."""
+    path = Path(os.path.abspath(path))  # symlinks kept (.venv-mct/bin/python)
+    if path.is_relative_to(REPO):
+        return str(path.relative_to(REPO))
+    shared = Path(os.path.abspath(SHARED))
+    if path.is_relative_to(shared):
+        return f"../shared/{path.relative_to(shared)}"
+    return str(path)

@@ -22,6 +22,8 @@ import sys
 import time
 from pathlib import Path
 
+from commands import command
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -95,7 +97,7 @@ def main() -> int:
     text = [
         "# POT hook start-up cost",
         "",
-        f"`{' '.join(['python', *sys.argv])}` (interpreter `{os.path.relpath(args.python, ROOT)}`, Python {version}, "
+        f"`{command('pot_hook_startup')}` (interpreter `{os.path.relpath(args.python, ROOT)}`, Python {version}, "
         f"{platform.machine()}, {os.cpu_count()} CPU cores).",
         "",
         f"`python -c pass`: wall clock per process (spawn to exit) and the child's CPU time (user + system, "

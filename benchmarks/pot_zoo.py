@@ -34,17 +34,18 @@ import time
 from pathlib import Path
 
 import numpy as np
-from calibration_sources import FIELDS, KEY  # one CSV schema for the calibration table
-from rows import appending, done_keys
+from commands import command, record
+from paths import CIFAR_TEST, REPO, RESULTS, ZOO, shown
+from rows import CALIBRATION_FIELDS, CALIBRATION_KEY, appending, done_keys
+from testset import load_test
 
-ROOT = Path(__file__).resolve().parents[1]
-TEST_DIR = "../shared/datasets/cifar10-jpeg/test"
+PYTHON = ".venv-pot/bin/python"  # the legacy environment, as the reports show it
 BIN = Path(sys.executable).parent
 
 
 def run(cmd: list[str], log: Path) -> tuple[int, float, str]:
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
     elapsed = time.perf_counter() - t0
     text = proc.stdout + proc.stderr
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -59,7 +60,7 @@ def final_drop(log: str) -> dict[str, float] | None:
 
 def config_for_seed(cfg: str, seed: int, out_root: Path, source: str | None = None) -> tuple[str, dict]:
     """The committed config, or a copy of it with ``engine.seed`` (and/or ``engine.source``) changed."""
-    data = json.loads((ROOT / cfg).read_text())
+    data = json.loads((REPO / cfg).read_text())
     if int(data["engine"].get("seed", 0)) == seed and source in (None, data["engine"]["source"]):
         return cfg, data
     if source not in (None, data["engine"]["source"]):
@@ -72,7 +73,7 @@ def config_for_seed(cfg: str, seed: int, out_root: Path, source: str | None = No
     path = out_root / "configs" / f"{data['model']['model_name']}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=2) + "\n")
-    return os.path.relpath(path, ROOT), data
+    return os.path.relpath(path, REPO), data
 
 
 def chosen_candidate(log: str) -> str | None:
@@ -90,21 +91,6 @@ def source_name(spec: str) -> str:
     if "teacher" in spec:
         return "teacher"
     return spec
-
-
-def load_test_set(limit: int | None) -> tuple[np.ndarray, np.ndarray]:
-    from concurrent.futures import ThreadPoolExecutor
-
-    from openvino_synthcalib.imagefolder import ImageFolder, load_image
-    from openvino_synthcalib.transforms import Transform
-
-    samples = ImageFolder(ROOT / TEST_DIR).samples()
-    if limit:
-        samples = samples[:: max(1, len(samples) // limit)][:limit]
-    with ThreadPoolExecutor(2) as pool:
-        images = np.stack(list(pool.map(lambda s: load_image(s[0]), samples)))
-    x = Transform.from_options("cifar10")(images)
-    return x, np.array([c for _, c in samples])
 
 
 def top1(model_path: str, x: np.ndarray, batch: int = 250) -> np.ndarray:
@@ -143,13 +129,13 @@ def main() -> int:
     parser.add_argument("--report", default=None, help="Markdown file name under benchmarks/results")
     parser.add_argument("--csv", type=Path, default=None, help="append rows to this calibration-source CSV")
     args = parser.parse_args()
-    done = done_keys(args.csv, KEY) if args.csv is not None else set()
+    done = done_keys(args.csv, CALIBRATION_KEY) if args.csv is not None else set()
     previous = {}  # rows of the CSV that a rerun skips: the report still shows them
     if args.csv is not None and args.csv.exists():
         with open(args.csv) as f:
-            previous = {tuple(r[k] for k in KEY): r for r in csv.DictReader(f)}
+            previous = {tuple(r[k] for k in CALIBRATION_KEY): r for r in csv.DictReader(f)}
 
-    out_root = ROOT / "out" / "pot"
+    out_root = REPO / "out" / "pot"
     rows = []
     commands = []
     hook_was = None
@@ -186,7 +172,7 @@ def main() -> int:
                     name = data["model"]["model_name"]
                     tag = f"{name}_{tool.replace('-', '_')}"
                     out_dir = out_root / tag
-                    cmd = [tool, "-c", cfg, "--output-dir", os.path.relpath(out_dir, ROOT), "--direct-dump"]
+                    cmd = [tool, "-c", cfg, "--output-dir", os.path.relpath(out_dir, REPO), "--direct-dump"]
                     xml = out_dir / "optimized" / f"{name}.xml"
                     if tool == "pot":
                         subprocess.run([str(BIN / "synthcalib-pot"), "enable"], check=True, capture_output=True)
@@ -225,10 +211,10 @@ def main() -> int:
             )
 
     print("loading the test set", flush=True)
-    x, labels = load_test_set(args.limit)
+    x, labels = load_test(CIFAR_TEST, args.limit, "cifar10")
     fp32 = {}
     for model in args.models:
-        pred = top1(str(ROOT / f"../shared/models/cifar10/{model}.onnx"), x)
+        pred = top1(str(ZOO / f"{model}.onnx"), x)
         fp32[model] = pred
         print(f"{model} FP32 top-1 {np.mean(pred == labels) * 100:.2f}%", flush=True)
     for row in rows:
@@ -239,9 +225,8 @@ def main() -> int:
             print(f"{row['xml'].name} ({row['tool']}): top-1 {row['top1']:.2f}%", flush=True)
 
     if args.csv is not None:
-        with open(args.csv.parent / "calibration_sources.commands.txt", "a") as f:
-            f.write(shlex.join([".venv-pot/bin/python", "benchmarks/pot_zoo.py", *sys.argv[1:]]) + "\n")
-        with appending(args.csv, FIELDS) as (_, writer):
+        record(args.csv.parent, "calibration_sources", "pot_zoo", PYTHON)
+        with appending(args.csv, CALIBRATION_FIELDS) as (_, writer):
             for row in rows:
                 if row["tool"] != "synthcalib-pot" or "top1" not in row or row.get("from_csv"):
                     continue
@@ -267,14 +252,14 @@ def main() -> int:
     lines = [
         "# POT: synthetic vs real-image calibration (CIFAR-10 zoo)",
         "",
-        f"Command: `{shlex.join(['.venv-pot/bin/python', 'benchmarks/pot_zoo.py', *sys.argv[1:]])}` "
+        f"Command: `{command('pot_zoo', PYTHON)}` "
         f"(from the repository root, legacy env: openvino-dev 2023.3.0; {os.cpu_count()} CPU cores).",
         "",
         "It ran, from the repository root:",
         "",
         *[f"    {c}" for c in commands],
         "",
-        f"Top-1 on `{TEST_DIR}` ({len(labels)} images), OpenVINO CPU, f32 inference precision hint; "
+        f"Top-1 on `{shown(CIFAR_TEST)}` ({len(labels)} images), OpenVINO CPU, f32 inference precision hint; "
         "agreement = share of test images where INT8 and FP32 predict the same class. "
         f"Calibration: 300 items, seeds {', '.join(map(str, args.seeds))}, class-balanced (synthetic: "
         "the engine `source` of each config, the shipped student; real: `../shared/datasets/cifar10-jpeg/train`).",
@@ -319,7 +304,7 @@ def main() -> int:
                     f"{model} {algo}: synthetic minus real-image INT8 top-1 (mean over seeds): {', '.join(gaps)} "
                     "(target: within ±0.10 pp).",
                 ]
-    out = ROOT / "benchmarks" / "results" / name
+    out = RESULTS / name
     out.write_text("\n".join(lines) + "\n")
     print(f"wrote {out}")
     return 0

@@ -28,9 +28,10 @@ import time
 from pathlib import Path
 
 import numpy as np
-from calibration_sources import resolve_models, rule_outcome
 from rows import appending, done_keys
-from study import load_test_batches, run_study, study_parser
+from study import rule_outcome, run_study, study_parser
+from testset import batched, load_test
+from zoo import resolve_models
 
 from openvino_synthcalib.recipes import ADAPTIVE_CANDIDATES
 
@@ -66,7 +67,8 @@ def run(args: argparse.Namespace, csv_path: Path) -> None:
 
     settings = candidates()
     done = done_keys(csv_path, ("model", "seed", "candidate"))
-    test_batches, labels = load_test_batches(args)
+    x_test, labels = load_test(args.test, preset=args.preset)
+    test_batches = batched(x_test)
     with appending(csv_path, FIELDS) as (f, writer):
         for path in resolve_models(args.models, args.test.parent):
             fp32 = ov.Core().read_model(str(path))

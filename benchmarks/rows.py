@@ -1,4 +1,5 @@
-"""The benchmarks' resumable CSV tables: the rows already measured, and appending new ones."""
+"""The benchmarks' resumable CSV tables: the rows already measured, appending new ones, and the
+columns of the table that two scripts append to."""
 
 from __future__ import annotations
 
@@ -7,6 +8,26 @@ import csv
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+#: The calibration table (``calibration_sources.csv``): ``calibration_sources.py`` and ``pot_zoo.py``
+#: (modes ``pot_default`` / ``pot_aa``) append to it; a row is identified by its ``CALIBRATION_KEY``.
+CALIBRATION_FIELDS = [
+    "model",
+    "source",
+    "mode",
+    "recipe",
+    "samples",
+    "seed",
+    "fp32_top1",
+    "int8_top1",
+    "flip_rate",
+    "quantize_s",
+    "chosen",
+    "synthetic_flip_rate",
+    "synthetic_kl",
+    "nncf_quantize_s",
+]
+CALIBRATION_KEY = ("model", "source", "mode", "recipe", "samples", "seed")
 
 
 def done_keys(csv_path: Path, key: tuple[str, ...]) -> set[tuple[str, ...]]:

@@ -28,9 +28,10 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from calibration_sources import resolve_models, rule_outcome
 from rows import appending, done_keys
-from study import load_test_batches, run_study, study_parser
+from study import rule_outcome, run_study, study_parser
+from testset import batched, load_test
+from zoo import resolve_models
 
 FIELDS = ["model", "seed", "candidate", "latent_scale", "real_flip", "real_top1", "synth_flip", "kl", "score_samples"]
 
@@ -45,7 +46,8 @@ def run(args: argparse.Namespace, csv_path: Path) -> None:
     from openvino_synthcalib.stream import make_stream
 
     done = done_keys(csv_path, ("model", "seed"))
-    test_batches, labels = load_test_batches(args)
+    x_test, labels = load_test(args.test, preset=args.preset)
+    test_batches = batched(x_test)
     spec = f"generator:{args.generator}"
     with appending(csv_path, FIELDS) as (f, writer):
         for path in resolve_models(args.models, args.test.parent):

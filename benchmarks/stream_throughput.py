@@ -27,7 +27,6 @@ import csv
 import gc
 import os
 import platform
-import shlex
 import statistics
 import sys
 import tempfile
@@ -35,6 +34,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from commands import command
 from paths import CIFAR_TRAIN as SHARED_TRAIN
 from paths import DEMO_CLASSIFIER as CLASSIFIER
 from paths import REPO, ZOO
@@ -158,11 +158,10 @@ def main() -> None:
         w.writerows(rows)
 
     ref = rows[0]  # first generator, batch 1, 1 request
-    command = shlex.join(["python", "benchmarks/stream_throughput.py", *sys.argv[1:]])
     lines = [
         "# Generator throughput and calibration feeding",
         "",
-        f"Command: `{command}`  ",
+        f"Command: `{command('stream_throughput')}`  ",
         f"Generators: {', '.join(f'`{g.name}`' for g in gens)}; model: `{args.model.name}`; machine: "
         f"{platform.machine()}, {os.cpu_count()} CPU cores, one run. Images/s: generator inference at f32 "
         "(`GeneratorEngine` default).",

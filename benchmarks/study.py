@@ -1,26 +1,12 @@
-"""What the studies of the recipe on the student share: their options, the commands file beside
-their results (each run's exact command line, for the report) and the test set."""
+"""What the studies of the recipe share: their options, running one (its command recorded beside
+its results, for the report), and how a scoring rule fares against the real test flips."""
 
 from __future__ import annotations
 
 import argparse
-import shlex
-import sys
 from pathlib import Path
-from typing import Any
 
-
-def record(out: Path, name: str) -> None:
-    """Append this process's command (``python benchmarks/NAME.py ARGS``) to ``out/NAME.commands.txt``."""
-    out.mkdir(parents=True, exist_ok=True)
-    with open(out / f"{name}.commands.txt", "a") as f:
-        f.write(shlex.join(["python", f"benchmarks/{name}.py", *sys.argv[1:]]) + "\n")
-
-
-def recorded(out: Path, name: str) -> list[str]:
-    """The commands recorded in ``out`` for benchmark ``name``, oldest first."""
-    path = out / f"{name}.commands.txt"
-    return path.read_text().splitlines() if path.exists() else []
+from commands import record, recorded
 
 
 def study_parser(doc: str, seeds: list[int], score_samples: int) -> argparse.ArgumentParser:
@@ -50,12 +36,13 @@ def run_study(name: str, args: argparse.Namespace, run, report) -> None:
     print(report(csv_path, recorded(args.out, name)))
 
 
-def load_test_batches(args: argparse.Namespace, batch: int = 250) -> tuple[list[Any], Any]:
-    """The test images under ``--test``, preprocessed with ``--preset``, in batches; and their labels."""
-    from calibration_sources import load_test
-
-    from openvino_synthcalib.transforms import Transform
-
-    x_test, labels = load_test(args.test, None)
-    x_test = Transform.from_options(args.preset)(x_test)
-    return [x_test[i : i + batch] for i in range(0, len(x_test), batch)], labels
+def rule_outcome(runs: list[list[dict[str, str]]], first: str, second: str, real: str = "flip_rate"):
+    """Picking each run's candidate row by the smallest ``(first, second)``: how many picks had the
+    fewest ``real`` flips of their run (ties count), and each pick's extra real flips over that best."""
+    hits, extra = 0, []
+    for cands in runs:
+        pick = min(cands, key=lambda r: (float(r[first]), float(r[second])))
+        best = min(float(r[real]) for r in cands)
+        hits += float(pick[real]) <= best
+        extra.append(float(pick[real]) - best)
+    return hits, extra

@@ -19,14 +19,13 @@ shared zoo's interface: input ``input`` float32 [N, 3, 32, 32] (RGB in [0, 1], n
 Writes ``<out>/<model>.onnx`` and ``<out>/zoo.json`` (parameters, epochs, training time, top-1,
 sha256, command, per-epoch history); ``<out>/cache/`` keeps the decoded images (uint8) and
 ``<out>/checkpoints/`` a checkpoint per finished epoch, so an interrupted run resumes where it stopped.
-Models already exported are skipped unless ``--force``. Benchmarks call ``ensure_zoo`` to build
+Models already exported are skipped unless ``--force``. Benchmarks run this script (``zoo.resolve_models``) to build
 the models when they are absent.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import math
 import os
@@ -38,21 +37,25 @@ import warnings
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from commands import command
+from paths import CIFAR, EXTRA_ZOO, REPO
 from torch import nn
 
 from openvino_synthcalib.defaults import PRESETS
+from openvino_synthcalib.files import atomic_path, write_text, write_with
 from openvino_synthcalib.imagefolder import ImageFolder
+from openvino_synthcalib.train_generator.teachers import sha256_file
 from openvino_synthcalib.transforms import Transform
 
-ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = ROOT.parent / "shared" / "datasets" / "cifar10-jpeg"
-DEFAULT_OUT = ROOT / "runs" / "zoo" / "cifar10"
+DEFAULT_DATA = CIFAR  # $SYNTHCALIB_SHARED/datasets/cifar10-jpeg, by default ../shared beside the checkout
+DEFAULT_OUT = EXTRA_ZOO
 MEAN = PRESETS["cifar10"]["mean"]
 STD = PRESETS["cifar10"]["std"]
 IMAGE_SIZE = 32
@@ -285,9 +288,7 @@ def load_split(folder: Path, cache: Path, threads: int = 2) -> Split:
         images = np.stack(list(pool.map(_decode, (path for path, _ in samples), chunksize=256)))
     labels = np.array([label for _, label in samples], np.int64)
     cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_name(cache.name + ".tmp.npz")
-    np.savez(tmp, images=images, labels=labels, key=json.dumps(key))
-    os.replace(tmp, cache)
+    write_with(cache, lambda tmp: np.savez(tmp, images=images, labels=labels, key=json.dumps(key)), "image cache")
     print(f"decoded {len(labels)} images of {folder} in {time.perf_counter() - t0:.0f}s -> {cache}", flush=True)
     return Split(images, labels)
 
@@ -378,27 +379,6 @@ def export_onnx(model: nn.Module, path: Path) -> None:
         )
 
 
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def atomic_save(obj: Any, path: Path) -> None:
-    """``torch.save`` to a temporary name in the same folder, then rename over ``path``."""
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def write_json(data: dict[str, Any], path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
-
-
 def read_zoo(out_dir: Path) -> dict[str, Any]:
     path = out_dir / "zoo.json"
     return json.loads(path.read_text()) if path.exists() else {}
@@ -408,7 +388,7 @@ def is_built(out_dir: Path, name: str) -> bool:
     """Exported, and the ONNX file is the one ``zoo.json`` describes."""
     onnx_path = out_dir / f"{name}.onnx"
     entry = read_zoo(out_dir).get(name)
-    return onnx_path.exists() and entry is not None and entry.get("sha256") == sha256(onnx_path)
+    return onnx_path.exists() and entry is not None and entry.get("sha256") == sha256_file(onnx_path)
 
 
 @dataclass
@@ -440,7 +420,7 @@ class Settings:
 
 def _display(path: Path) -> str:
     """A path relative to the repository root when it is near it (``../shared/...``, ``runs/...``)."""
-    rel = os.path.relpath(Path(path).resolve(), ROOT)
+    rel = os.path.relpath(Path(path).resolve(), REPO)
     return rel if not rel.startswith("../..") else str(Path(path).resolve())
 
 
@@ -519,9 +499,8 @@ def train(
                 "seconds": round(seconds, 1),
             }
         )
-        atomic_save(
-            {"config": config, "model": model.state_dict(), "optimizer": opt.state_dict(), "record": record}, ckpt_path
-        )
+        checkpoint = {"config": config, "model": model.state_dict(), "optimizer": opt.state_dict(), "record": record}
+        write_with(ckpt_path, partial(torch.save, checkpoint), "checkpoint")
         h = record["history"][-1]
         print(
             f"{name} epoch {epoch + 1}/{epochs}: loss {h['loss']:.4f}, train {h['train_top1']:.2f}%, "
@@ -544,13 +523,14 @@ def build(name: str, data_dir: Path, out_dir: Path, settings: Settings) -> Path:
 
     test_x = test_split.normalised()
     onnx_path = out_dir / f"{name}.onnx"
-    tmp = out_dir / f"{name}.tmp.onnx"
-    export_onnx(model, tmp)
     top1_torch = torch_top1(model, test_x, test_split.labels)
-    top1_ov = openvino_top1(tmp, test_x, test_split.labels)
-    if abs(top1_torch - top1_ov) > 0.05:
-        raise SystemExit(f"{name}: OpenVINO top-1 {top1_ov:.2f}% differs from PyTorch {top1_torch:.2f}% by > 0.05 pp")
-    os.replace(tmp, onnx_path)
+    with atomic_path(onnx_path, f"{name} export") as tmp:  # in place once OpenVINO agrees with PyTorch
+        export_onnx(model, tmp)
+        top1_ov = openvino_top1(tmp, test_x, test_split.labels)
+        if abs(top1_torch - top1_ov) > 0.05:
+            raise SystemExit(
+                f"{name}: OpenVINO top-1 {top1_ov:.2f}% differs from PyTorch {top1_torch:.2f}% by > 0.05 pp"
+            )
 
     zoo = read_zoo(out_dir)
     zoo[name] = {
@@ -561,7 +541,7 @@ def build(name: str, data_dir: Path, out_dir: Path, settings: Settings) -> Path:
         "train_cpu_seconds": round(record["train_cpu_seconds"], 1),
         "top1_torch": round(top1_torch, 2),
         "top1_openvino": round(top1_ov, 2),
-        "sha256": sha256(onnx_path),
+        "sha256": sha256_file(onnx_path),
         "command": settings.command(name, data_dir, out_dir),
         "training": {k: v for k, v in config.items() if k not in ("model", "arch", "epochs")},
         "environment": {
@@ -573,7 +553,7 @@ def build(name: str, data_dir: Path, out_dir: Path, settings: Settings) -> Path:
         },
         "history": record["history"],
     }
-    write_json(zoo, out_dir / "zoo.json")
+    write_text(out_dir / "zoo.json", json.dumps(zoo, indent=2) + "\n")
     print(
         f"{name}: {zoo[name]['params']:,} parameters, {config['epochs']} epochs in {record['train_seconds'] / 60:.1f} min; "
         f"FP32 top-1 {top1_torch:.2f}% (PyTorch), {top1_ov:.2f}% (OpenVINO) -> {onnx_path}",
@@ -706,11 +686,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings(args.seed, args.epochs, args.threads, args.device, args.amp == "bf16")
     ensure_zoo(args.out, args.data, args.models, settings, args.force)
     if args.report:
-        write_report(
-            args.out,
-            args.report,
-            shlex.join(["python", "benchmarks/train_zoo.py", *(sys.argv[1:] if argv is None else argv)]),
-        )
+        write_report(args.out, args.report, command("train_zoo", argv=argv))
     return 0
 
 

@@ -3,6 +3,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -101,14 +103,50 @@ def test_stream_throughput_quick_on_tiny_inputs(assets, tmp_path):
     assert "folder on disk" in md and "synthetic stream" in md and "--quick" in md
 
 
-def _imagenet():
-    """benchmarks/imagenet.py as a module (benchmarks/ on sys.path, as the scripts have it)."""
+def _benchmark_module(name: str):
+    """A module of benchmarks/ (benchmarks/ on sys.path, as the scripts have it)."""
+    import importlib
+
     bench = str(REPO / "benchmarks")
     if bench not in sys.path:
         sys.path.insert(0, bench)
-    import imagenet
+    return importlib.import_module(name)
 
-    return imagenet
+
+def _imagenet():
+    return _benchmark_module("imagenet")
+
+
+def test_no_benchmark_script_imports_another():
+    """What the scripts share lives in the shared modules; a script runs another one as a script."""
+    import ast
+
+    shared = {"commands", "paths", "rows", "study", "testset", "zoo"}
+    scripts = {p.stem for p in (REPO / "benchmarks").glob("*.py")} - shared
+    for path in (REPO / "benchmarks").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            names += [node.module] if isinstance(node, ast.ImportFrom) and node.module else []
+            assert not {n.split(".")[0] for n in names} & scripts, f"{path.name} imports a script: {names}"
+        if path.stem in shared:
+            assert "__main__" not in path.read_text(), f"{path.name} is a shared module, not a script"
+
+
+def test_shared_test_set_loader_and_commands(assets, tmp_path, monkeypatch):
+    testset, commands = _benchmark_module("testset"), _benchmark_module("commands")
+    x, labels = testset.load_test(assets["images"])
+    sub, sub_labels = testset.load_test(assets["images"], limit=3, preset="unit")
+    assert x.dtype == sub.dtype == np.float32 and x.ndim == 4 and len(labels) == len(x) > 3
+    assert len(sub) == len(sub_labels) == 3 and sub_labels[0] == labels[0] and sub_labels[-1] == labels[-1]
+    assert [len(b) for b in testset.batched(x, 3)] == [3] * (len(x) // 3) + ([len(x) % 3] if len(x) % 3 else [])
+    monkeypatch.setattr(sys, "argv", ["x.py", "--models", "a b"])
+    commands.record(tmp_path, "table", "other", python=".venv-pot/bin/python")
+    commands.record(tmp_path, "table")
+    assert commands.recorded(tmp_path, "table") == [
+        ".venv-pot/bin/python benchmarks/other.py --models 'a b'",
+        "python benchmarks/table.py --models 'a b'",
+    ]
+    assert commands.recorded(tmp_path, "none") == []
 
 
 def test_imagenet_views_frame_as_the_product_crops(tmp_path):

@@ -63,6 +63,13 @@ def test_augment_is_a_seeded_crop_of_the_padded_image_possibly_flipped():
         assert any(torch.equal(crop, w) or torch.equal(crop, w.flip(1)) for w in windows)
 
 
+def test_the_benchmarks_know_the_extra_zoo_by_its_recipes():
+    """benchmarks/zoo.py resolves these names by running train_zoo.py, without importing it."""
+    from paths import EXTRA_MODELS, EXTRA_ZOO
+
+    assert tuple(tz.RECIPES) == EXTRA_MODELS and tz.DEFAULT_OUT == EXTRA_ZOO
+
+
 def test_lr_schedule_warms_up_then_decays_to_zero():
     lrs = [tz.lr_at(step, 100, 10, 1.0) for step in range(100)]
     assert lrs[9] == 1.0 and lrs[0] == 0.1
@@ -98,7 +105,7 @@ def test_ensure_zoo_builds_records_skips_and_resumes(tiny_zoo, capsys):
     assert entry["params"] == tz.count_params(tz.RECIPES["tiny"].model())
     assert entry["epochs"] == 2 and len(entry["history"]) == 2
     assert entry["top1_torch"] == entry["top1_openvino"]
-    assert entry["sha256"] == tz.sha256(paths["tiny"])
+    assert entry["sha256"] == tz.sha256_file(paths["tiny"])
     assert "--models tiny" in entry["command"] and "--seed 3" in entry["command"]
     assert (out / "cache" / "train.npz").exists() and not list(out.glob("*.tmp*"))
 
