@@ -1,5 +1,6 @@
-# `make demo` runs the main job, `make test` the whole suite (modern + legacy POT environments).
-# Each target creates what it needs: .venv (openvino 2026.4, nncf 3.4, torch CPU, the web extra) and .venv-pot.
+# `make demo` runs the main job, `make test` the whole suite (modern + legacy POT environments, and the
+# browser test of `synthcalib serve`). Each target creates what it needs: .venv (openvino 2026.4, nncf 3.4,
+# torch CPU, the web extra), .venv-pot, and the system Chromium (Debian's package, installed when missing).
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -7,7 +8,7 @@ PY := $(VENV)/bin/python
 MODERN_PINS := "openvino==2026.4.1" "nncf==3.4.0" "torch==2.13.0"
 STAMP := $(VENV)/.synthcalib-stamp
 
-.PHONY: demo test test-modern pot-env lint bench-stream clean
+.PHONY: demo test test-modern pot-env browser lint bench-stream clean
 
 $(STAMP): setup.cfg pyproject.toml Makefile
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,8 +22,13 @@ demo: $(STAMP)
 pot-env:
 	bash scripts/setup_pot_env.sh
 
-test: $(STAMP) pot-env
-	$(PY) -m pytest -q -p no:cacheprovider
+# Playwright (the dev extra) drives the system Chromium: its own browser downloads are not used.
+browser:
+	bash scripts/setup_browser.sh
+
+# SYNTHCALIB_REQUIRE_BROWSER=1: the browser test fails instead of skipping when it cannot run.
+test: $(STAMP) pot-env browser
+	SYNTHCALIB_REQUIRE_BROWSER=1 $(PY) -m pytest -q -p no:cacheprovider
 
 test-modern: $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider
