@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -93,6 +94,13 @@ def augment(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return out
 
 
+def shown(path: Path) -> str:
+    """A path as the log beside the shipped model records it: relative to the checkout
+    (``../shared/...``), or its name when it is elsewhere, never this machine's folders."""
+    rel = os.path.relpath(path.resolve(), REPO)
+    return rel if not rel.startswith(os.pardir + os.sep + os.pardir) else path.name
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", type=Path, default=REPO.parent / "shared" / "datasets" / "cifar10-jpeg")
@@ -169,7 +177,7 @@ def main() -> None:
     (args.out / "train_log.json").write_text(
         json.dumps(
             {
-                "options": vars(args) | {"data": str(args.data), "out": str(args.out)},
+                "options": vars(args) | {"data": shown(args.data), "out": shown(args.out)},
                 "parameters": params,
                 "epochs": log,
             },

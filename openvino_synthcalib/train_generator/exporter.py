@@ -11,7 +11,7 @@ from __future__ import annotations
 import tempfile
 import time
 import warnings
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 from typing import Any
 
 import torch
@@ -89,21 +89,23 @@ def export_generator(model: Any, out: str | Path, info: GeneratorInfo) -> Path:
         return save_ir(model, out, "--out", compress_to_fp16=True)
 
 
-def without_folders(options: dict[str, Any]) -> dict[str, Any]:
-    """A run's options with file paths reduced to their names: a shipped IR's provenance names the
-    files it was made from, not the folders of the machine that made it."""
-
-    def strip(value: Any) -> Any:
-        if isinstance(value, str) and ("/" in value or "\\" in value):
-            head, sep, tail = value.rpartition(":")  # path/to/file.py:function
-            if sep and tail and not tail.startswith(("/", "\\")) and head:
-                return f"{Path(head).name}:{tail}"
-            return Path(value).name
-        if isinstance(value, list):
-            return [strip(v) for v in value]
-        return value
-
-    return {k: strip(v) for k, v in options.items()}
+def without_folders(value: Any) -> Any:
+    """``value`` (a run's options, the teacher's record) with every file path in it reduced to its
+    name, in nested mappings and lists too: a shipped IR's provenance names the files it was made
+    from, not the folders of the machine that made it. POSIX and Windows paths alike (``C:\\x\\t.onnx``
+    -> ``t.onnx``); ``path/to/file.py:function`` keeps its function (``file.py:function``)."""
+    if isinstance(value, str):
+        if "/" not in value and "\\" not in value:
+            return value
+        head, sep, tail = value.rpartition(":")
+        if sep and head and tail and not tail.startswith(("/", "\\")):
+            return f"{PureWindowsPath(head).name}:{tail}"  # a Windows path splits at / and \\ alike
+        return PureWindowsPath(value).name
+    if isinstance(value, dict):
+        return {k: without_folders(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [without_folders(v) for v in value]
+    return value
 
 
 def export_from_options(opts: dict[str, Any]) -> Path:
@@ -147,7 +149,7 @@ def export_from_options(opts: dict[str, Any]) -> Path:
         provenance={
             "producer": "openvino_synthcalib.train_generator",
             "method": method,
-            **teacher_record,
+            **without_folders(teacher_record),  # the teacher's file name, not where it was
             "steps": int(data["step"]),
             "options_hash": data.get("options_hash"),
             "options": without_folders(data.get("options") or {}),
