@@ -93,8 +93,10 @@ def check_nncf_can_quantize(model: Any) -> None:
 
 @dataclass
 class Target:
-    """What the input of a PyTorch or ONNX model takes, and the form NNCF feeds it in.
+    """What the input of the model being calibrated takes, and the form NNCF feeds it in: built
+    once per model (:func:`target`) for every backend, and handed down to streams and datasets.
 
+    For an OpenVINO model, the model itself answers (``read`` stays empty).
     ``read`` has :func:`~.classifier.describe_input`'s keys where the model tells them: an ONNX
     model tells its input's layout, size (where static), channels and dtype; a torch module only
     its dtype and, through its first ``Conv2d``, its channels (size and layout come from the
@@ -114,6 +116,8 @@ class Target:
     def transform(self, transform: Any) -> Any:
         from .transforms import as_transform
 
+        if self.backend == "openvino":
+            return as_transform(transform, self.model)
         return as_transform(transform, read=self.read)
 
     def check_item(self, source: Any, transform: Any, how: str) -> None:
@@ -124,23 +128,23 @@ class Target:
                 "size: give it in the transform, e.g. transform={'preset': 'cifar10', 'size': '32x32'}"
             )
         shape = transform.output_shape(source.output_size(transform.size))
-        if self.backend == "onnx":
-            self._check_onnx(shape, transform.dtype, how)
+        if self.backend == "openvino":
+            from .classifier import check_item_shape
+
+            check_item_shape(self.model, shape, transform.dtype, how)
+        elif self.backend == "onnx":
+            from .classifier import check_dims
+
+            check_dims(
+                f"ONNX model input '{self.input_name}'",
+                self.dims or [],
+                self.read["dtype"],
+                shape,
+                transform.dtype,
+                how,
+            )
         else:
             self.classes = self.probe(shape, how)
-
-    def _check_onnx(self, shape: tuple[int, ...], dtype: str, how: str) -> None:
-        dims = (self.dims or [])[1:]
-        if len(dims) != len(shape) or any(d is not None and d != s for d, s in zip(dims, shape)):
-            want = "[" + ", ".join("?" if d is None else str(d) for d in dims) + "]"
-            raise SynthcalibError(
-                f"calibration items have shape {list(shape)} ({how}) but ONNX model input '{self.input_name}' "
-                f"takes {want} per item: check the transform's layout and size, or the model"
-            )
-        if dtype != self.read["dtype"]:
-            raise SynthcalibError(
-                f"calibration items are {dtype} ({how}) but ONNX model input '{self.input_name}' is {self.read['dtype']}"
-            )
 
     def probe(self, shape: tuple[int, ...], how: str = "") -> int | None:
         """Run the module once on a zero item of ``shape``: the shape check a torch module cannot
@@ -162,14 +166,17 @@ class Target:
             ) from None
         finally:
             self.model.train(training)
+        from .classifier import classes_of_output
+
         out = out[0] if isinstance(out, (tuple, list)) else out
-        dims = list(getattr(out, "shape", ()))
-        classes = dims[1] if len(dims) >= 2 and dims[1] > 1 and all(d == 1 for d in dims[2:]) else None
+        classes = classes_of_output(list(getattr(out, "shape", ())))
         self._probed[shape] = classes
         return classes
 
     def format(self, x: np.ndarray) -> Any:
         """One item [1, ...] as NNCF's backend feeds it to the model."""
+        if self.backend == "openvino":
+            return x
         if self.backend == "onnx":
             return {self.input_name: x}
         import torch
@@ -179,12 +186,25 @@ class Target:
 
 
 def target(model: Any) -> Target | None:
-    """The :class:`Target` of a PyTorch or ONNX model; ``None`` for OpenVINO models and paths."""
+    """The :class:`Target` of a model of any backend (an OpenVINO path is read); ``None`` for no
+    model. A Target is returned as it is, so that callers may hand one down instead of the model."""
+    if model is None or isinstance(model, Target):
+        return model
     if is_onnx(model):
         return _onnx_target(model)
     if is_torch(model):
         return _torch_target(model)
-    return None
+    return _openvino_target(model)
+
+
+def _openvino_target(model: Any) -> Target:
+    from . import models
+    from .classifier import classifier_classes
+
+    if not hasattr(model, "inputs"):
+        model = models.read_model(model, "model")
+    dims = models.static_dims(model.inputs[0].get_partial_shape()) if len(model.inputs) == 1 else None
+    return Target("openvino", model, {}, dims=dims, classes=classifier_classes(model))
 
 
 def _onnx_input(model: Any) -> Any:
@@ -221,12 +241,9 @@ def _onnx_target(model: Any) -> Target:
 
 
 def _onnx_classes(model: Any) -> int | None:
-    if len(model.graph.output) != 1:
-        return None
-    dims = _onnx_dims(model.graph.output[0])
-    if len(dims) >= 2 and dims[1] is not None and dims[1] > 1 and all(d == 1 for d in dims[2:]):
-        return dims[1]
-    return None
+    from .classifier import classes_of_output
+
+    return classes_of_output(_onnx_dims(model.graph.output[0])) if len(model.graph.output) == 1 else None
 
 
 def _torch_placement(model: Any) -> tuple[Any, Any]:
@@ -254,59 +271,59 @@ def _torch_target(model: Any) -> Target:
 def item_format(model: Any) -> Callable[[np.ndarray], Any] | None:
     """How an item [1, ...] is handed to NNCF for ``model``'s backend (``None``: as it is)."""
     t = target(model)
-    return t.format if t is not None else None
+    return t.format if t is not None and t.backend != "openvino" else None
 
 
 def model_classes(model: Any, stream: Any) -> int | None:
     """The class count of a classifier of any backend (a torch module is run once on a zero item
     of ``stream``'s shape to tell it)."""
     t = target(model)
-    if t is None:
-        from .classifier import classifier_classes
-
-        return classifier_classes(model)
-    if t.backend == "torch":
+    if t is not None and t.backend == "torch":
         from .transforms import Transform
 
         tf = stream.transform
         return t.probe(tf.output_shape(stream.source.output_size(tf.size))) if isinstance(tf, Transform) else None
-    return t.classes
+    return t.classes if t is not None else None
 
 
 # -- reading, saving, accuracy control (synthcalib.quantize and the CLI) ----------------------------
 
 
-def load(model: Any, backend: str | None) -> tuple[Any, Path | None, str]:
-    """``(model object, its path or None, backend)`` for ``synthcalib.quantize``.
+def load(
+    model: Any, backend: str | None, backend_name: str = "backend", model_name: str = "model"
+) -> tuple[Any, Path | None, str]:
+    """``(model object, its path or None, backend)`` for a calibration plan.
 
     A path is read by OpenVINO unless ``backend="onnx"``; a model object must belong to the
-    ``backend`` named (if one is).
+    ``backend`` named (if one is). Errors name the options as the caller does.
     """
     from . import models
 
     if backend is not None and backend not in BACKENDS:
-        raise SynthcalibError(f"--backend: expected one of {', '.join(BACKENDS)}, got {backend!r}")
+        raise SynthcalibError(f"{backend_name}: expected one of {', '.join(BACKENDS)}, got {backend!r}")
     found = backend_of(model)
     is_object = found != "openvino" or hasattr(model, "inputs")
     if is_object:
         if backend is not None and backend != found:
             raise SynthcalibError(
-                f"--backend {backend}: the model given is a{'n' if found[0] in 'ao' else ''} {found} model"
+                f"{backend_name} {backend}: the model given is a{'n' if found[0] in 'ao' else ''} {found} model"
             )
         return model, None, found
     backend = backend or "openvino"
     if backend == "torch":
-        raise SynthcalibError("--backend torch: give a torch.nn.Module object (the Python API), not a path")
-    path = models.check_model_path(model, "model")
+        raise SynthcalibError(f"{backend_name} torch: give a torch.nn.Module object (the Python API), not a path")
+    path = models.check_model_path(model, model_name)
     if backend == "openvino":
-        return models.read_model(path, "model"), path, backend
+        return models.read_model(path, model_name), path, backend
     if path.suffix.lower() != ".onnx":
-        raise SynthcalibError(f"model file '{path}' has suffix '{path.suffix}': --backend onnx expects an .onnx file")
+        raise SynthcalibError(
+            f"model file '{path}' has suffix '{path.suffix}': {backend_name} onnx expects an .onnx file"
+        )
     try:
         import onnx
     except ImportError as exc:
         raise SynthcalibError(
-            f"--backend onnx: needs the onnx extra, pip install 'openvino_synthcalib[onnx]' ({exc})"
+            f"{backend_name} onnx: needs the onnx extra, pip install 'openvino_synthcalib[onnx]' ({exc})"
         ) from None
     try:
         return onnx.load(str(path)), path, backend
@@ -314,29 +331,31 @@ def load(model: Any, backend: str | None) -> tuple[Any, Path | None, str]:
         raise SynthcalibError(f"cannot read ONNX model file '{path}': {_first_line(exc)}") from None
 
 
-def check_accuracy_control(backend: str) -> None:
+def check_accuracy_control(backend: str, name: str = "accuracy_control") -> None:
     """NNCF 3.4 runs ``quantize_with_accuracy_control`` for OpenVINO and ONNX models only."""
     if backend == "torch":
         import nncf
 
         raise SynthcalibError(
-            f"accuracy_control: nncf.quantize_with_accuracy_control (NNCF {nncf.__version__}) supports OpenVINO and "
+            f"{name}: nncf.quantize_with_accuracy_control (NNCF {nncf.__version__}) supports OpenVINO and "
             "ONNX models only, not PyTorch: quantize the module with nncf.quantize, or convert it "
             "(ov.convert_model) and use accuracy control on the OpenVINO model"
         )
 
 
-def save(model: Any, path: Path, backend: str) -> Path:
+def save(model: Any, path: Path, backend: str, name: str = "output") -> Path:
     """Write a quantized model atomically: an IR pair for OpenVINO, one .onnx file for ONNX."""
     from .files import save_ir, write_with
 
     if backend == "openvino":
-        return save_ir(model, path)
+        return save_ir(model, path, name)
     if backend == "onnx":
         import onnx
 
-        return write_with(path, lambda tmp: onnx.save(model, str(tmp)), "--out")
-    raise SynthcalibError("--out: a quantized PyTorch module is returned, not saved (see the report's quantized_model)")
+        return write_with(path, lambda tmp: onnx.save(model, str(tmp)), name)
+    raise SynthcalibError(
+        f"{name}: a quantized PyTorch module is returned, not saved (see the report's quantized_model)"
+    )
 
 
 # -- running a model of any backend (validation functions) -----------------------------------------

@@ -62,28 +62,39 @@ def check_item_shape(model: Any, shape: tuple[int, ...], dtype: str, how: str) -
     ``how`` says where the item's shape came from (named in the error, e.g. the layout flag).
     """
     port = image_input(model)
-    dims = static_dims(port.get_partial_shape())[1:]
+    dims = static_dims(port.get_partial_shape())
+    check_dims(f"model input '{port.get_any_name()}'", dims, describe_input(model)["dtype"], shape, dtype, how)
+
+
+def check_dims(
+    what: str, dims: list[int | None], expected_dtype: str, shape: tuple[int, ...], dtype: str, how: str
+) -> None:
+    """Items of ``shape`` and ``dtype`` must fit an input ``what`` of ``dims`` (``None``: dynamic; the
+    batch dimension first) and ``expected_dtype``: the one input-shape rule of every backend."""
+    dims = list(dims)[1:]
     if len(dims) != len(shape) or any(d is not None and d != s for d, s in zip(dims, shape)):
         want = "[" + ", ".join("?" if d is None else str(d) for d in dims) + "]"
         raise SynthcalibError(
-            f"calibration items have shape {list(shape)} ({how}) but model input '{port.get_any_name()}' "
-            f"takes {want} per item: check --layout, --size or the model"
+            f"calibration items have shape {list(shape)} ({how}) but {what} "
+            f"takes {want} per item: check the transform's layout and size, or the model"
         )
-    expected = describe_input(model)["dtype"]
-    if dtype != expected:
-        raise SynthcalibError(
-            f"calibration items are {dtype} ({how}) but model input '{port.get_any_name()}' is {expected}"
-        )
+    if dtype != expected_dtype:
+        raise SynthcalibError(f"calibration items are {dtype} ({how}) but {what} is {expected_dtype}")
+
+
+def classes_of_output(dims: list[int | None]) -> int | None:
+    """The class count of a classifier output of ``dims`` ([N, K] or [N, K, 1, 1], K > 1), else None:
+    the one class-count rule of every backend."""
+    if len(dims) >= 2 and dims[1] is not None and dims[1] > 1 and all(d == 1 for d in dims[2:]):
+        return dims[1]
+    return None
 
 
 def classifier_classes(model: Any) -> int | None:
     """Number of classes of a classifier with one output [N, K] (or [N, K, 1, 1]), else None."""
     if len(model.outputs) != 1:
         return None
-    dims = static_dims(model.outputs[0].get_partial_shape())
-    if len(dims) >= 2 and dims[1] is not None and all(d == 1 for d in dims[2:]):
-        return dims[1] if dims[1] > 1 else None
-    return None
+    return classes_of_output(static_dims(model.outputs[0].get_partial_shape()))
 
 
 def check_same_input(model: Any, reference: Any, what: str) -> None:

@@ -5,18 +5,15 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import math
 import os
 import sys
 import time
 from collections.abc import Iterator, Sequence
 from typing import Any, NoReturn
 
+from . import checks, options
 from .defaults import DEFAULTS
 from .errors import SynthcalibError
-from .models import PRECISIONS
-from .recipes import RECIPES
-from .schedule import MAX_LENGTH
 from .shipped import generator_path
 
 
@@ -27,60 +24,22 @@ class _Parser(argparse.ArgumentParser):
         raise SynthcalibError(f"{self.prog}: {message}")
 
 
-def _positive(value: str) -> int:
-    try:
-        n = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}") from None
-    if n <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {n}")
-    if n > MAX_LENGTH:
-        raise argparse.ArgumentTypeError(f"expected at most {MAX_LENGTH} (2**53), got {n}")
-    return n
+def _arg(check: Any) -> Any:
+    """An argparse type from a check of :mod:`.checks` (command-line text parsed first)."""
+
+    def parse(value: str) -> Any:
+        try:
+            return checks.from_text(check)(value)
+        except checks.Invalid as exc:
+            raise argparse.ArgumentTypeError(f"expected {exc.expected}, got {value!r}") from None
+
+    parse.__name__ = getattr(check, "__name__", "value")
+    return parse
 
 
-def _positive_float(value: str) -> float:
-    try:
-        x = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {value!r}") from None
-    if not math.isfinite(x) or x <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
-    return x
-
-
-def _fraction(value: str) -> float:
-    try:
-        x = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {value!r}") from None
-    if not math.isfinite(x) or not 0 <= x <= 1:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1] (e.g. 0.01 = 1%), got {value!r}")
-    return x
-
-
-def _non_negative(value: str) -> int:
-    try:
-        n = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {value!r}") from None
-    if n < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {n}")
-    return n
-
-
-def _floats(value: str) -> list[float]:
-    try:
-        out = [float(v) for v in value.replace(",", " ").split()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected numbers separated by commas, got {value!r}") from None
-    if not out or not all(math.isfinite(v) for v in out):
-        raise argparse.ArgumentTypeError(f"expected finite numbers separated by commas, got {value!r}")
-    return out
-
-
-def _names(value: str) -> list[str]:
-    return [v.strip() for v in value.split(",") if v.strip()]
+_positive = _arg(lambda v: checks.integer(v, 1))
+_non_negative = _arg(lambda v: checks.integer(v, 0))
+_floats = _arg(checks.numbers)
 
 
 def _add_preprocessing(p: argparse.ArgumentParser) -> None:
@@ -111,31 +70,35 @@ def _preprocessing(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def _add_stream(p: argparse.ArgumentParser, source_required: bool = True, precision: str = "precision") -> None:
-    # Defaults are None here and filled in by _setting(): a flag given on the command line wins
-    # over a --config value, which wins over DEFAULTS (whatever value the flag was given).
-    p.add_argument("--source", required=source_required, help="generator:PATH, images:DIR, noise:gaussian, ...")
-    p.add_argument("--seed", type=_non_negative, help=f"stream seed (default {DEFAULTS['seed']})")
-    p.add_argument("--classes", type=_names, help="only these classes (indices or names), comma-separated")
-    p.add_argument("--class-weights", type=_floats, help="relative weights of the chosen classes")
-    p.add_argument("--batch-size", type=_positive, help=f"generator batch (default {DEFAULTS['batch_size']})")
-    p.add_argument("--device", help=f"OpenVINO device for generation (default {DEFAULTS['device']})")
-    p.add_argument(
-        "--precision", choices=PRECISIONS, help=f"generator inference precision (default {DEFAULTS[precision]})"
-    )
+STREAM_OPTIONS = ("source", "seed", "classes", "class_weights", "batch_size", "device", "precision")
 
 
-def _setting(
-    args: argparse.Namespace, flag: str, config: dict[str, Any], key: str | None = None, default: str | None = None
-) -> Any:
-    """The command-line value of ``flag`` if given, else ``config[key]``, else ``DEFAULTS[default or key]``."""
-    value = getattr(args, flag)
-    if value is not None:
-        return value
-    key = key or flag
-    if config.get(key) is not None:
-        return config[key]
-    return DEFAULTS.get(default or key)
+def _add_options(p: argparse.ArgumentParser, keys: Sequence[str], precision: str = "precision") -> None:
+    """Flags of the option table (:mod:`.options`), with its help; values are parsed and checked
+    by :func:`_values`, so that an error names the flag in the table's words."""
+    for key in keys:
+        opt = options.BY_KEY[key]
+        default = DEFAULTS[precision] if key == "precision" else opt.default
+        text = opt.help + (f" (default {default})" if default not in (None, False, True) else "")
+        if opt.check in (checks.boolean,) or key == "fast_bias_correction":
+            action = argparse.BooleanOptionalAction if key == "fast_bias_correction" else "store_true"
+            p.add_argument(opt.cli, dest=key, action=action, default=None, help=text)
+        else:
+            p.add_argument(opt.cli, dest=key, choices=opt.cli_choices, help=text.replace("%", "%%"))
+
+
+def _values(args: argparse.Namespace, keys: Sequence[str]) -> dict[str, Any]:
+    """The options given on the command line, parsed from their text (errors name the flag)."""
+    out: dict[str, Any] = {}
+    for key in keys:
+        value = getattr(args, key, None)
+        if value is None:
+            continue
+        opt = options.BY_KEY[key]
+        if isinstance(value, str) and opt.cli_parse is not None:
+            value = checks.checked(opt.cli_parse, value, opt.cli)
+        out[key] = value
+    return out
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -148,50 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
     q = sub.add_parser("quantize", help="quantize a model to INT8 with NNCF on a calibration source")
     q.add_argument("model", nargs="?", help="FP32 model (.xml or .onnx)")
     q.add_argument("--config", help="YAML/JSON quantization config (dataset, preprocessing, nncf options)")
-    q.add_argument("--out", help="output INT8 IR (.xml)")
-    q.add_argument("--num-samples", type=_positive, help=f"calibration items (default {DEFAULTS['num_samples']})")
-    _add_stream(q, source_required=False, precision="calibration_precision")
+    _add_options(q, [o.key for o in options.offered("cli") if o.key != "model"], "calibration_precision")
     _add_preprocessing(q)
-    q.add_argument(
-        "--max-drop", type=_fraction, help="use quantize_with_accuracy_control with this max drop (0.01 = 1%%)"
-    )
-    q.add_argument("--metric", choices=("agreement", "labels"), help="accuracy-control metric (default agreement)")
-    q.add_argument("--validation-source", help="accuracy-control validation source (default: the calibration source)")
-    q.add_argument(
-        "--recipe",
-        type=str.lower,
-        choices=RECIPES,
-        help="activation quantization recipe: adaptive (chosen per model on synthetic items; default for "
-        "synthetic sources), nncf (NNCF defaults; default for images:), or a fixed candidate: minmax, histogram "
-        "and their asymmetric (MIXED preset) variants mixed_minmax, mixed_histogram",
-    )
-    q.add_argument("--score-source", help="adaptive recipe: the source it scores candidates on (default: --source)")
-    q.add_argument(
-        "--score-samples",
-        type=_positive,
-        help=f"adaptive recipe: items it scores candidates on (default {DEFAULTS['recipe_score_samples']})",
-    )
-    q.add_argument(
-        "--score-latent-scale",
-        type=_positive_float,
-        help="adaptive recipe: standard deviation of a generator's latents in the scoring stream "
-        f"(default {DEFAULTS['recipe_score_latent_scale']}; 1: as in calibration; not applied to --score-source)",
-    )
-    q.add_argument("--subset-size", type=_positive, help="nncf subset_size (default: --num-samples)")
-    q.add_argument("--nncf-preset", choices=("performance", "mixed"), help="nncf quantization preset")
-    q.add_argument("--fast-bias-correction", action=argparse.BooleanOptionalAction, default=None)
-    q.add_argument("--model-type", choices=("transformer",))
-    q.add_argument("--target-device", help="nncf target device (ANY, CPU, GPU, NPU, CPU_SPR)")
-    q.add_argument("--class-list", metavar="FILE", help=CLASS_LIST_HELP)
-    q.add_argument(
-        "--allow-class-mismatch", action="store_true", help="accept a source with other classes than the model"
-    )
     q.add_argument("--json", action="store_true", help="print the report as JSON")
-    q.add_argument(
-        "--backend",
-        choices=("openvino", "onnx"),
-        help="NNCF backend: openvino (default; writes an IR) or onnx (an .onnx MODEL in, an INT8 .onnx --out)",
-    )
 
     e = sub.add_parser("evaluate", help="top-1 of a classifier on a labelled image folder")
     e.add_argument("model")
@@ -209,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_preprocessing(e)
 
     g = sub.add_parser("generate", help="write synthetic images as PNG files per class, plus grid.png")
-    _add_stream(g)
+    _add_options(g, STREAM_OPTIONS)
     g.add_argument("-n", "--num", type=_positive, default=DEFAULTS["generate_num"], help="images (default %(default)s)")
     g.add_argument("--out", required=True, help="output folder (new or empty, unless --overwrite)")
     g.add_argument("--overwrite", action="store_true", help="replace the content of a non-empty --out folder")
@@ -249,72 +171,26 @@ def _print_report(report: dict[str, Any], as_json: bool) -> None:
 
 
 def cmd_quantize(args: argparse.Namespace) -> None:
-    from .quantization import NNCF_KEYS, load_config
+    from .quantization import load_config, quantize_settings
 
-    config: dict[str, Any] = load_config(args.config) if args.config else {"dataset": {}, "preprocessing": {}}
-    model = args.model or config.get("model")
-    if model is None:
+    values = load_config(args.config) if args.config else {}
+    keys = [o.key for o in options.offered("cli") if o.key != "model"]
+    values.update(_values(args, keys))
+    if args.model is not None:
+        values["model"] = args.model
+    pre = {k: v for k, v in _preprocessing(args).items() if v is not None}
+    if pre:
+        given = values.get("transform")
+        values["transform"] = {**({"preset": given} if isinstance(given, str) else given or {}), **pre}
+    if values.get("model") is None:
         raise SynthcalibError("quantize: give MODEL or a --config with 'model'")
-    dataset = dict(config["dataset"])
-    source = args.source or dataset.get("source")
-    if source is None:
+    if values.get("source") is None:
         raise SynthcalibError("quantize: give --source SPEC (e.g. generator:gen.xml) or a --config with 'dataset'")
-    out = args.out or config.get("output")
-    if out is None:
+    if values.get("output") is None:
         raise SynthcalibError("quantize: give --out OUT.xml (or 'output' in --config)")
-    pre = {**config["preprocessing"], **{k: v for k, v in _preprocessing(args).items() if v is not None}}
-    nncf_options = {k: config[k] for k in NNCF_KEYS if k in config}
-    for key, value in (
-        ("subset_size", args.subset_size),
-        ("preset", args.nncf_preset),
-        ("fast_bias_correction", args.fast_bias_correction),
-        ("model_type", args.model_type),
-        ("target_device", args.target_device),
-    ):
-        if value is not None:
-            nncf_options[key] = value
-    accuracy = config.get("accuracy_control")
-    if args.max_drop is not None:
-        accuracy = {**(accuracy or {}), "max_drop": args.max_drop}
-    if args.metric is not None:
-        if accuracy is None:
-            raise SynthcalibError("--metric: only used with --max-drop (or accuracy_control in --config)")
-        accuracy = {**accuracy, "metric": args.metric}
-    if args.validation_source:
-        if accuracy is None:
-            raise SynthcalibError("--validation-source: only used with --max-drop (or accuracy_control in --config)")
-        accuracy = {**accuracy, "source": args.validation_source}
-    recipe = dict(config.get("recipe") or {})
-    for key, value in (
-        ("name", args.recipe),
-        ("score_source", args.score_source),
-        ("score_samples", args.score_samples),
-        ("score_latent_scale", args.score_latent_scale),
-    ):
-        if value is not None:
-            recipe[key] = value
-    from .quantization import quantize
-
+    settings = options.read(values, "cli")
     with _stdout_to_stderr():
-        report = quantize(
-            model,
-            source,
-            out,
-            backend=args.backend,
-            num_samples=_setting(args, "num_samples", dataset),
-            seed=_setting(args, "seed", dataset),
-            transform=pre or None,
-            classes=_setting(args, "classes", dataset),
-            class_weights=_setting(args, "class_weights", dataset),
-            class_list=_setting(args, "class_list", dataset),
-            device=_setting(args, "device", dataset),
-            batch_size=_setting(args, "batch_size", dataset),
-            precision=_setting(args, "precision", dataset, default="calibration_precision"),
-            accuracy_control=accuracy,
-            allow_class_mismatch=args.allow_class_mismatch or bool(config.get("allow_class_mismatch")),
-            nncf_options=nncf_options,
-            recipe=recipe or None,
-        )
+        report = quantize_settings(settings)
     _print_report(report, args.json)
 
 
@@ -377,19 +253,21 @@ def cmd_generate(args: argparse.Namespace) -> None:
     from .stream import SyntheticStream
 
     size = parse_size(args.size, "--size") if args.size else None
+    given = _values(args, STREAM_OPTIONS)
+    s = {
+        k: given.get(k, DEFAULTS["precision"] if k == "precision" else options.BY_KEY[k].default)
+        for k in STREAM_OPTIONS
+    }
     context = SourceContext(
-        num_classes=args.num_classes,
-        device=_setting(args, "device", {}),
-        batch_size=_setting(args, "batch_size", {}),
-        precision=_setting(args, "precision", {}),
+        num_classes=args.num_classes, device=s["device"], batch_size=s["batch_size"], precision=s["precision"]
     )
     started = time.perf_counter()
     stream = SyntheticStream(
         args.source,
         args.num,
-        seed=_setting(args, "seed", {}),
-        classes=args.classes,
-        class_weights=args.class_weights,
+        seed=s["seed"],
+        classes=s["classes"],
+        class_weights=s["class_weights"],
         context=context,
         transform={"size": size} if size is not None else None,
     )

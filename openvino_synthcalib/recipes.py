@@ -21,7 +21,7 @@ range estimator (and the ones that became duplicates are dropped).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -211,6 +211,7 @@ class Recipe(Mapping):
     seconds: float = 0.0
     model: Any = None
     candidate_models: dict[str, Any] = field(default_factory=dict)
+    time_split: dict[str, float] = field(default_factory=dict)
 
     def _kwargs(self, advanced_key: str) -> dict[str, Any]:
         out = {} if self.preset is None else {"preset": self.preset}
@@ -242,6 +243,7 @@ class Recipe(Mapping):
                 score_samples=self.score_samples,
                 scores={k: {m: round(v, 6) for m, v in s.items()} for k, s in self.scores.items()},
                 seconds=round(self.seconds, 2),
+                time_split={k: round(v, 2) for k, v in self.time_split.items()},
             )
         return out
 
@@ -292,13 +294,8 @@ def predict_logits(model: Any, batches: list[np.ndarray]) -> np.ndarray:
 def scoring_batches(model: Any, score_stream: Any, batch: int = 64) -> list[np.ndarray]:
     """Scoring inputs, batched for ``model``'s batch dimension (its static batch where it has one)."""
     from .backends import target
-    from .models import static_dims
 
-    t = target(model)
-    if t is None:
-        fixed = static_dims(model.inputs[0].get_partial_shape())[0]
-    else:
-        fixed = (t.dims or [None])[0]
+    fixed = (target(model).dims or [None])[0]
     items = np.concatenate([x for x, _ in score_stream.batches()])
     step = fixed or batch
     if fixed and len(items) % fixed:
@@ -311,6 +308,103 @@ def _copy(model: Any) -> Any:
     import copy
 
     return model.clone() if hasattr(model, "clone") and hasattr(model, "inputs") else copy.deepcopy(model)
+
+
+@dataclass
+class Scoring:
+    """What the adaptive recipe judges candidates on: the scoring items (batched for the model) and
+    the FP32 model's outputs on them, computed once."""
+
+    batches: list[np.ndarray]
+    reference: np.ndarray
+    source: str
+    seconds: float
+
+    @classmethod
+    def prepare(cls, model: Any, score_stream: Any, device: str) -> Scoring:
+        """Scoring items of ``score_stream`` and ``model``'s outputs on them; OpenVINO models run with
+        FP32 arithmetic, on CPUs defaulting to bf16 too."""
+        from .backends import prepare_reference
+
+        begun = time.perf_counter()
+        batches = scoring_batches(model, score_stream)
+        reference = predict_logits(prepare_reference(model, device, "f32"), batches)
+        return cls(batches, reference, score_stream.source.spec, time.perf_counter() - begun)
+
+    @property
+    def samples(self) -> int:
+        return sum(len(b) for b in self.batches)
+
+
+def adaptive_choice(
+    quantized: Iterator[tuple[str, Any]], runnable: Callable[[Any], Any], scoring: Scoring, started: float
+) -> Recipe:
+    """The adaptive recipe's choice, for any quantizer: each ``(candidate, INT8 model)`` that
+    ``quantized`` yields is made ``runnable`` and scored against the FP32 outputs; the best wins.
+    ``Recipe.model`` is the chosen candidate's model, ``candidate_models`` every candidate's."""
+    scores: dict[str, dict[str, float]] = {}
+    models: dict[str, Any] = {}
+    scoring_seconds = scoring.seconds
+    quantize_seconds = 0.0
+    begun = time.perf_counter()
+    for candidate, int8 in quantized:
+        seconds = time.perf_counter() - begun  # with shared statistics, the first candidate's includes them
+        quantize_seconds += seconds
+        begun = time.perf_counter()
+        outputs = predict_logits(runnable(int8), scoring.batches)
+        with forksafe.section():
+            scores[candidate] = {**score(scoring.reference, outputs), "quantize_seconds": seconds}
+        models[candidate] = int8
+        scoring_seconds += time.perf_counter() - begun
+        begun = time.perf_counter()
+    chosen = choose(scores)
+    out = Recipe(ADAPTIVE, chosen, scores=scores, score_source=scoring.source, score_samples=scoring.samples)
+    out.model, out.candidate_models = models[chosen], models
+    out.seconds = time.perf_counter() - started
+    out.time_split = {"quantization": quantize_seconds, "scoring": scoring_seconds}
+    return out
+
+
+def nncf_candidates(
+    model: Any, calibration: Any, candidates: tuple[str, ...], nncf_kwargs: dict[str, Any], split: dict[str, float]
+) -> Iterator[tuple[str, Any]]:
+    """``(candidate, INT8 model)`` by NNCF for each candidate, on the same calibration items: for
+    OpenVINO models from one statistics pass shared by every candidate (:mod:`.nncf_pipelines`),
+    else (or where NNCF's internals moved) by one ``nncf.quantize`` call each. ``split`` gets the
+    seconds spent collecting statistics, where that was done apart."""
+    import nncf
+
+    caller_preset = nncf_kwargs.get("preset") is not None
+    base = nncf_kwargs.get("advanced_parameters")
+    plain = {k: v for k, v in nncf_kwargs.items() if k != "advanced_parameters"}
+    kwargs = {c: {**plain, **nncf_kwargs_for(c, base, caller_preset)} for c in candidates}
+    data = _materialized(calibration)
+    shared = _shared_statistics(model, data, kwargs, split)
+    if shared is not None:
+        yield from shared.items()
+        return
+    for candidate, kw in kwargs.items():
+        yield candidate, nncf.quantize(_copy(model), data, **kw)
+
+
+def _shared_statistics(
+    model: Any, data: Any, kwargs: dict[str, dict[str, Any]], split: dict[str, float]
+) -> dict[str, Any] | None:
+    try:
+        from . import nncf_pipelines
+    except ImportError:
+        return None
+    from .backends import backend_of
+
+    if backend_of(model) != "openvino" or len(kwargs) < 2:
+        return None
+    try:
+        return nncf_pipelines.quantize_candidates(model, data, kwargs, timings=split)
+    except nncf_pipelines.Unsupported as exc:
+        import logging
+
+        logging.getLogger(__name__).info("adaptive recipe: one nncf.quantize per candidate (%s)", exc)
+        return None
 
 
 def recipe(
@@ -338,6 +432,8 @@ def recipe(
     quantized with ``nncf_kwargs`` (``subset_size``, ``preset``, ...), scored on ``score_samples``
     items and the best kept (``Recipe.model``; with ``keep_candidates``, every candidate's model).
     """
+    from .checks import checked, integer
+
     name = check_name(name)
     caller_preset = nncf_kwargs.get("preset") is not None
     if name != ADAPTIVE:  # under the caller's preset, mixed_minmax is minmax
@@ -347,17 +443,13 @@ def recipe(
         check_name(c, "candidates")
         if c == ADAPTIVE:
             raise SynthcalibError("candidates: 'adaptive' is not a candidate")
-    if isinstance(score_samples, bool) or not isinstance(score_samples, int) or score_samples <= 0:
-        raise SynthcalibError(f"score_samples: expected a positive integer, got {score_samples!r}")
+    checked(lambda v: integer(v, 1), score_samples, "score_samples")
     score_latent_scale = check_latent_scale(score_latent_scale)
-    import nncf
-
-    from .backends import backend_of, prepare_reference
+    from .backends import backend_of
     from .stream import make_stream
 
     if backend_of(model) == "openvino" and not hasattr(model, "inputs"):
         raise SynthcalibError("recipe: the adaptive recipe needs the model object being quantized, not a path")
-
     started = time.perf_counter()
     stream = getattr(calibration, "stream", None)
     source = score_source if score_source is not None else getattr(stream, "source", None)
@@ -369,7 +461,6 @@ def recipe(
     if score_source is None:
         source = scoring_source(source, score_latent_scale)
     seed = score_seed if score_seed is not None else getattr(stream, "seed", 0) + SCORE_SEED_OFFSET
-    base = nncf_kwargs.pop("advanced_parameters", None)
     with make_stream(
         source,
         score_samples,
@@ -379,30 +470,42 @@ def recipe(
         device=device,
         precision=precision,
     ) as score_stream:
-        batches = scoring_batches(model, score_stream)
-        source_spec = score_stream.source.spec
-    # OpenVINO models are scored with FP32 arithmetic, on CPUs defaulting to bf16 too
-    reference = predict_logits(prepare_reference(model, device, "f32"), batches)
-    data = _materialized(calibration)
-    scores: dict[str, dict[str, float]] = {}
-    quantized: dict[str, Any] = {}
-    for candidate in effective_candidates(tuple(candidates), caller_preset):
-        kwargs = {**nncf_kwargs, **nncf_kwargs_for(candidate, base, caller_preset)}
-        begun = time.perf_counter()
-        int8 = nncf.quantize(_copy(model), data, **kwargs)
-        seconds = time.perf_counter() - begun
-        runnable = prepare_reference(int8, device, "f32")
-        outputs = predict_logits(runnable, batches)
-        with forksafe.section():
-            scores[candidate] = {**score(reference, outputs), "quantize_seconds": seconds}
-        quantized[candidate] = int8
-    out = _fixed(ADAPTIVE, choose(scores), base, caller_preset)
-    out.scores = scores
-    out.score_source = source_spec
-    out.score_samples = sum(len(b) for b in batches)
-    out.seconds = time.perf_counter() - started
-    out.model = quantized[out.chosen]
-    out.candidate_models = quantized if keep_candidates else {}
+        scoring = Scoring.prepare(model, score_stream, device)
+    return adaptive(model, calibration, scoring, candidates, nncf_kwargs, device, started, keep_candidates)
+
+
+def adaptive(
+    model: Any,
+    calibration: Any,
+    scoring: Scoring,
+    candidates: tuple[str, ...],
+    nncf_kwargs: dict[str, Any],
+    device: str,
+    started: float,
+    keep_candidates: bool = False,
+) -> Recipe:
+    """The adaptive recipe through NNCF, on prepared ``scoring`` items."""
+    from .backends import prepare_reference
+
+    caller_preset = nncf_kwargs.get("preset") is not None
+    effective = effective_candidates(tuple(candidates), caller_preset)
+    split: dict[str, float] = {}
+    out = adaptive_choice(
+        nncf_candidates(model, calibration, effective, nncf_kwargs, split),
+        lambda int8: prepare_reference(int8, device, "f32"),
+        scoring,
+        started,
+    )
+    if "statistics" in split:  # collected apart, before the candidates were quantized
+        out.time_split = {
+            "statistics": split["statistics"],
+            "quantization": out.time_split["quantization"] - split["statistics"],
+            "scoring": out.time_split["scoring"],
+        }
+    fixed = _fixed(ADAPTIVE, out.chosen, nncf_kwargs.get("advanced_parameters"), caller_preset)
+    out.advanced, out.preset = fixed.advanced, fixed.preset
+    if not keep_candidates:
+        out.candidate_models = {}
     return out
 
 

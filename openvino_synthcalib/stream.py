@@ -10,7 +10,7 @@ import threading
 import time
 import weakref
 from collections import OrderedDict, deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -207,7 +207,8 @@ class SyntheticStream:
     source. Iteration generates ``batch_size`` items at a time, up to ``prefetch`` bytes ahead of
     the consumer in a background thread (0: no thread), so memory does not grow with ``num_samples``; indexing
     generates the aligned block around ``i`` and keeps a few blocks cached. Every batch is
-    checked for NaN/inf, before and after preprocessing.
+    checked for NaN/inf, before and after preprocessing. ``progress(first item, count)`` is called
+    as each batch is made (in the producing thread): how a caller follows a pass (the page's counters).
 
     A stream built from a spec owns its source: :meth:`close` (or ``with``) releases it.
     """
@@ -223,15 +224,15 @@ class SyntheticStream:
         class_weights: Sequence[float] | None = None,
         context: SourceContext | None = None,
         prefetch: int = DEFAULTS["prefetch"],
+        progress: Callable[[int, int], None] | None = None,
     ) -> None:
+        from .checks import checked, integer
         from .plugins import resolve_source
 
-        if isinstance(num_samples, bool) or not isinstance(num_samples, (int, np.integer)) or num_samples <= 0:
-            raise SynthcalibError(f"num_samples: expected a positive integer, got {num_samples!r}")
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**63:
-            raise SynthcalibError(f"seed: expected an integer in 0..2**63-1, got {seed!r}")
-        if isinstance(prefetch, bool) or not isinstance(prefetch, int) or prefetch < 0:
-            raise SynthcalibError(f"prefetch: expected a non-negative number of bytes, got {prefetch!r}")
+        checked(lambda v: integer(v, 1), num_samples, "num_samples")
+        checked(lambda v: integer(v, 0, 2**63 - 1), seed, "seed")
+        checked(lambda v: integer(v, 0), prefetch, "prefetch")
+        self.progress = progress
         self._owns_source = not isinstance(source, Source)
         self.source = resolve_source(source, context)
         try:
@@ -306,6 +307,8 @@ class SyntheticStream:
                                 f"preprocessing {self._describe_transform()} turned items {first}..{first + n - 1} "
                                 f"of '{spec}' into NaN or inf values: check mean, std and input_range"
                             )
+                    if self.progress is not None:
+                        self.progress(first, n)
                     yield x, labels[pos : pos + n]
                     pos += n
             finally:
@@ -398,20 +401,18 @@ def make_stream(
     num_requests: int = DEFAULTS["num_requests"],
     precision: str | None = DEFAULTS["precision"],
     prefetch: int = DEFAULTS["prefetch"],
+    progress: Callable[[int, int], None] | None = None,
 ) -> SyntheticStream:
     """A stream for a target ``model`` (path or ``openvino.Model``, or a ``torch.nn.Module`` or
     ``onnx.ModelProto``, see :mod:`.backends`): its input size, layout and class count are read
     from it; ``transform`` adds the normalisation (e.g. ``"cifar10"``).
     Items that would not fit the model's input are refused here, before any generation."""
-    from . import backends, models
-    from .classifier import check_item_shape, classifier_classes
+    from . import backends
 
-    target = backends.target(model)  # a torch or ONNX model; None for OpenVINO
-    if model is not None and target is None and not hasattr(model, "inputs"):
-        model = models.read_model(model, "model")
-    tf = target.transform(transform) if target is not None else as_transform(transform, model)
+    target = backends.target(model)  # what the model takes (a Target given is used as it is)
+    tf = target.transform(transform) if target is not None else as_transform(transform)
     context = SourceContext(
-        num_classes=target.classes if target is not None else classifier_classes(model) if model is not None else None,
+        num_classes=target.classes if target is not None else None,
         device=device,
         batch_size=batch_size,
         num_requests=num_requests,
@@ -426,14 +427,11 @@ def make_stream(
         class_weights=class_weights,
         context=context,
         prefetch=prefetch,
+        progress=progress,
     )
-    if model is not None and isinstance(tf, Transform):
+    if target is not None and isinstance(tf, Transform):
         try:
-            if target is not None:
-                target.check_item(stream.source, tf, f"layout {tf.layout}, dtype {tf.dtype}")
-                return stream
-            shape = tf.output_shape(stream.source.output_size(tf.size))
-            check_item_shape(model, shape, tf.dtype, f"layout {tf.layout}, dtype {tf.dtype}")
+            target.check_item(stream.source, tf, f"layout {tf.layout}, dtype {tf.dtype}")
         except BaseException:
             stream.close()
             raise

@@ -182,7 +182,7 @@ def test_stream_over_a_subset_has_model_labels(subset, assets):
         next(src.iter_images(np.array([0]), np.array([0]), seed=0))
     plain = resolve_source(f"images:{root}")
     with pytest.raises(SynthcalibError, match="sorted position.*class_list=FILE.*--allow-class-mismatch"):
-        plain.check_classes(4)
+        plain.check_classes(4, override="--allow-class-mismatch")
 
 
 def test_quantize_subset_folder_with_class_list(subset, assets, tmp_path):
@@ -196,15 +196,18 @@ def test_quantize_subset_folder_with_class_list(subset, assets, tmp_path):
 
 
 def test_paired_generator_names_a_validation_folder(subset, assets):
-    from openvino_synthcalib.quantization import _folder_options, _open_folder
+    from openvino_synthcalib.plan import _open_folder
+    from openvino_synthcalib.sources.images import FolderOptions
 
     root, _ = subset
     with contextlib.ExitStack() as stack:
-        opened = _open_folder(f"images:{root}", _folder_options(None, None, None), str(assets["generator"]), stack)
+        opened = _open_folder(f"images:{root}", FolderOptions(), str(assets["generator"]))
+        stack.callback(opened.close)
         assert opened.folder.labels == (2, 3) and "generator" in opened.describe()["class_list"]
         gen = resolve_source(f"generator:{assets['generator']}")
         stack.callback(gen.close)
-        opened = _open_folder(f"images:{root}", _folder_options(None, None, None), gen, stack)
+        opened = _open_folder(f"images:{root}", FolderOptions(), gen)
+        stack.callback(opened.close)
         assert opened.folder.labels == (2, 3)
 
 

@@ -327,7 +327,7 @@ def test_calibration_request_must_be_json(client):
 
 
 def test_calibration_runs_to_a_report_with_progress(client, app, monkeypatch):
-    real = jobs_module.quantize_with_recipe
+    real = jobs_module.run_calibration
     quantized, release = threading.Event(), threading.Event()
 
     def held(*args, **kwargs):  # hold the job after quantization, to look at it while it runs
@@ -336,7 +336,7 @@ def test_calibration_runs_to_a_report_with_progress(client, app, monkeypatch):
         assert release.wait(JOB_TIMEOUT)
         return result
 
-    monkeypatch.setattr(jobs_module, "quantize_with_recipe", held)
+    monkeypatch.setattr(jobs_module, "run_calibration", held)
     body = {"generator": "g1", "model": "m1", "preset": "unit", "num_samples": 24, "seed": 5, "recipe": "nncf"}
     started = client.post("/api/calibrate", json=body)
     assert started.status_code == 202 and started.json()["state"] == "running"
@@ -380,7 +380,7 @@ def test_failed_calibration_shows_one_line(client, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("exploded\n  at some C++ frame\n  at another")
 
-    monkeypatch.setattr(jobs_module, "quantize_with_recipe", broken)
+    monkeypatch.setattr(jobs_module, "run_calibration", broken)
     jid = client.post("/api/calibrate", json={"generator": "g1", "model": "m1", "num_samples": 8}).json()["id"]
     job = wait_for_job(client, jid)
     assert job["state"] == "failed" and job["error"] == "calibration failed: RuntimeError: exploded"

@@ -28,11 +28,7 @@ from ..recipes import (
     ADAPTIVE,
     ADAPTIVE_CANDIDATES,
     CANDIDATES,
-    SCORE_SEED_OFFSET,
-    choose,
-    describe_scores,
     effective_candidates,
-    score,
 )
 
 ALGORITHMS_WITH_RANGES = ("DefaultQuantization", "AccuracyAwareQuantization")
@@ -96,54 +92,31 @@ class RecipePipeline:
         return trial
 
     def run(self, model: Any) -> Any:
-        import openvino as ov
+        """Choose the candidate with the shared adaptive recipe (:func:`..recipes.adaptive_choice`):
+        each candidate is a POT pipeline run; the chosen trial is the result where the configured
+        pipeline is that single DefaultQuantization."""
 
-        from .. import models
-        from ..recipes import predict_logits, scoring_batches, scoring_source
-        from ..stream import make_stream
+        from ..recipes import Scoring, adaptive_choice
 
         started = time.perf_counter()
-        setup = self._setup
-        stream = setup.stream
-        fp32 = (
-            models.read_model(setup.model_path, "model")
-            if not hasattr(setup.model_path, "inputs")
-            else setup.model_path
-        )
-        with make_stream(
-            setup.score_source or scoring_source(stream.source, setup.score_latent_scale),
-            setup.score_samples,
-            model=fp32,
-            transform=stream.transform,
-            seed=stream.seed + SCORE_SEED_OFFSET,
-            device=setup.device,
-            precision=setup.precision,
-        ) as score_stream:
-            batches = scoring_batches(fp32, score_stream)
-            spec = score_stream.source.spec
-        config = models.precision_config("f32")
-        reference = predict_logits(models.compile_model(fp32, setup.device, config, "FP32 model"), batches)
-        scores, results = {}, {}
-        for candidate in pot_candidates(self._algo_config):
-            pipeline = self._create(self._trial_config(candidate), self._engine, self._interface)
-            quantized = pipeline.run(copy.deepcopy(model))
-            with tempfile.TemporaryDirectory() as tmp:
-                paths = quantized.save(tmp, model_name="candidate")
-                compiled = models.compile_model(ov.Core().read_model(paths[0]["model"]), setup.device, config)
-                scores[candidate] = score(reference, predict_logits(compiled, batches))
-            results[candidate] = (pipeline, quantized)
-        chosen = choose(scores)
-        self.report = {"requested": ADAPTIVE, "chosen": chosen, "scores": scores, "score_source": spec}
-        described = describe_scores(scores, sum(len(b) for b in batches), spec)
-        print(
-            f"synthcalib: recipe adaptive -> {chosen} ({described}; {time.perf_counter() - started:.1f} s)",
-            file=sys.stderr,
-        )
-        single = [a.get("name") for a in self._algo_config] == ["DefaultQuantization"]
-        if single:
-            self._pipeline, result = results[chosen]
+        plan = self._setup.plan
+        scoring = Scoring.prepare(plan.model, plan.scoring_stream(), plan.settings["device"])
+        results: dict[str, Any] = {}
+
+        def trials() -> Any:
+            for candidate in pot_candidates(self._algo_config):
+                pipeline = self._create(self._trial_config(candidate), self._engine, self._interface)
+                quantized = pipeline.run(copy.deepcopy(model))
+                results[candidate] = (pipeline, quantized)
+                yield candidate, quantized
+
+        chosen = adaptive_choice(trials(), lambda q: _compiled(q, plan.settings["device"]), scoring, started)
+        self.report = chosen.describe()
+        print(f"synthcalib: recipe {chosen.summary()}", file=sys.stderr)
+        if [a.get("name") for a in self._algo_config] == ["DefaultQuantization"]:
+            self._pipeline, result = results[chosen.chosen]
             return result
-        self._pipeline = self._create(with_candidate(self._algo_config, chosen), self._engine, self._interface)
+        self._pipeline = self._create(with_candidate(self._algo_config, chosen.chosen), self._engine, self._interface)
         return self._pipeline.run(model)
 
     def evaluate(self, model: Any) -> Any:
@@ -154,6 +127,18 @@ class RecipePipeline:
     @property
     def algo_seq(self) -> list[Any]:
         return self._pipeline.algo_seq if self._pipeline is not None else []
+
+
+def _compiled(quantized: Any, device: str) -> Any:
+    """A POT-quantized model compiled for scoring (FP32 arithmetic), through an IR written to a
+    temporary folder (POT's models are not ``openvino.Model`` objects)."""
+    import openvino as ov
+
+    from .. import models
+
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = quantized.save(tmp, model_name="candidate")
+        return models.compile_model(ov.Core().read_model(paths[0]["model"]), device, models.precision_config("f32"))
 
 
 def create_pipeline(create: Any, algo_config: list[Any], engine: Any, interface: str = "API") -> Any:

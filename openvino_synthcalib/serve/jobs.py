@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,6 @@ import numpy as np
 from .. import forksafe, models
 from ..errors import SynthcalibError
 from ..recipes import RECIPES as PRODUCT_RECIPES
-from ..sources.base import Source
 from .catalog import GeneratorEntry, ModelEntry
 from .errors import Busy, UnknownId
 from .params import shown
@@ -28,13 +26,29 @@ HELD_OUT = 500  # held-out synthetic items (another seed) for FP32 vs INT8 agree
 TIMING_SECONDS = 1.0  # inference time behind each images/s figure
 
 
-def quantize_with_recipe(
-    model: Path, source: Source, output: Path, *, num_samples: int, seed: int, preset: str | None, recipe: str
-) -> dict[str, Any]:
-    """The one place a recipe (checked by :func:`check_request`) reaches :func:`quantize`."""
-    from ..quantization import quantize
+def page_settings(request: JobRequest, output: Path | None = None) -> Any:
+    """The page's request as calibration settings (option table, ``page`` names). The generator is
+    named by its spec, so that the plan opens it with the calibration's settings (precision...)
+    exactly as ``synthcalib quantize --source SPEC`` does; the page's shared source serves previews."""
+    from .. import options
 
-    return quantize(str(model), source, output, num_samples=num_samples, seed=seed, transform=preset, recipe=recipe)
+    values = {
+        "model": str(request.model.path),
+        "source": request.generator.source.spec,
+        "num_samples": request.num_samples,
+        "seed": request.seed,
+        "transform": request.preset,
+        "recipe": request.recipe,
+        "output": None if output is None else str(output),
+    }
+    return options.read(values, "page")
+
+
+def run_calibration(settings: Any, progress: Any) -> dict[str, Any]:
+    """The one place the page's calibration reaches the quantization every front-end shares."""
+    from ..quantization import quantize_settings
+
+    return quantize_settings(settings, progress)
 
 
 @dataclass(frozen=True)
@@ -123,37 +137,6 @@ class Job:
             }
 
 
-class CountingSource(Source):
-    """A shared source seen through a counter: the items NNCF pulls from the calibration stream."""
-
-    def __init__(self, inner: Source, job: Job) -> None:
-        super().__init__(inner.spec)
-        self.inner = inner
-        self.job = job
-        for name in ("scheme", "num_classes", "class_names", "image_size", "conditional", "batch_size"):
-            setattr(self, name, getattr(inner, name))
-
-    def iter_images(
-        self,
-        indices: np.ndarray,
-        labels: np.ndarray,
-        seed: int,
-        size: tuple[int, int] | None = None,
-        occurrences: np.ndarray | None = None,
-    ) -> Iterator[np.ndarray]:
-        if len(indices) and indices[0] == 0:  # NNCF starts a pass over the dataset
-            self.job.start_pass(self.job.request.num_samples)
-        for images in self.inner.iter_images(indices, labels, seed, size, occurrences):
-            self.job.add(len(images))
-            yield images
-
-    def describe(self) -> dict[str, Any]:
-        return self.inner.describe()
-
-    def close(self) -> None:
-        """The inner source is shared with the preview: keep it open."""
-
-
 def check_request(request: JobRequest) -> None:
     """Fail before starting when the model cannot be calibrated from this generator."""
     model, gen = request.model, request.generator
@@ -197,15 +180,13 @@ def calibrate(job: Job, held_out: int = HELD_OUT, timing_seconds: float = TIMING
     req = job.request
     started = time.perf_counter()
     job.output = job.folder / f"{req.model.path.stem}_int8.xml"
-    result = quantize_with_recipe(
-        req.model.path,
-        CountingSource(req.generator.source, job),
-        job.output,
-        num_samples=req.num_samples,
-        seed=req.seed,
-        preset=req.preset,
-        recipe=req.recipe,
-    )
+
+    def progress(first: int, n: int) -> None:  # the calibration stream's batches, as NNCF pulls them
+        if first == 0:
+            job.start_pass(req.num_samples)
+        job.add(n)
+
+    result = run_calibration(page_settings(req, job.output), progress)
     fp32 = models.read_model(req.model.path, "model")
     held = make_stream(req.generator.source, held_out, model=fp32, transform=req.preset, seed=req.seed + 1)
     job.set_phase("checking", held_out)

@@ -86,12 +86,13 @@ class Source:
             "image_size": list(self.image_size) if self.image_size else None,
         }
 
-    def check_classes(self, model_classes: int | None, what: str = "source") -> None:
-        """A class-conditional source must have the classes of the classifier it calibrates."""
+    def check_classes(self, model_classes: int | None, what: str = "source", override: str | None = None) -> None:
+        """A class-conditional source must have the classes of the classifier it calibrates
+        (``override``: how the caller names the option that accepts a mismatch, if it has one)."""
         if self.conditional and model_classes is not None and self.num_classes != model_classes:
             raise SynthcalibError(
                 f"{what} '{self.spec}' has {self.num_classes} classes but the model outputs {model_classes}: "
-                "use a source for this model's classes, or pass --allow-class-mismatch"
+                "use a source for this model's classes" + (f", or set {override}" if override else "")
             )
 
     def close(self) -> None:

@@ -117,13 +117,9 @@ class ImageFolderSource(Source):
             )
         return super().output_size(size)
 
-    def check_classes(self, model_classes: int | None, what: str = "source") -> None:
-        check_folder_classes(
-            self.folder,
-            model_classes,
-            f"{what} '{self.spec}'",
-            f"{CLASS_LIST_FIX}, or --allow-class-mismatch if the labels do not matter",
-        )
+    def check_classes(self, model_classes: int | None, what: str = "source", override: str | None = None) -> None:
+        fix = CLASS_LIST_FIX + (f", or {override} if the labels do not matter" if override else "")
+        check_folder_classes(self.folder, model_classes, f"{what} '{self.spec}'", fix)
 
     def describe(self) -> dict[str, Any]:
         out = {**super().describe(), "root": str(self.folder.root), "files": len(self.folder)}

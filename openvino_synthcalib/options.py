@@ -1,0 +1,712 @@
+"""The one table of calibration options, shared by every front-end.
+
+Each option is declared once: its check, default and help, and the name it has in each front-end
+(the ``synthcalib quantize`` flag, the key of a quantization config, the key of POT's synthetic
+engine section, the keyword of :func:`synthcalib.quantize`, the field of the web page's request).
+:func:`read` checks what a front-end was given and returns the plan's settings; an error names the
+option as that front-end names it. :mod:`.plan` builds the calibration from the settings.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+from . import checks
+from .checks import Invalid
+from .defaults import DEFAULTS
+from .errors import SynthcalibError
+
+FRONTENDS = ("cli", "config", "pot", "api", "page")
+#: How each front-end's error names an option (``{}``: its name there).
+_SAME = object()
+
+PRECISIONS = ("f32", "f16", "bf16", "auto")
+METRICS = ("agreement", "labels")
+METRIC_ALIASES = {"label": "labels", "top1_label": "labels", "top1_agreement": "agreement"}
+DROP_TYPES = ("absolute", "relative")
+BACKENDS = ("openvino", "onnx", "torch")
+
+
+@dataclass(frozen=True)
+class Option:
+    """A calibration option: ``key`` is its name in the plan's settings."""
+
+    key: str
+    check: Callable[[Any], Any]
+    default: Any
+    help: str
+    cli: str | None = None  # flag of ``synthcalib quantize``
+    config: str | None = None  # dotted key of a quantization config (YAML/JSON)
+    pot: str | None = None  # key of POT's ``"type": "synthetic"`` engine section
+    api: str | None = None  # keyword of ``synthcalib.quantize`` (dotted: inside a mapping argument)
+    page: str | None = None  # field of the web page's calibration request
+    pot_default: Any = _SAME  # POT's engine uses another default
+    bad: Any = None  # a value every front-end must refuse (the option-table test)
+    cli_parse: Callable[[str], Any] | None = None  # command-line text -> value (before the check)
+    cli_choices: tuple[str, ...] | None = None
+
+    def name(self, frontend: str) -> str | None:
+        """How ``frontend`` names this option (None: it does not offer it)."""
+        raw = getattr(self, frontend)
+        if raw is None:
+            return None
+        if frontend == "pot":
+            return f"engine.{raw}"
+        head, _, tail = raw.partition(".")
+        if tail == "name":  # the section's own value (``recipe: adaptive``)
+            return head
+        if frontend == "api" and tail:
+            return f"{head}[{tail!r}]"
+        return raw
+
+    def default_for(self, frontend: str) -> Any:
+        return self.pot_default if frontend == "pot" and self.pot_default is not _SAME else self.default
+
+
+# ----------------------------------------------------------------------------- checks of single values
+
+
+def _optional(check: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    return lambda v: None if v is None else check(v)
+
+
+def _source(value: Any) -> Any:
+    if isinstance(value, str):
+        return checks.text(value, "a source spec such as generator:PATH.xml, images:DIR or noise:gaussian")
+    if hasattr(value, "iter_images") or hasattr(value, "generate"):
+        return value  # a Source object, or a GeneratorEngine (the API)
+    raise Invalid("a source spec such as generator:PATH.xml, images:DIR or noise:gaussian", value)
+
+
+def _class_list(value: Any) -> Any:
+    if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+        return list(value)
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if isinstance(value, str) and value.strip():
+        return value.strip()
+    raise Invalid("a class-list file, a generator with class names, or a list of names", value)
+
+
+def _transform(value: Any) -> Any:
+    """A preset name, a mapping of preprocessing options, or (the API) a Transform or callable."""
+    from .transforms import TRANSFORM_KEYS
+
+    if isinstance(value, dict):
+        unknown = sorted(set(value) - set(TRANSFORM_KEYS))
+        if unknown:
+            raise Invalid(
+                f"preprocessing keys among {', '.join(TRANSFORM_KEYS)} (unknown: {', '.join(unknown)})", value
+            )
+        return {k: v for k, v in value.items() if v is not None}
+    if isinstance(value, str) or callable(value):
+        return value
+    raise Invalid("a preset name or a mapping of preprocessing options", value)
+
+
+def _recipe(value: Any) -> str:
+    from .recipes import RECIPES
+
+    return checks.choice(value, RECIPES)
+
+
+def _nncf_preset(value: Any) -> str:
+    return checks.choice(value, ("performance", "mixed"))
+
+
+def _target_device(value: Any) -> str:
+    return checks.choice(value, ("ANY", "CPU", "GPU", "NPU", "CPU_SPR"), upper=True)
+
+
+def _ignored_scope(value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict) or set(value) - {"names", "patterns", "types", "validate"}:
+        raise Invalid("a mapping with names, patterns, types, validate", value)
+    return dict(value)
+
+
+def _pot_metrics(value: Any) -> list[str]:
+    values = [value] if isinstance(value, str) else value
+    if not isinstance(values, (list, tuple)) or not values:
+        raise Invalid("a name or a list of names (agreement, label)", value)
+    out: list[str] = []
+    for v in values:
+        metric = checks.choice(v, METRICS, METRIC_ALIASES)
+        if metric not in out:
+            out.append(metric)
+    return out
+
+
+_int = checks.integer
+_positive = partial(_int, minimum=1)
+_length = partial(_int, minimum=1, maximum=2**53)  # a stream's length (schedule.MAX_LENGTH)
+_non_negative = partial(_int, minimum=0)
+_seed = partial(_int, minimum=0, maximum=2**63 - 1)
+_text_int = checks.from_text
+_text_float = checks.from_text
+
+OPTIONS: tuple[Option, ...] = (
+    # --- what is calibrated, and where the result goes
+    Option("model", _optional(lambda v: v), None, "FP32 model (.xml or .onnx)", "model", "model", None, "model"),
+    Option(
+        "output",
+        _optional(lambda v: v),
+        None,
+        "output INT8 model (.xml; .onnx for --backend onnx)",
+        "--out",
+        "output",
+        None,
+        "output",
+        bad=None,
+    ),
+    Option(
+        "backend",
+        _optional(partial(checks.choice, choices=BACKENDS)),
+        None,
+        "NNCF backend: openvino (default; writes an IR) or onnx (an .onnx MODEL in, an INT8 .onnx --out)",
+        "--backend",
+        None,
+        None,
+        "backend",
+        bad="tensorflow",
+        cli_choices=("openvino", "onnx"),
+    ),
+    # --- the calibration stream
+    Option(
+        "source",
+        _optional(_source),
+        None,
+        "calibration source: generator:PATH, images:DIR, noise:gaussian, ...",
+        "--source",
+        "dataset.source",
+        "source",
+        "source",
+        "generator",
+        bad="",
+    ),
+    Option(
+        "num_samples",
+        _length,
+        DEFAULTS["num_samples"],
+        "calibration items",
+        "--num-samples",
+        "dataset.num_samples",
+        "subset_size",
+        "num_samples",
+        "num_samples",
+        bad=0,
+        cli_parse=_text_int(_length),
+    ),
+    Option(
+        "seed",
+        _seed,
+        DEFAULTS["seed"],
+        "stream seed",
+        "--seed",
+        "dataset.seed",
+        "seed",
+        "seed",
+        "seed",
+        bad=-1,
+        cli_parse=_text_int(_seed),
+    ),
+    Option(
+        "classes",
+        _optional(checks.names),
+        None,
+        "only these classes (indices or names), comma-separated",
+        "--classes",
+        "dataset.classes",
+        "classes",
+        "classes",
+        bad={"a": 1},
+        cli_parse=checks.names,
+    ),
+    Option(
+        "class_weights",
+        _optional(checks.numbers),
+        None,
+        "relative weights of the chosen classes",
+        "--class-weights",
+        "dataset.class_weights",
+        "class_weights",
+        "class_weights",
+        bad="x",
+        cli_parse=lambda t: checks.numbers(t),
+    ),
+    Option(
+        "class_list",
+        _optional(_class_list),
+        None,
+        "the model's classes in output order, to map class folders of images: sources by name (WordNet id, "
+        "name or index), e.g. when a folder holds only some classes: a text file (one name per line), a TSV "
+        "(index<TAB>wnid<TAB>name), a JSON list, or a generator whose metadata names its classes (cifar10)",
+        "--class-list",
+        "dataset.class_list",
+        "class_list",
+        "class_list",
+        bad=5,
+    ),
+    Option(
+        "batch_size",
+        _positive,
+        DEFAULTS["batch_size"],
+        "generator batch",
+        "--batch-size",
+        "dataset.batch_size",
+        "batch_size",
+        "batch_size",
+        bad=0,
+        cli_parse=_text_int(_positive),
+    ),
+    Option(
+        "device",
+        partial(checks.text, what="a device name such as CPU"),
+        DEFAULTS["device"],
+        "OpenVINO device for generation",
+        "--device",
+        "dataset.device",
+        "device",
+        "device",
+        bad=5,
+    ),
+    Option(
+        "precision",
+        _optional(partial(checks.choice, choices=PRECISIONS)),
+        DEFAULTS["calibration_precision"],
+        "generator inference precision (auto: the device's default, like the quantizer's statistics)",
+        "--precision",
+        "dataset.precision",
+        "precision",
+        "precision",
+        pot_default=DEFAULTS["precision"],
+        bad="f8",
+        cli_choices=PRECISIONS,
+    ),
+    Option(
+        "transform",
+        _optional(_transform),
+        None,
+        "preprocessing: a preset (cifar10, imagenet, unit, pixels, caffe) or options (mean, std, input_range, "
+        "channel_order, layout, size); default: size and layout read from the model, no normalisation",
+        None,
+        "preprocessing",
+        "preprocessing",
+        "transform",
+        "preset",
+        bad=5,
+    ),
+    # --- the recipe
+    Option(
+        "recipe",
+        _optional(_recipe),
+        None,
+        "activation quantization recipe: adaptive (chosen per model on synthetic items; default for synthetic "
+        "sources), nncf (NNCF defaults; default for images:), or a fixed candidate: minmax, histogram and "
+        "their asymmetric (MIXED preset) variants mixed_minmax, mixed_histogram",
+        "--recipe",
+        "recipe.name",
+        "recipe",
+        "recipe.name",
+        "recipe",
+        bad="best",
+    ),
+    Option(
+        "score_source",
+        _optional(_source),
+        None,
+        "adaptive recipe: the source it scores candidates on (default: the calibration source)",
+        "--score-source",
+        "recipe.score_source",
+        "score_source",
+        "recipe.score_source",
+        bad=5,
+    ),
+    Option(
+        "score_samples",
+        _positive,
+        DEFAULTS["recipe_score_samples"],
+        "adaptive recipe: items it scores candidates on",
+        "--score-samples",
+        "recipe.score_samples",
+        "score_samples",
+        "recipe.score_samples",
+        bad=0,
+        cli_parse=_text_int(_positive),
+    ),
+    Option(
+        "score_latent_scale",
+        partial(checks.number, positive=True),
+        DEFAULTS["recipe_score_latent_scale"],
+        "adaptive recipe: standard deviation of a generator's latents in the scoring stream (1: as in "
+        "calibration; not applied to a score source)",
+        "--score-latent-scale",
+        "recipe.score_latent_scale",
+        "score_latent_scale",
+        "recipe.score_latent_scale",
+        bad=0,
+        cli_parse=_text_float(lambda v: v),
+    ),
+    # --- nncf.quantize
+    Option(
+        "subset_size",
+        _optional(_positive),
+        None,
+        "nncf subset_size (default: the number of samples)",
+        "--subset-size",
+        "subset_size",
+        None,
+        "nncf_options.subset_size",
+        bad=0,
+        cli_parse=_text_int(_positive),
+    ),
+    Option(
+        "nncf_preset",
+        _optional(_nncf_preset),
+        None,
+        "nncf quantization preset (performance or mixed)",
+        "--nncf-preset",
+        "preset",
+        None,
+        "nncf_options.preset",
+        bad="fast",
+        cli_choices=("performance", "mixed"),
+    ),
+    Option(
+        "fast_bias_correction",
+        _optional(checks.boolean),
+        None,
+        "nncf fast bias correction (default on)",
+        "--fast-bias-correction",
+        "fast_bias_correction",
+        None,
+        "nncf_options.fast_bias_correction",
+        bad="yes",
+    ),
+    Option(
+        "model_type",
+        _optional(partial(checks.choice, choices=("transformer",))),
+        None,
+        "nncf model type (transformer)",
+        "--model-type",
+        "model_type",
+        None,
+        "nncf_options.model_type",
+        bad="cnn",
+        cli_choices=("transformer",),
+    ),
+    Option(
+        "target_device",
+        _optional(_target_device),
+        None,
+        "nncf target device (ANY, CPU, GPU, NPU, CPU_SPR)",
+        "--target-device",
+        "target_device",
+        None,
+        "nncf_options.target_device",
+        bad="TPU",
+    ),
+    Option(
+        "ignored_scope",
+        _optional(_ignored_scope),
+        None,
+        "nncf ignored scope (names, patterns, types, validate)",
+        None,
+        "ignored_scope",
+        None,
+        "nncf_options.ignored_scope",
+        bad=["conv"],
+    ),
+    # --- accuracy control
+    Option(
+        "max_drop",
+        _optional(partial(checks.number, low=0.0, high=1.0)),
+        None,
+        "use quantize_with_accuracy_control with this max drop (0.01 = 1%)",
+        "--max-drop",
+        "accuracy_control.max_drop",
+        None,
+        "accuracy_control.max_drop",
+        bad=2,
+        cli_parse=_text_float(lambda v: v),
+    ),
+    Option(
+        "metric",
+        _optional(partial(checks.choice, choices=METRICS, aliases=METRIC_ALIASES)),
+        None,
+        "accuracy-control metric: agreement with the FP32 model, or labels (the conditioning classes); "
+        "default agreement",
+        "--metric",
+        "accuracy_control.metric",
+        None,
+        "accuracy_control.metric",
+        bad="f1",
+        cli_choices=("agreement", "labels"),
+    ),
+    Option(
+        "validation_source",
+        _optional(_source),
+        None,
+        "accuracy-control validation source (default: the calibration source)",
+        "--validation-source",
+        "accuracy_control.source",
+        None,
+        "accuracy_control.source",
+        bad=5,
+    ),
+    Option(
+        "validation_samples",
+        _optional(_positive),
+        None,
+        "accuracy-control validation items (default: the number of samples)",
+        None,
+        "accuracy_control.num_samples",
+        None,
+        "accuracy_control.num_samples",
+        bad=0,
+    ),
+    Option(
+        "validation_seed",
+        _optional(_seed),
+        None,
+        "accuracy-control validation seed (default: seed + 1)",
+        None,
+        "accuracy_control.seed",
+        None,
+        "accuracy_control.seed",
+        bad=-1,
+    ),
+    Option(
+        "drop_type",
+        _optional(partial(checks.choice, choices=DROP_TYPES)),
+        None,
+        "accuracy-control drop type (absolute or relative)",
+        None,
+        "accuracy_control.drop_type",
+        None,
+        "accuracy_control.drop_type",
+        bad="percent",
+    ),
+    Option(
+        "max_num_iterations",
+        _optional(_positive),
+        None,
+        "accuracy-control iterations at most",
+        None,
+        "accuracy_control.max_num_iterations",
+        None,
+        "accuracy_control.max_num_iterations",
+        bad=0,
+    ),
+    Option(
+        "allow_class_mismatch",
+        checks.boolean,
+        False,
+        "accept a source with other classes than the model",
+        "--allow-class-mismatch",
+        "allow_class_mismatch",
+        None,
+        "allow_class_mismatch",
+        bad="no",
+    ),
+    # --- POT's synthetic engine only
+    Option(
+        "num_classes",
+        _optional(_positive),
+        None,
+        "classes of a generator without metadata (default: the model's outputs)",
+        pot="num_classes",
+        bad=0,
+    ),
+    Option(
+        "metrics",
+        _optional(_pot_metrics),
+        None,
+        "POT metrics: agreement (top1_agreement) and/or label (top1_label); default: agreement when an "
+        "AccuracyAware algorithm runs",
+        pot="metrics",
+        bad="f1",
+    ),
+    Option(
+        "cache",
+        checks.boolean,
+        True,
+        "keep generated items in memory (POT reads the data set several times)",
+        pot="cache",
+        bad="yes",
+    ),
+    Option(
+        "stat_requests_number",
+        _optional(_positive),
+        None,
+        "POT's statistics requests",
+        pot="stat_requests_number",
+        bad=0,
+    ),
+    Option(
+        "eval_requests_number",
+        _optional(_positive),
+        None,
+        "POT's evaluation requests",
+        pot="eval_requests_number",
+        bad=0,
+    ),
+)
+BY_KEY: Mapping[str, Option] = {o.key: o for o in OPTIONS}
+#: Options of nncf.quantize (the settings key -> nncf.quantize keyword).
+NNCF_KEYWORDS = {
+    "subset_size": "subset_size",
+    "nncf_preset": "preset",
+    "fast_bias_correction": "fast_bias_correction",
+    "model_type": "model_type",
+    "target_device": "target_device",
+    "ignored_scope": "ignored_scope",
+}
+ACCURACY_KEYS = (
+    "max_drop",
+    "metric",
+    "validation_source",
+    "validation_samples",
+    "validation_seed",
+    "drop_type",
+    "max_num_iterations",
+)
+
+
+#: A section given as a string stands for this key of it (``recipe: adaptive``, ``dataset: SPEC``).
+SECTION_SHORTHAND = {"recipe": "name", "dataset": "source"}
+#: A section given at all sets these (an ``accuracy_control`` mapping turns accuracy control on).
+SECTION_DEFAULTS = {"accuracy_control": {"max_drop": 0.01}}
+
+
+def offered(frontend: str) -> Iterator[Option]:
+    """The options a front-end offers."""
+    return (o for o in OPTIONS if getattr(o, frontend) is not None)
+
+
+def render(option: str, frontend: str, message: str) -> str:
+    """``message`` (which starts with the option's settings key or says nothing of it) as ``frontend`` says it."""
+    name = BY_KEY[option].name(frontend) or option
+    return f"{name}: {message}"
+
+
+def error(option: str, frontend: str, message: str) -> SynthcalibError:
+    return SynthcalibError(render(option, frontend, message))
+
+
+# ----------------------------------------------------------------------------- reading a front-end's values
+
+
+@dataclass(frozen=True)
+class Settings(Mapping):
+    """Checked values of every option (defaults filled in) and the front-end that gave them."""
+
+    data: Mapping[str, Any]
+    frontend: str
+    given: frozenset[str]
+
+    def __getitem__(self, key: str) -> Any:
+        return self.data[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.data)
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def name(self, key: str) -> str:
+        """The option's name in this front-end (its settings key where it has none there)."""
+        return BY_KEY[key].name(self.frontend) or key
+
+    def error(self, key: str, message: str) -> SynthcalibError:
+        """A one-line error about option ``key``, named as this front-end names it."""
+        return SynthcalibError(f"{self.name(key)}: {message}")
+
+    def nncf_kwargs(self) -> dict[str, Any]:
+        """``nncf.quantize`` keyword arguments (NNCF's own types) for the options given."""
+        import nncf
+
+        convert: dict[str, Callable[[Any], Any]] = {
+            "nncf_preset": nncf.QuantizationPreset,
+            "model_type": nncf.ModelType,
+            "target_device": nncf.TargetDevice,
+            "ignored_scope": lambda v: nncf.IgnoredScope(**v),
+        }
+        return {
+            NNCF_KEYWORDS[k]: convert.get(k, lambda v: v)(self.data[k])
+            for k in NNCF_KEYWORDS
+            if self.data.get(k) is not None
+        }
+
+    def accuracy_control(self) -> dict[str, Any] | None:
+        """The accuracy-control settings, or None when ``max_drop`` is not set."""
+        if self.data.get("max_drop") is None:
+            return None
+        out = {k: self.data[k] for k in ACCURACY_KEYS if self.data.get(k) is not None}
+        out.setdefault("metric", "agreement")
+        return out
+
+
+def read(values: Mapping[str, Any], frontend: str, prefix: str = "") -> Settings:
+    """Check ``values`` (settings key -> value, as given to ``frontend``) against the table.
+
+    Absent or None values take their default. An error names the option as ``frontend`` does,
+    after ``prefix`` (e.g. ``--config 'q.yaml': ``)."""
+    out: dict[str, Any] = {}
+    for option in OPTIONS:
+        value = values.get(option.key)
+        if value is None:
+            out[option.key] = option.default_for(frontend)
+            continue
+        try:
+            out[option.key] = option.check(value)
+        except Invalid as exc:
+            raise SynthcalibError(prefix + exc.message(option.name(frontend) or option.key)) from None
+    unknown = sorted(set(values) - set(BY_KEY))
+    if unknown:
+        raise SynthcalibError(f"{prefix}unknown option(s) {', '.join(unknown)}")
+    given = frozenset(k for k, v in values.items() if v is not None)
+    if out["max_drop"] is None:
+        for key in ACCURACY_KEYS[1:]:
+            if key in given:
+                name = BY_KEY[key].name(frontend) or key
+                drop = BY_KEY["max_drop"].name(frontend) or "max_drop"
+                raise SynthcalibError(f"{prefix}{name}: only used with {drop} (accuracy control)")
+    return Settings(out, frontend, given)
+
+
+def from_nested(data: Mapping[str, Any], frontend: str, prefix: str = "") -> dict[str, Any]:
+    """Settings values from a front-end's nested mapping (a config file, the API's keyword
+    arguments, POT's engine section): each key found under the dotted name the table gives it.
+    A section given as a string stands for its first key (``recipe: adaptive``); unknown keys are
+    refused with the keys expected."""
+    names = {getattr(o, frontend): o.key for o in offered(frontend)}
+    sections: dict[str, list[str]] = {}
+    for name in names:
+        head, _, tail = name.partition(".")
+        if tail:
+            sections.setdefault(head, []).append(tail)
+    top = sorted({n.partition(".")[0] for n in names})
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if key in names and key not in sections:
+            out[names[key]] = value
+        elif key in sections:
+            if value is None:
+                continue
+            if isinstance(value, str) and key in SECTION_SHORTHAND:
+                value = {SECTION_SHORTHAND[key]: value}
+            if not isinstance(value, Mapping):
+                raise SynthcalibError(f"{prefix}{key}: expected a mapping of {', '.join(sections[key])}, got {value!r}")
+            for sub, v in value.items():
+                if sub not in sections[key]:
+                    raise SynthcalibError(f"{prefix}{key}: unknown key(s) {sub}; expected {', '.join(sections[key])}")
+                out[names[f"{key}.{sub}"]] = v
+            for sub, v in SECTION_DEFAULTS.get(key, {}).items():
+                out.setdefault(names[f"{key}.{sub}"], v)
+        else:
+            raise SynthcalibError(f"{prefix}unknown key(s) {key}; expected {', '.join(top)}")
+    return out

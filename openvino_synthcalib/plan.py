@@ -1,0 +1,353 @@
+"""The calibration plan: what every front-end resolves once, and everything downstream reads.
+
+A front-end (the CLI, a quantization config, POT's engine section, :func:`synthcalib.quantize`,
+the web page) turns what it was given into :class:`~.options.Settings` through the option table,
+then :func:`build` resolves them against the model: the model read once and its
+:class:`~.backends.Target` (for every backend), the output path checked, the calibration source
+opened (image folders mapped to the model's classes), the transform fitted to the model's
+input, the classes checked and the recipe chosen by default for the source. Streams for
+calibration, validation and the recipe's scoring are made from the plan, with the same
+transform, target and generation settings; nothing downstream derives a setting again.
+
+    settings = options.read({"source": "generator:cifar10", "transform": "cifar10"}, "api")
+    with plan.build(settings, model) as p:
+        report = quantization.run(p)
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import backends
+from .errors import SynthcalibError
+from .files import same_file
+from .options import Settings
+
+
+@dataclass
+class CalibrationPlan:
+    """A resolved, validated calibration (see the module's docstring); a context manager that
+    releases the sources it opened."""
+
+    settings: Settings
+    model: Any
+    model_path: Path | None
+    backend: str
+    target: backends.Target
+    output: Path | None
+    source: Any  # the opened calibration Source
+    transform: Any  # a Transform fitted to the model's input, or the caller's callable
+    model_classes: int | None
+    recipe: str  # the recipe's name (the source's default where none was asked)
+    folders: Any  # how image folders are read (class lists, framing)
+    progress: Callable[[int, int], None] | None = None
+    score_source: Any = None  # the opened score source, where one was given
+    validation_source: Any = None  # the opened accuracy-control source, where one was given
+    _stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack, repr=False)
+
+    @property
+    def frontend(self) -> str:
+        return self.settings.frontend
+
+    def error(self, key: str, message: str) -> SynthcalibError:
+        """A one-line error about option ``key``, as the plan's front-end names it."""
+        return self.settings.error(key, message)
+
+    def nncf_kwargs(self) -> dict[str, Any]:
+        """``nncf.quantize`` keyword arguments; ``subset_size`` defaults to every calibration item."""
+        return {"subset_size": self.settings["num_samples"], **self.settings.nncf_kwargs()}
+
+    @property
+    def accuracy(self) -> dict[str, Any] | None:
+        return self.settings.accuracy_control()
+
+    def stream(
+        self,
+        source: Any = None,
+        num_samples: int | None = None,
+        seed: int | None = None,
+        progress: Callable[[int, int], None] | None = None,
+        all_classes: bool = False,
+    ) -> Any:
+        """A stream of ``source`` (default: the calibration source) with the plan's transform,
+        target, classes (every class with ``all_classes``) and generation settings; it is closed
+        with the plan."""
+        from .stream import make_stream
+
+        s = self.settings
+        stream = make_stream(
+            self.source if source is None else source,
+            s["num_samples"] if num_samples is None else num_samples,
+            model=self.target,
+            transform=self.transform,
+            seed=s["seed"] if seed is None else seed,
+            classes=None if all_classes else s["classes"],
+            class_weights=None if all_classes else s["class_weights"],
+            device=s["device"],
+            batch_size=s["batch_size"],
+            precision=s["precision"],
+            progress=progress,
+        )
+        self._stack.callback(stream.close)
+        return stream
+
+    def calibration_stream(self) -> Any:
+        """The calibration items (followed by the plan's ``progress``)."""
+        return self.stream(progress=self.progress)
+
+    def scoring_stream(self) -> Any:
+        """The adaptive recipe's scoring items: the score source as given, or the calibration source
+        with a generator's latents ``score_latent_scale`` times as wide; seed + SCORE_SEED_OFFSET,
+        every class (candidates are judged on the whole model)."""
+        from .recipes import SCORE_SEED_OFFSET, scoring_source
+
+        s = self.settings
+        source = self.score_source or scoring_source(self.source, s["score_latent_scale"])
+        return self.stream(source, s["score_samples"], s["seed"] + SCORE_SEED_OFFSET, all_classes=True)
+
+    def validation_stream(self) -> Any:
+        """Accuracy control's labelled items: its source (default: calibration's), seed + 1."""
+        acc = self.accuracy or {}
+        source = self.validation_source or self.source
+        stream = self.stream(
+            source, acc.get("validation_samples"), acc.get("validation_seed", self.settings["seed"] + 1)
+        )
+        if stream.source is not self.source and not self.settings["allow_class_mismatch"]:
+            stream.source.check_classes(self.model_classes, self.settings.name("validation_source"), self._override)
+        return stream
+
+    @property
+    def _override(self) -> str | None:
+        """How the front-end names the option that accepts a class mismatch (None: it has none)."""
+        from .options import BY_KEY
+
+        return BY_KEY["allow_class_mismatch"].name(self.frontend)
+
+    def open_source(self, spec: Any, partner: Any = None) -> Any:
+        """A source spec opened with the plan's folder options (an image folder paired with the class
+        names of ``partner`` when that is a generator), kept open until the plan closes."""
+        from .plugins import resolve_source
+        from .sources.base import SourceContext
+
+        s = self.settings
+        opened = _open_folder(spec, self.folders, partner)
+        context = SourceContext(
+            num_classes=self.target.classes if self.target is not None else None,
+            device=s["device"],
+            batch_size=s["batch_size"],
+            precision=s["precision"],
+        )
+        source = resolve_source(opened, context)
+        if source is not spec:
+            self._stack.callback(source.close)
+        return source
+
+    def close(self) -> None:
+        self._stack.close()
+
+    def __enter__(self) -> CalibrationPlan:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def check_output(settings: Settings, model_path: Path | None, backend: str) -> Path | None:
+    """The output path: ending in the backend's suffix (``.xml``; ``.onnx`` for ONNX), not a folder,
+    not the input model (nor its weights); None when not given."""
+    output = settings["output"]
+    if output is None:
+        return None
+    out = Path(output)
+    suffix = backends.OUTPUT_SUFFIX[backend]
+    name = settings.name("output")
+    if suffix is None:
+        raise SynthcalibError(f"{name} '{out}': a quantized PyTorch module is returned, not saved; leave it out")
+    if out.suffix.lower() != suffix:
+        raise SynthcalibError(f"{name} '{out}': expected a path ending in {suffix}")
+    if out.is_dir():
+        raise SynthcalibError(f"{name} '{out}' is a folder: expected an {suffix} file path")
+    if model_path is not None:
+        inputs = [model_path] + ([model_path.with_suffix(".bin")] if model_path.suffix.lower() == ".xml" else [])
+        for produced in (out, out.with_suffix(".bin")):
+            for given in inputs:
+                if same_file(produced, given):
+                    raise SynthcalibError(
+                        f"{name} '{out}' would overwrite the input model '{model_path}': choose another output path"
+                    )
+    return out
+
+
+def load_model(settings: Settings, model: Any = None) -> tuple[Any, Path | None, str]:
+    """``(model object, its path or None, backend)``: the model given (an object or path), errors
+    named as the front-end names the model and backend options."""
+    model = settings["model"] if model is None else model
+    if model is None:
+        raise settings.error("model", "missing; expected the FP32 model to quantize (.xml or .onnx)")
+    return backends.load(model, settings["backend"], settings.name("backend"), settings.name("model"))
+
+
+def build(
+    settings: Settings,
+    model: Any = None,
+    progress: Callable[[int, int], None] | None = None,
+    stack: contextlib.ExitStack | None = None,
+) -> CalibrationPlan:
+    """Resolve ``settings`` against the model (``settings["model"]`` unless given): see the module."""
+    from .recipes import default_for
+
+    model, model_path, backend = load_model(settings, model)
+    output = check_output(settings, model_path, backend)
+    if settings.accuracy_control() is not None:
+        backends.check_accuracy_control(backend, settings.name("max_drop").split("[")[0].split(".")[0])
+    if settings["source"] is None:
+        raise settings.error("source", "missing; expected a source spec such as generator:PATH.xml or images:DIR")
+    target = backends.target(model)
+    plan = CalibrationPlan(
+        settings,
+        model,
+        model_path,
+        backend,
+        target,
+        output,
+        None,
+        None,
+        None,
+        "nncf",
+        _folder_options(target, settings),
+    )
+    plan.progress = progress
+    try:
+        _check_device(settings)
+        try:
+            plan.source = plan.open_source(settings["source"], partner=_validation_partner(settings))
+        except SynthcalibError as exc:
+            raise _named(settings, "source", exc) from None
+        for key, partner in (("validation_source", plan.source), ("score_source", None)):
+            spec = settings[key] if key == "score_source" else (settings.accuracy_control() or {}).get(key)
+            if spec is not None:
+                try:
+                    setattr(plan, key, plan.open_source(spec, partner=partner))
+                except SynthcalibError as exc:
+                    raise _named(settings, key, exc) from None
+        plan.transform = _fitted_transform(plan)
+        if isinstance(plan.transform, _transform_type()):
+            how = f"layout {plan.transform.layout}, dtype {plan.transform.dtype}"
+            target.check_item(plan.source, plan.transform, how)
+        plan.model_classes = _model_classes(plan)
+        if not settings["allow_class_mismatch"]:
+            plan.source.check_classes(plan.model_classes, settings.name("source"), plan._override)
+        plan.recipe = settings["recipe"] or default_for(plan.source)
+    except BaseException:
+        plan.close()
+        raise
+    return plan
+
+
+VIRTUAL_DEVICES = ("AUTO", "MULTI", "HETERO", "BATCH")
+
+
+def _check_device(settings: Settings) -> None:
+    """The OpenVINO device must exist here (``GPU.1``, ``AUTO:GPU,CPU`` name their devices)."""
+    import openvino as ov
+
+    device = settings["device"]
+    base = device.split(":")[0].split(".")[0].upper()
+    available = ov.Core().available_devices
+    if base not in VIRTUAL_DEVICES and base not in {d.split(".")[0] for d in available}:
+        raise settings.error("device", f"expected a device of this machine ({', '.join(available)}), got {device!r}")
+
+
+def _named(settings: Settings, key: str, exc: SynthcalibError) -> SynthcalibError:
+    """``exc`` led by the option's name in the front-end's words, unless it already names it."""
+    name, text = settings.name(key), str(exc)
+    return exc if text.startswith(name) else SynthcalibError(f"{name}: {text}")
+
+
+def _transform_type() -> type:
+    from .transforms import Transform
+
+    return Transform
+
+
+def _fitted_transform(plan: CalibrationPlan) -> Any:
+    """The settings' transform fitted to the model's input; a bad preprocessing value is named as
+    the front-end names the transform (``--mean``, ``preprocessing.mean``, ``transform['mean']``)."""
+    from .transforms import TRANSFORM_KEYS
+
+    try:
+        return plan.target.transform(plan.settings["transform"])
+    except SynthcalibError as exc:
+        text = str(exc)
+        key = text.partition(":")[0]
+        if key in TRANSFORM_KEYS:
+            raise SynthcalibError(f"{transform_name(plan.settings, key)}:{text.partition(':')[2]}") from None
+        raise
+
+
+def transform_name(settings: Settings, key: str) -> str:
+    """How a front-end names preprocessing option ``key``."""
+    if settings.frontend == "cli":
+        return "--" + ("preset" if key == "preset" else key.replace("_", "-"))
+    if settings.frontend == "api":
+        return f"transform[{key!r}]"
+    if settings.frontend == "page":
+        return key
+    return f"{settings.name('transform')}.{key}"
+
+
+def _model_classes(plan: CalibrationPlan) -> int | None:
+    t = plan.target
+    if t.backend == "torch" and isinstance(plan.transform, _transform_type()):
+        tf = plan.transform
+        return t.probe(tf.output_shape(plan.source.output_size(tf.size)))
+    return t.classes
+
+
+def _validation_partner(settings: Settings) -> Any:
+    acc = settings.accuracy_control() or {}
+    return acc.get("validation_source")
+
+
+def _folder_options(target: Any, settings: Settings) -> Any:
+    """How this calibration reads image folders: the user's class list, the model's labels, the preset's framing."""
+    from .defaults import preset_framing
+    from .imagefolder import ClassList, model_class_list
+    from .sources.images import FolderOptions
+
+    framing = preset_framing(settings["transform"])
+    given = settings["class_list"]
+    explicit = ClassList.load(given, settings.name("class_list")) if given is not None else None
+    model = target.model if target is not None else None
+    labels = model_class_list(model) if hasattr(model, "get_rt_info") else None
+    return FolderOptions(explicit, labels, framing.get("crop"), framing.get("crop_fraction"))
+
+
+def _open_folder(source: Any, folders: Any, partner: Any) -> Any:
+    """An image-folder spec opened with the folder options, paired with the class names of
+    ``partner`` (the other stream's source or spec) when that is a generator; anything else as is."""
+    from .imagefolder import ClassList, generator_class_list
+    from .sources.base import Source, parse_spec
+    from .sources.images import is_folder_spec, open_source
+
+    if not is_folder_spec(source):
+        return source
+    paired = folders.paired
+    if isinstance(partner, Source) and partner.scheme == "generator" and partner.class_names:
+        paired = ClassList.from_names(
+            partner.class_names,
+            f"the class names of generator '{partner.spec}'",
+            explicit=False,
+            ids=getattr(partner, "class_ids", None),
+        )
+    elif isinstance(partner, str):
+        try:
+            if parse_spec(partner)[0] in ("generator", "") and not is_folder_spec(partner):
+                paired = generator_class_list(partner, "validation source", explicit=False)
+        except Exception:
+            pass  # not a generator, or one without class names: its own stream reports its problems
+    return open_source(source, folders.with_paired(paired))
