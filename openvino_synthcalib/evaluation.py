@@ -11,9 +11,9 @@ import numpy as np
 
 from . import forksafe, models
 from .classifier import check_same_input, classifier_classes
-from .defaults import DEFAULTS, preset_framing
+from .defaults import DEFAULTS
 from .errors import SynthcalibError
-from .imagefolder import CenterCrop, check_folder_classes, load_image, model_class_list
+from .imagefolder import CenterCrop, check_folder_classes, load_image
 from .inference import predict
 from .sources.base import parse_spec
 from .stream import Activity, Prefetch
@@ -61,15 +61,15 @@ def evaluate(
     folder holding a subset of the classes is refused. The ``imagenet`` preset (or
     ``images:DIR?crop=center``) frames images as torchvision's evaluation does (resize, centre crop).
     """
-    from .sources.images import FolderOptions, read_spec
+    from .plan import folder_options
+    from .sources.images import read_spec
 
     scheme, root, options = parse_spec(data)
     if scheme not in ("", "images"):
         raise SynthcalibError(f"--data '{data}': expected a labelled image folder images:DIR")
     if not hasattr(model, "inputs"):
         model = models.read_model(model, "model")
-    framing = preset_framing(transform)
-    defaults = FolderOptions(class_list, model_class_list(model), framing.get("crop"), framing.get("crop_fraction"))
+    defaults = folder_options(model, transform, class_list, "--class-list")
     allowed = {"class_list": None, "crop": None, "crop_fraction": None}
     spec = read_spec(f"images:{root}", options, root, defaults, allowed)
     folder = spec.open()

@@ -286,7 +286,9 @@ def _fitted_transform(plan: CalibrationPlan) -> Any:
         key = text.partition(":")[0]
         if key in TRANSFORM_KEYS:
             raise SynthcalibError(f"{transform_name(plan.settings, key)}:{text.partition(':')[2]}") from None
-        raise
+        if text.startswith("unknown preset"):
+            raise SynthcalibError(f"{transform_name(plan.settings, 'preset')}: {text}") from None
+        raise _named(plan.settings, "transform", exc) from None
 
 
 def transform_name(settings: Settings, key: str) -> str:
@@ -314,15 +316,19 @@ def _validation_partner(settings: Settings) -> Any:
 
 
 def _folder_options(target: Any, settings: Settings) -> Any:
-    """How this calibration reads image folders: the user's class list, the model's labels, the preset's framing."""
+    model = target.model if target is not None else None
+    return folder_options(model, settings["transform"], settings["class_list"], settings.name("class_list"))
+
+
+def folder_options(model: Any, transform: Any, class_list: Any, name: str = "class_list") -> Any:
+    """How image folders are read for ``model``: the user's class list (``name``: how the caller
+    names it), the model's labels, the preprocessing preset's framing (``evaluate`` too)."""
     from .defaults import preset_framing
     from .imagefolder import ClassList, model_class_list
     from .sources.images import FolderOptions
 
-    framing = preset_framing(settings["transform"])
-    given = settings["class_list"]
-    explicit = ClassList.load(given, settings.name("class_list")) if given is not None else None
-    model = target.model if target is not None else None
+    framing = preset_framing(transform)
+    explicit = ClassList.load(class_list, name) if class_list is not None else None
     labels = model_class_list(model) if hasattr(model, "get_rt_info") else None
     return FolderOptions(explicit, labels, framing.get("crop"), framing.get("crop_fraction"))
 
