@@ -106,7 +106,7 @@ def run(args: argparse.Namespace) -> None:
     done = done_keys(out_csv, KEY)
     codes = {"before": args.before.resolve(), "after": REPO}
     work = Path(tempfile.mkdtemp(prefix="recipe_cost_"))
-    with appending(out_csv, FIELDS) as (writer, f):
+    with appending(out_csv, FIELDS) as (f, writer):
         for name in args.models:
             model, quantize_args, eval_args = model_setup(name)
             if not model.exists():

@@ -223,7 +223,46 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     from .evaluation import evaluate
 
     pre = {k: v for k, v in _preprocessing(args).items() if v is not None}
-    result = evaluate(
+    with _flags_named(EVALUATE_FLAGS):
+        result = _evaluate(evaluate, args, pre)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return
+    print(f"top-1:     {100 * result['top1']:.2f}% on {result['images']} images ({result['classes']} classes)")
+    if "class_list" in result:
+        print(f"classes:   folders matched by name to {result['class_list']}")
+    if "agreement" in result:
+        print(f"reference: {100 * result['reference_top1']:.2f}%   top-1 agreement: {100 * result['agreement']:.2f}%")
+
+
+#: ``evaluate``'s keyword arguments as its command line names them (errors are rendered so).
+EVALUATE_FLAGS = {
+    "data": "--data",
+    "reference": "--reference",
+    "class_list": "--class-list",
+    "layout": "--layout",
+    "input_range": "--input-range",
+    "mean": "--mean",
+    "std": "--std",
+    "channel_order": "--channel-order",
+}
+
+
+@contextlib.contextmanager
+def _flags_named(flags: dict[str, str]) -> Iterator[None]:
+    """A library error that leads with a keyword (``data '...': ...``) leads with its flag instead."""
+    try:
+        yield
+    except SynthcalibError as exc:
+        text = str(exc)
+        for key, flag in flags.items():
+            if text.startswith((f"{key} ", f"{key}:")):
+                raise SynthcalibError(flag + text[len(key) :]) from None
+        raise
+
+
+def _evaluate(evaluate: Any, args: argparse.Namespace, pre: dict[str, Any]) -> dict[str, Any]:
+    return evaluate(
         args.model,
         args.data,
         transform=pre or None,
@@ -233,15 +272,8 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         device=args.device,
         limit=args.limit,
         progress=sys.stderr.isatty(),
+        class_list_name="--class-list",
     )
-    if args.json:
-        print(json.dumps(result, indent=2))
-        return
-    print(f"top-1:     {100 * result['top1']:.2f}% on {result['images']} images ({result['classes']} classes)")
-    if "class_list" in result:
-        print(f"classes:   folders matched by name to {result['class_list']}")
-    if "agreement" in result:
-        print(f"reference: {100 * result['reference_top1']:.2f}%   top-1 agreement: {100 * result['agreement']:.2f}%")
 
 
 def cmd_generate(args: argparse.Namespace) -> None:

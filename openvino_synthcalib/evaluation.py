@@ -50,6 +50,7 @@ def evaluate(
     precision: str | None = DEFAULTS["precision"],
     limit: int | None = None,
     progress: bool = False,
+    class_list_name: str = "class_list",
 ) -> dict[str, Any]:
     """Top-1 of ``model`` on a labelled folder (``images:DIR`` or ``DIR``) and, with
     ``reference``, the share of images on which both models predict the same class.
@@ -60,16 +61,17 @@ def evaluate(
     Without one, folders map by sorted position, which needs one folder per model class: a
     folder holding a subset of the classes is refused. The ``imagenet`` preset (or
     ``images:DIR?crop=center``) frames images as torchvision's evaluation does (resize, centre crop).
+    ``class_list_name`` is how the caller names ``class_list`` in its errors and report.
     """
     from .plan import folder_options
     from .sources.images import read_spec
 
     scheme, root, options = parse_spec(data)
     if scheme not in ("", "images"):
-        raise SynthcalibError(f"--data '{data}': expected a labelled image folder images:DIR")
+        raise SynthcalibError(f"data '{data}': expected a labelled image folder images:DIR")
     if not hasattr(model, "inputs"):
         model = models.read_model(model, "model")
-    defaults = folder_options(model, transform, class_list, "--class-list")
+    defaults = folder_options(model, transform, class_list, class_list_name)
     allowed = {"class_list": None, "crop": None, "crop_fraction": None}
     spec = read_spec(f"images:{root}", options, root, defaults, allowed)
     folder = spec.open()
@@ -78,8 +80,9 @@ def evaluate(
     check_folder_classes(
         folder,
         num_classes,
-        f"--data '{root}'",
-        "pass the model's class list with --class-list FILE (one name per line, or index<TAB>wnid<TAB>name)",
+        f"data '{root}'",
+        "pass the model's class list (--class-list FILE, or class_list= in Python: one name per line, "
+        "or index<TAB>wnid<TAB>name)",
     )
     samples = folder.samples()
     if limit is not None:
@@ -89,16 +92,16 @@ def evaluate(
     if reference is not None:
         ref_model = reference if hasattr(reference, "inputs") else models.read_model(reference, "reference model")
         check_same_input(
-            model, ref_model, f"--reference '{reference}'" if not hasattr(reference, "inputs") else "reference"
+            model, ref_model, f"reference '{reference}'" if not hasattr(reference, "inputs") else "reference"
         )
         compiled_ref, ref_batch = _compile_for_batches(ref_model, batch, device, precision)
         if ref_batch != batch:
-            raise SynthcalibError(f"--reference '{reference}' has a fixed batch of {ref_batch}, the model {batch}")
+            raise SynthcalibError(f"reference '{reference}' has a fixed batch of {ref_batch}, the model {batch}")
     size = tf.size if tf is not None and tf.size else None
     crop = None
     if spec.crop_fraction is not None:
         if size is None:
-            raise SynthcalibError(f"--data '{data}': crop=center needs the model's input size, which is not static")
+            raise SynthcalibError(f"data '{data}': crop=center needs the model's input size, which is not static")
         crop = CenterCrop(size, spec.crop_fraction)
 
     activity = Activity(f"starting to read the images of '{root}'")

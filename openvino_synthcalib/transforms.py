@@ -147,9 +147,8 @@ class Transform:
             elif key == "layout":
                 given = str(given).upper()
             if given != read[key]:
-                flag = "--layout" if key == "layout" else key
                 raise SynthcalibError(
-                    f"{flag} {options[key]!r}: the model's input is {read.get('layout', 'NCHW')} with "
+                    f"{key}: {options[key]!r} does not fit: the model's input is {read.get('layout', 'NCHW')} with "
                     f"{read['channels']} channels{' at ' + 'x'.join(map(str, read['size'])) if 'size' in read else ''}"
                 )
         merged = {k: v for k, v in read.items() if options.get(k) is None}
@@ -157,7 +156,7 @@ class Transform:
         if read["dtype"] in ("uint8", "int8") and preset is None and options.get("input_range") is None:
             if read["dtype"] == "int8":
                 raise SynthcalibError(
-                    "the model's input is int8: state its value range with --input-range (or a --preset)"
+                    "input_range: the model's input is int8: state its value range (input_range, or a preset)"
                 )
             merged["input_range"] = (0.0, 255.0)
         return cls.from_options(preset, **merged)
