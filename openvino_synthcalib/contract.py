@@ -61,10 +61,10 @@ class GeneratorInfo:
 
     def __post_init__(self) -> None:
         where = "generator metadata"
-        if isinstance(self.z_dim, bool) or not isinstance(self.z_dim, int) or self.z_dim <= 0:
-            raise SynthcalibError(f"{where}: z_dim must be a positive integer, got {self.z_dim!r}")
-        if isinstance(self.num_classes, bool) or not isinstance(self.num_classes, int) or self.num_classes <= 0:
-            raise SynthcalibError(f"{where}: num_classes must be a positive integer, got {self.num_classes!r}")
+        from .checks import checked, integer
+
+        checked(lambda v: integer(v, 1), self.z_dim, f"{where}: z_dim")
+        checked(lambda v: integer(v, 1), self.num_classes, f"{where}: num_classes")
         try:
             size = tuple(self.image_size)
         except TypeError:

@@ -7,8 +7,8 @@ from typing import Any
 
 import nncf
 
+from .checks import checked, integer
 from .defaults import DEFAULTS
-from .errors import SynthcalibError
 from .stream import SyntheticStream, make_stream
 
 
@@ -122,8 +122,7 @@ class Dataset(nncf.Dataset):
         from .sources.generator import GeneratorSource
 
         fmt = item_format(model)  # before any stream is opened: refuses what NNCF cannot quantize
-        if isinstance(keep, bool) or not isinstance(keep, int) or keep < 0:
-            raise SynthcalibError(f"keep: expected a non-negative number of bytes, got {keep!r}")
+        checked(lambda v: integer(v, 0), keep, "keep (bytes)")
 
         self._owns_stream = not isinstance(source, SyntheticStream)
         if isinstance(source, SyntheticStream):

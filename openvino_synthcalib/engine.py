@@ -52,10 +52,10 @@ class GeneratorEngine:
             self.path = None
             model = models.writable_copy(model)
         where = self.path or "<in-memory model>"
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or not 0 < batch_size <= MAX_BATCH:
-            raise SynthcalibError(f"batch_size: expected an integer in 1..{MAX_BATCH}, got {batch_size!r}")
-        if isinstance(num_requests, bool) or not isinstance(num_requests, int) or num_requests < 0:
-            raise SynthcalibError(f"num_requests: expected a non-negative integer (0 = auto), got {num_requests!r}")
+        from .checks import checked, integer
+
+        checked(lambda v: integer(v, 1, MAX_BATCH), batch_size, "batch_size")
+        checked(lambda v: integer(v, 0), num_requests, "num_requests (0 = auto)")
         self.batch_size = batch_size
         self.device = device
         self.where = where

@@ -200,6 +200,29 @@ def test_page_and_cli_make_the_same_int8_model_with_the_adaptive_recipe(assets, 
     argv = ["quantize", str(assets["classifier"]), "--source", f"generator:{assets['generator']}"]
     argv += ["--preset", "unit", "--num-samples", "24", "--seed", "5", "--recipe", "adaptive", "--out", f"{cli}.xml"]
     assert main(argv) == 0
+    api = tmp_path / "api" / "cls_int8"
+    quantize(
+        str(assets["classifier"]), f"generator:{assets['generator']}", f"{api}.xml",
+        transform="unit", num_samples=24, seed=5, recipe="adaptive",
+    )  # fmt: skip
+    config = tmp_path / "q.yaml"
+    conf = tmp_path / "config" / "cls_int8"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "model": str(assets["classifier"]),
+                "output": f"{conf}.xml",
+                "dataset": {"source": f"generator:{assets['generator']}", "num_samples": 24, "seed": 5},
+                "preprocessing": {"preset": "unit"},
+                "recipe": "adaptive",
+            }
+        )
+    )
+    assert main(["quantize", "--config", str(config)]) == 0
     assert job["report"]["recipe"].startswith("adaptive -> ")
-    assert page.with_suffix(".bin").read_bytes() == cli.with_suffix(".bin").read_bytes()
-    assert _normalized_ir(page.with_suffix(".xml").read_text()) == _normalized_ir(cli.with_suffix(".xml").read_text())
+    assert "latent_scale=1.5" in job["report"]["recipe"]  # the page scores as the CLI does (it scored at 1.0)
+    for other in (cli, api, conf):
+        assert page.with_suffix(".bin").read_bytes() == other.with_suffix(".bin").read_bytes(), other
+        assert _normalized_ir(page.with_suffix(".xml").read_text()) == _normalized_ir(
+            other.with_suffix(".xml").read_text()
+        )

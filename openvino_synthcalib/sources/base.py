@@ -222,20 +222,17 @@ def take_options(
 
 def check_number(value: Any, where: str, positive: bool = False) -> float:
     """A finite number (a positive one if ``positive``), or a one-line error naming ``where``."""
-    ok = not isinstance(value, bool) and isinstance(value, (int, float)) and bool(np.isfinite(value))
-    if not ok or (positive and value <= 0):
-        raise SynthcalibError(f"{where}: expected {'a positive' if positive else 'a finite'} number, got {value!r}")
-    return float(value)
+    from ..checks import checked, number
+
+    return checked(lambda v: number(v, positive=positive), value, where)
 
 
 def _check_kind(spec: str, key: str, value: Any, kind: str) -> Any:
     where = f"source '{spec}': option {key}"
     if kind.startswith("int"):
-        if isinstance(value, bool) or not isinstance(value, int) or value < (1 if kind == "int>0" else 0):
-            raise SynthcalibError(
-                f"{where}: expected a {'positive' if kind == 'int>0' else 'non-negative'} integer, got {value!r}"
-            )
-        return value
+        from ..checks import checked, integer
+
+        return checked(lambda v: integer(v, 1 if kind == "int>0" else 0), value, where)
     if kind.startswith("float"):
         return check_number(value, where, positive=kind == "float>0")
     if kind == "range":
