@@ -116,7 +116,7 @@ def run(plan: Any) -> dict[str, Any]:
     nncf_kwargs = plan.nncf_kwargs()
     started = time.perf_counter()
     if plan.recipe == "adaptive":
-        scoring = Scoring.prepare(plan.model, plan.scoring_stream(), plan.settings["device"])
+        scoring = Scoring.prepare(plan.model, plan.scoring_stream(), plan.settings["device"], plan.target)
         from .recipes import ADAPTIVE_CANDIDATES
 
         chosen = adaptive(

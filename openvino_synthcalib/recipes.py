@@ -321,13 +321,14 @@ class Scoring:
     seconds: float
 
     @classmethod
-    def prepare(cls, model: Any, score_stream: Any, device: str) -> Scoring:
-        """Scoring items of ``score_stream`` and ``model``'s outputs on them; OpenVINO models run with
-        FP32 arithmetic, on CPUs defaulting to bf16 too."""
+    def prepare(cls, model: Any, score_stream: Any, device: str, target: Any = None) -> Scoring:
+        """Scoring items of ``score_stream`` and ``model``'s outputs on them (``target``: the model's
+        Target where the caller has it); OpenVINO models run with FP32 arithmetic, on CPUs
+        defaulting to bf16 too."""
         from .backends import prepare_reference
 
         begun = time.perf_counter()
-        batches = scoring_batches(model, score_stream)
+        batches = scoring_batches(model if target is None else target, score_stream)
         reference = predict_logits(prepare_reference(model, device, "f32"), batches)
         return cls(batches, reference, score_stream.source.spec, time.perf_counter() - begun)
 

@@ -100,7 +100,7 @@ class RecipePipeline:
 
         started = time.perf_counter()
         plan = self._setup.plan
-        scoring = Scoring.prepare(plan.model, plan.scoring_stream(), plan.settings["device"])
+        scoring = Scoring.prepare(plan.model, plan.scoring_stream(), plan.settings["device"], plan.target)
         results: dict[str, Any] = {}
 
         def trials() -> Any:
