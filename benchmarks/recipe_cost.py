@@ -69,12 +69,16 @@ def model_setup(name: str) -> tuple[Path, list[str], list[str]]:
         norm = ["--mean", "0.5,0.5,0.5", "--std", "0.5,0.5,0.5"]
         data = ["--data", f"images:{SAMPLE / 'images'}?crop=center", "--class-list", str(SAMPLE / "classes.tsv")]
         return LITE0, ["--source", "generator:imagenet", *norm], [*data, *norm]
-    return ZOO / f"{name}.onnx", ["--source", "generator:cifar10", "--preset", "cifar10"], [
-        "--data",
-        f"images:{CIFAR_TEST}",
-        "--preset",
-        "cifar10",
-    ]
+    return (
+        ZOO / f"{name}.onnx",
+        ["--source", "generator:cifar10", "--preset", "cifar10"],
+        [
+            "--data",
+            f"images:{CIFAR_TEST}",
+            "--preset",
+            "cifar10",
+        ],
+    )
 
 
 def synthcalib(code: Path, args: list[str]) -> dict:
@@ -113,13 +117,33 @@ def run(args: argparse.Namespace) -> None:
                 print(f"skipped {name}: {model} not found (set SYNTHCALIB_SHARED)", file=sys.stderr)
                 continue
             runs = [(c, r) for c in CODES for r in RECIPES]
+            for seed in args.choice_seeds:  # the choice and INT8 model only, on other seeds
+                for code in CODES:
+                    if (name, f"seed{seed}", code, "adaptive") in done:
+                        continue
+                    target = work / f"{name}-{code}-adaptive-seed{seed}.xml"
+                    argv = ["quantize", str(model), *quantize_args, "--recipe", "adaptive", "--seed", str(seed)]
+                    report = synthcalib(codes[code], [*argv, "--num-samples", "300", "--out", str(target)])
+                    row = {
+                        "model": name,
+                        "round": f"seed{seed}",
+                        "code": code,
+                        "recipe": "adaptive",
+                        "seconds": report["quantize_seconds"],
+                        "chosen": report["recipe"]["chosen"],
+                        "bin_sha256": hashlib.sha256(target.with_suffix(".bin").read_bytes()).hexdigest()[:16],
+                        "xml_sha256": hashlib.sha256(normalized_xml(target)).hexdigest()[:16],
+                    }
+                    writer.writerow(row)
+                    f.flush()
+                    print(json.dumps(row), file=sys.stderr)
             for rnd in range(args.rounds):
                 order = runs[rnd % len(runs) :] + runs[: rnd % len(runs)]  # rotate: no run always first
                 for code, recipe in order:
                     if (name, str(rnd), code, recipe) in done:
                         continue
                     target = work / f"{name}-{code}-{recipe}-{rnd}.xml"
-                    argv = ["quantize", str(model), *quantize_args, "--recipe", recipe, "--seed", str(args.seed)]
+                    argv = ["quantize", str(model), *quantize_args, "--recipe", recipe, "--seed", "0"]
                     report = synthcalib(codes[code], [*argv, "--num-samples", "300", "--out", str(target)])
                     split = report["recipe"].get("time_split", {})
                     row = {
@@ -152,60 +176,79 @@ def report(out: Path) -> str:
         "measured in the same run on this 2-core CPU: each round runs the four (code, recipe) pairs, each in",
         "its own process, in an order that rotates every round; a run's time is its report's",
         "`quantize_seconds` (recipe and quantization). Ratio: per round, then the median over rounds.",
-        "`before`: the recipe with one `nncf.quantize` per candidate; `after`: statistics collected once",
-        "for every candidate (`openvino_synthcalib/nncf_pipelines.py`). Flip rate: INT8 vs FP32 top-1 on",
-        "the 10,000 CIFAR-10 test images / the 500 ImageNet sample images (centre crop), f32 inference.",
+        "`before`: the recipe with one `nncf.quantize` per candidate, scoring every item; `after`: statistics",
+        "collected once for every candidate (`openvino_synthcalib/nncf_pipelines.py`) and scoring in stages",
+        "(256, 512, then all 1000 items) that stop once the leader's KL lead is 3 standard errors",
+        "(`recipes.SCORE_STAGES`, `DECISIVE_Z`). Same INT8 .bin: the seed-0 adaptive models, byte for byte; other",
+        "seeds: the adaptive run of seeds 1 and 2 before and after (choice and .bin). Flip rate: INT8 vs FP32",
+        "top-1 on the 10,000 CIFAR-10 test images / the 500 ImageNet sample images (centre crop), f32 inference.",
         "",
         "| model | rounds | nncf s (before / after) | adaptive s (before / after) | adaptive / nncf before | "
-        "adaptive / nncf after | choice before / after | same INT8 .bin | flips adaptive (before / after) | "
-        "after: statistics / quantization / scoring s |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "adaptive / nncf after | choice before / after | same INT8 .bin | same choice and .bin, other seeds | "
+        "flips adaptive (before / after) | after: statistics / quantization / scoring s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for name in models:
-        mine = [r for r in rows if r["model"] == name]
-        rounds = sorted({r["round"] for r in mine}, key=int)
-
-        def get(code: str, recipe: str, rnd: str) -> dict | None:
-            return next((r for r in mine if (r["code"], r["recipe"], r["round"]) == (code, recipe, rnd)), None)
-
-        def ratios(code: str) -> list[float]:
-            out = []
-            for rnd in rounds:
-                a, n = get(code, "adaptive", rnd), get(code, "nncf", rnd)
-                if a and n:
-                    out.append(float(a["seconds"]) / float(n["seconds"]))
-            return out
-
-        def median(code: str, recipe: str) -> str:
-            values = [float(r["seconds"]) for r in mine if (r["code"], r["recipe"]) == (code, recipe)]
-            return f"{statistics.median(values):.1f}" if values else "-"
-
-        def first(code: str, recipe: str) -> dict:
-            return get(code, recipe, "0") or {}
-
-        rb, ra = ratios("before"), ratios("after")
-        ab, aa = first("before", "adaptive"), first("after", "adaptive")
-        same = "yes" if ab.get("bin_sha256") and ab.get("bin_sha256") == aa.get("bin_sha256") else "no"
-        if same == "yes" and ab.get("xml_sha256") != aa.get("xml_sha256"):
-            same = "bin yes, xml no"
-        after = [r for r in mine if (r["code"], r["recipe"]) == ("after", "adaptive") and r["statistics_s"]]
-        split = " / ".join(
-            f"{statistics.median(float(r[k]) for r in after):.1f}" for k in ("statistics_s", "quantization_s", "scoring_s")
-        ) if after else "-"
-
-        def pct(row: dict) -> str:
-            return f"{100 * float(row['flip_rate']):.2f}%" if row.get("flip_rate") else "-"
-
-        lines.append(
-            f"| {name} | {len(rounds)} | {median('before', 'nncf')} / {median('after', 'nncf')} | "
-            f"{median('before', 'adaptive')} / {median('after', 'adaptive')} | "
-            f"x{statistics.median(rb):.2f} | x{statistics.median(ra):.2f} | "
-            f"{ab.get('chosen', '-')} / {aa.get('chosen', '-')} | {same} | {pct(ab)} / {pct(aa)} | {split} |"
-            if rb and ra
-            else f"| {name} | {len(rounds)} | incomplete | | | | | | | |"
-        )
+    lines += [_model_row(name, rows) for name in models]
     lines += ["", "Produced by:", "", *[f"    {c}" for c in recorded(out, "recipe_cost")], ""]
     return "\n".join(lines)
+
+
+def _model_row(name: str, rows: list[dict]) -> str:
+    """One model's row of the table."""
+    everything = [r for r in rows if r["model"] == name]
+    mine = [r for r in everything if r["round"].isdigit()]
+    rounds = sorted({r["round"] for r in mine}, key=int)
+    other = {}
+    for r in everything:
+        if not r["round"].isdigit():
+            other.setdefault(r["round"], {})[r["code"]] = (r["chosen"], r["bin_sha256"])
+    kept = sum(v.get("before") == v.get("after") for v in other.values())
+
+    def get(code: str, recipe: str, rnd: str) -> dict | None:
+        return next((r for r in mine if (r["code"], r["recipe"], r["round"]) == (code, recipe, rnd)), None)
+
+    def ratios(code: str) -> list[float]:
+        out = []
+        for rnd in rounds:
+            a, n = get(code, "adaptive", rnd), get(code, "nncf", rnd)
+            if a and n:
+                out.append(float(a["seconds"]) / float(n["seconds"]))
+        return out
+
+    def median(code: str, recipe: str) -> str:
+        values = [float(r["seconds"]) for r in mine if (r["code"], r["recipe"]) == (code, recipe)]
+        return f"{statistics.median(values):.1f}" if values else "-"
+
+    def first(code: str, recipe: str) -> dict:
+        return get(code, recipe, "0") or {}
+
+    rb, ra = ratios("before"), ratios("after")
+    ab, aa = first("before", "adaptive"), first("after", "adaptive")
+    same = "yes" if ab.get("bin_sha256") and ab.get("bin_sha256") == aa.get("bin_sha256") else "no"
+    if same == "yes" and ab.get("xml_sha256") != aa.get("xml_sha256"):
+        same = "bin yes, xml no"
+    after = [r for r in mine if (r["code"], r["recipe"]) == ("after", "adaptive") and r["statistics_s"]]
+    split = (
+        " / ".join(
+            f"{statistics.median(float(r[k]) for r in after):.1f}"
+            for k in ("statistics_s", "quantization_s", "scoring_s")
+        )
+        if after
+        else "-"
+    )
+
+    def pct(row: dict) -> str:
+        return f"{100 * float(row['flip_rate']):.2f}%" if row.get("flip_rate") else "-"
+
+    return (
+        f"| {name} | {len(rounds)} | {median('before', 'nncf')} / {median('after', 'nncf')} | "
+        f"{median('before', 'adaptive')} / {median('after', 'adaptive')} | "
+        f"x{statistics.median(rb):.2f} | x{statistics.median(ra):.2f} | "
+        f"{ab.get('chosen', '-')} / {aa.get('chosen', '-')} | {same} | {kept} of {len(other)} | "
+        f"{pct(ab)} / {pct(aa)} | {split} |"
+        if rb and ra
+        else f"| {name} | {len(rounds)} | incomplete | | | | | | | | |"
+    )
 
 
 def main() -> None:
@@ -213,7 +256,9 @@ def main() -> None:
     parser.add_argument("--before", type=Path, help="a checkout of the code before the change")
     parser.add_argument("--models", nargs="+", default=[*ZOO_MODELS, "efficientnet_lite0"])
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--choice-seeds", type=int, nargs="*", default=[1, 2], help="seeds on which only the choice is compared"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--report-only", action="store_true")
     args = parser.parse_args()
