@@ -25,7 +25,7 @@ DEFAULTS = MappingProxyType(
         "calibration_precision": "auto",
         "eval_batch_size": 64,
         "recipe_score_samples": 1000,  # synthetic items the adaptive recipe scores candidates on
-        # ...drawn from a generator with latents this many times as wide as calibration's (see recipe.py)
+        # ...drawn from a generator with latents this many times as wide as calibration's (see recipes.py)
         "recipe_score_latent_scale": 1.5,
         "generate_num": 100,
         "grid_per_class": 10,

@@ -195,32 +195,31 @@ def build(
     settings: Settings,
     model: Any = None,
     progress: Callable[[int, int], None] | None = None,
-    stack: contextlib.ExitStack | None = None,
 ) -> CalibrationPlan:
     """Resolve ``settings`` against the model (``settings["model"]`` unless given): see the module."""
     from .recipes import default_for
 
     model, model_path, backend = load_model(settings, model)
     output = check_output(settings, model_path, backend)
-    if settings.accuracy_control() is not None:
+    if settings.accuracy_control() is not None:  # named as the option that turns it on, or its section
         backends.check_accuracy_control(backend, settings.name("max_drop").split("[")[0].split(".")[0])
     if settings["source"] is None:
         raise settings.error("source", "missing; expected a source spec such as generator:PATH.xml or images:DIR")
     target = backends.target(model)
     plan = CalibrationPlan(
-        settings,
-        model,
-        model_path,
-        backend,
-        target,
-        output,
-        None,
-        None,
-        None,
-        "nncf",
-        _folder_options(target, settings),
+        settings=settings,
+        model=model,
+        model_path=model_path,
+        backend=backend,
+        target=target,
+        output=output,
+        source=None,  # the rest is resolved below, closing what was opened if a step fails
+        transform=None,
+        model_classes=None,
+        recipe="nncf",
+        folders=_folder_options(target, settings),
+        progress=progress,
     )
-    plan.progress = progress
     try:
         _check_device(settings)
         try:

@@ -180,3 +180,52 @@ def test_adaptive_recipe_scores_on_wider_latents(assets):
             synthcalib.recipe(model, ds, score_latent_scale=-1)
     with synthcalib.Dataset("noise:gaussian", 16, model=model, transform="unit") as ds:  # not a generator: as it is
         assert "latent_scale" not in synthcalib.recipe(model, ds, score_samples=16, subset_size=16).score_source
+
+
+def test_scoring_stops_early_only_when_the_leader_is_decided():
+    from openvino_synthcalib.recipes import DECISIVE_Z, _decided
+
+    rng = np.random.default_rng(0)
+    base = rng.gamma(2.0, 1e-3, 512)
+    clear = {"a": base, "b": base + 5e-4 + rng.normal(0, 1e-4, 512), "c": base * 2}
+    assert _decided(clear)
+    close = {"a": base, "b": base + rng.normal(0, 1e-3, 512)}  # no lead of 3 standard errors
+    assert not _decided(close)
+    tie = {"a": base, "b": base.copy()}
+    assert not _decided(tie) and DECISIVE_Z == 3.0
+
+
+class _Stream:
+    def __init__(self, n, size=4):
+        self.n, self.size, self.source = n, size, type("S", (), {"spec": "fake"})()
+
+    def __len__(self):
+        return self.n
+
+    def batches(self):
+        for i in range(0, self.n, 32):
+            x = np.arange(i, min(i + 32, self.n), dtype=np.float32)[:, None].repeat(self.size, 1)
+            yield x, np.zeros(len(x), np.int64)
+
+
+def test_scoring_stages_are_whole_batches_and_items_batch_as_in_one_pass():
+    from openvino_synthcalib.recipes import Scoring
+
+    s = Scoring(lambda x: x, _Stream(1000), 64, 1000)
+    assert s.stages() == [256, 512, 1000]
+    assert Scoring(None, _Stream(10), 1, 10).stages() == [10]
+    assert Scoring(None, _Stream(1000), 100, 1000).stages() == [200, 500, 1000]
+    s._model = None
+    import openvino_synthcalib.recipes as recipes
+
+    calls = []
+    original = recipes.predict_logits
+    recipes.predict_logits = lambda model, batches: calls.append([len(b) for b in batches]) or np.concatenate(batches)
+    try:
+        s.grow(256)
+        s.grow(1000)
+    finally:
+        recipes.predict_logits = original
+    assert [len(b) for b in s.batches] == [64] * 15 + [40] and s.samples == 1000
+    assert np.concatenate(s.batches)[:, 0].tolist() == list(range(1000))  # in order, none lost or repeated
+    assert calls == [[64] * 4, [64] * 11 + [40]]
