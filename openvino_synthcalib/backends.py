@@ -274,18 +274,6 @@ def item_format(model: Any) -> Callable[[np.ndarray], Any] | None:
     return t.format if t is not None and t.backend != "openvino" else None
 
 
-def model_classes(model: Any, stream: Any) -> int | None:
-    """The class count of a classifier of any backend (a torch module is run once on a zero item
-    of ``stream``'s shape to tell it)."""
-    t = target(model)
-    if t is not None and t.backend == "torch":
-        from .transforms import Transform
-
-        tf = stream.transform
-        return t.probe(tf.output_shape(stream.source.output_size(tf.size))) if isinstance(tf, Transform) else None
-    return t.classes if t is not None else None
-
-
 # -- reading, saving, accuracy control (synthcalib.quantize and the CLI) ----------------------------
 
 

@@ -80,8 +80,8 @@ def _add_options(p: argparse.ArgumentParser, keys: Sequence[str], precision: str
         opt = options.BY_KEY[key]
         default = DEFAULTS[precision] if key == "precision" else opt.default
         text = opt.help + (f" (default {default})" if default not in (None, False, True) else "")
-        if opt.check in (checks.boolean,) or key == "fast_bias_correction":
-            action = argparse.BooleanOptionalAction if key == "fast_bias_correction" else "store_true"
+        if opt.switch:
+            action = argparse.BooleanOptionalAction if opt.default is None else "store_true"
             p.add_argument(opt.cli, dest=key, action=action, default=None, help=text)
         else:
             p.add_argument(opt.cli, dest=key, choices=opt.cli_choices, help=text.replace("%", "%%"))

@@ -47,6 +47,7 @@ class Option:
     bad: Any = None  # a value every front-end must refuse (the option-table test)
     cli_parse: Callable[[str], Any] | None = None  # command-line text -> value (before the check)
     cli_choices: tuple[str, ...] | None = None
+    switch: bool = False  # true or false: a CLI switch (--flag, or --flag/--no-flag when it has no default)
 
     def name(self, frontend: str) -> str | None:
         """How ``frontend`` names this option (None: it does not offer it)."""
@@ -382,6 +383,7 @@ OPTIONS: tuple[Option, ...] = (
         config="fast_bias_correction",
         api="nncf_options.fast_bias_correction",
         bad="yes",
+        switch=True,
     ),
     Option(
         "model_type",
@@ -492,6 +494,7 @@ OPTIONS: tuple[Option, ...] = (
         config="allow_class_mismatch",
         api="allow_class_mismatch",
         bad="no",
+        switch=True,
     ),
     # --- POT's synthetic engine only
     Option(
@@ -518,6 +521,7 @@ OPTIONS: tuple[Option, ...] = (
         help="keep generated items in memory (POT reads the data set several times)",
         pot="cache",
         bad="yes",
+        switch=True,
     ),
     Option(
         "stat_requests_number",
@@ -568,16 +572,6 @@ def offered(frontend: str) -> Iterator[Option]:
     return (o for o in OPTIONS if getattr(o, frontend) is not None)
 
 
-def render(option: str, frontend: str, message: str) -> str:
-    """``message`` (which starts with the option's settings key or says nothing of it) as ``frontend`` says it."""
-    name = BY_KEY[option].name(frontend) or option
-    return f"{name}: {message}"
-
-
-def error(option: str, frontend: str, message: str) -> SynthcalibError:
-    return SynthcalibError(render(option, frontend, message))
-
-
 # ----------------------------------------------------------------------------- reading a front-end's values
 
 
@@ -587,7 +581,6 @@ class Settings(Mapping):
 
     data: Mapping[str, Any]
     frontend: str
-    given: frozenset[str]
 
     def __getitem__(self, key: str) -> Any:
         return self.data[key]
@@ -649,14 +642,13 @@ def read(values: Mapping[str, Any], frontend: str, prefix: str = "") -> Settings
     unknown = sorted(set(values) - set(BY_KEY))
     if unknown:
         raise SynthcalibError(f"{prefix}unknown option(s) {', '.join(unknown)}")
-    given = frozenset(k for k, v in values.items() if v is not None)
     if out["max_drop"] is None:
         for key in ACCURACY_KEYS[1:]:
-            if key in given:
+            if values.get(key) is not None:
                 name = BY_KEY[key].name(frontend) or key
                 drop = BY_KEY["max_drop"].name(frontend) or "max_drop"
                 raise SynthcalibError(f"{prefix}{name}: only used with {drop} (accuracy control)")
-    return Settings(out, frontend, given)
+    return Settings(out, frontend)
 
 
 def from_nested(data: Mapping[str, Any], frontend: str, prefix: str = "") -> dict[str, Any]:

@@ -26,6 +26,7 @@ from . import backends
 from .errors import SynthcalibError
 from .files import same_file
 from .options import Settings
+from .transforms import Transform
 
 
 @dataclass
@@ -41,7 +42,6 @@ class CalibrationPlan:
     output: Path | None
     source: Any  # the opened calibration Source
     transform: Any  # a Transform fitted to the model's input, or the caller's callable
-    model_classes: int | None
     recipe: str  # the recipe's name (the source's default where none was asked)
     folders: Any  # how image folders are read (class lists, framing)
     progress: Callable[[int, int], None] | None = None
@@ -52,6 +52,11 @@ class CalibrationPlan:
     @property
     def frontend(self) -> str:
         return self.settings.frontend
+
+    @property
+    def model_classes(self) -> int | None:
+        """The model's class count (a torch module's from its probe on the plan's items)."""
+        return self.target.classes
 
     def error(self, key: str, message: str) -> SynthcalibError:
         """A one-line error about option ``key``, as the plan's front-end names it."""
@@ -111,11 +116,9 @@ class CalibrationPlan:
 
     def validation_stream(self) -> Any:
         """Accuracy control's labelled items: its source (default: calibration's), seed + 1."""
-        acc = self.accuracy or {}
-        source = self.validation_source or self.source
-        stream = self.stream(
-            source, acc.get("validation_samples"), acc.get("validation_seed", self.settings["seed"] + 1)
-        )
+        s = self.settings
+        seed = s["validation_seed"] if s["validation_seed"] is not None else s["seed"] + 1
+        stream = self.stream(self.validation_source or self.source, s["validation_samples"], seed)
         if stream.source is not self.source and not self.settings["allow_class_mismatch"]:
             stream.source.check_classes(self.model_classes, self.settings.name("validation_source"), self._override)
         return stream
@@ -215,7 +218,6 @@ def build(
         output=output,
         source=None,  # the rest is resolved below, closing what was opened if a step fails
         transform=None,
-        model_classes=None,
         recipe="nncf",
         folders=_folder_options(target, settings),
         progress=progress,
@@ -223,21 +225,20 @@ def build(
     try:
         _check_device(settings)
         try:
-            plan.source = plan.open_source(settings["source"], partner=_validation_partner(settings))
+            plan.source = plan.open_source(settings["source"], partner=settings["validation_source"])
         except SynthcalibError as exc:
             raise _named(settings, "source", exc) from None
         for key, partner in (("validation_source", plan.source), ("score_source", None)):
-            spec = settings[key] if key == "score_source" else (settings.accuracy_control() or {}).get(key)
+            spec = settings[key]  # a validation source only with accuracy control (options.read)
             if spec is not None:
                 try:
                     setattr(plan, key, plan.open_source(spec, partner=partner))
                 except SynthcalibError as exc:
                     raise _named(settings, key, exc) from None
         plan.transform = _fitted_transform(plan)
-        if isinstance(plan.transform, _transform_type()):
+        if isinstance(plan.transform, Transform):  # a torch module is probed here, which tells its classes
             how = f"layout {plan.transform.layout}, dtype {plan.transform.dtype}"
             target.check_item(plan.source, plan.transform, how)
-        plan.model_classes = _model_classes(plan)
         if not settings["allow_class_mismatch"]:
             plan.source.check_classes(plan.model_classes, settings.name("source"), plan._override)
         plan.recipe = settings["recipe"] or default_for(plan.source)
@@ -267,12 +268,6 @@ def _named(settings: Settings, key: str, exc: SynthcalibError) -> SynthcalibErro
     return exc if text.startswith(name) else SynthcalibError(f"{name}: {text}")
 
 
-def _transform_type() -> type:
-    from .transforms import Transform
-
-    return Transform
-
-
 def _fitted_transform(plan: CalibrationPlan) -> Any:
     """The settings' transform fitted to the model's input; a bad preprocessing value is named as
     the front-end names the transform (``--mean``, ``preprocessing.mean``, ``transform['mean']``)."""
@@ -299,19 +294,6 @@ def transform_name(settings: Settings, key: str) -> str:
     if settings.frontend == "page":
         return key
     return f"{settings.name('transform')}.{key}"
-
-
-def _model_classes(plan: CalibrationPlan) -> int | None:
-    t = plan.target
-    if t.backend == "torch" and isinstance(plan.transform, _transform_type()):
-        tf = plan.transform
-        return t.probe(tf.output_shape(plan.source.output_size(tf.size)))
-    return t.classes
-
-
-def _validation_partner(settings: Settings) -> Any:
-    acc = settings.accuracy_control() or {}
-    return acc.get("validation_source")
 
 
 def _folder_options(target: Any, settings: Settings) -> Any:

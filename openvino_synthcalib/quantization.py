@@ -87,17 +87,15 @@ def quantize_settings(settings: options.Settings, progress: Any = None) -> dict[
     """Build the plan of ``settings`` (any front-end's), run it and write the output; the report."""
     from . import plan as plans
 
-    model, model_path, backend = plans.load_model(settings)
-    with contextlib.ExitStack() as stack:
-        out = plans.check_output(settings, model_path, backend)
+    with plans.build(settings, progress=progress) as plan, contextlib.ExitStack() as stack:
+        out, model_path = plan.output, plan.model_path
         if out is not None:
             stack.enter_context(created_dirs(out.parent, f"{settings.name('output')} folder"))
-        plan = stack.enter_context(plans.build(settings, model, progress))
         report = run(plan)
         report["model"] = str(model_path) if model_path else None
         report["fp32_bytes"] = models.file_size(model_path) if model_path else None
         if out is not None:
-            backends.save(report["quantized_model"], out, backend, settings.name("output"))
+            backends.save(report["quantized_model"], out, plan.backend, settings.name("output"))
             report["output"] = str(out)
             report["int8_bytes"] = models.file_size(out)
     return report

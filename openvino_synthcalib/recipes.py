@@ -296,16 +296,34 @@ def predict_logits(model: Any, batches: list[np.ndarray]) -> np.ndarray:
     return np.concatenate(list(run_ordered(model, ({0: b} for b in batches), 0, read, "the model being scored")))
 
 
-def scoring_batches(model: Any, score_stream: Any, batch: int = 64) -> list[np.ndarray]:
-    """Scoring inputs, batched for ``model``'s batch dimension (its static batch where it has one)."""
+def _batching(model: Any, score_stream: Any, batch: int = 64) -> tuple[int, int]:
+    """``(batch, items)`` of scoring for ``model``: its static batch where it has one (the stream's
+    items less what does not fill one), else ``batch`` and every item."""
     from .backends import target
 
     fixed = (target(model).dims or [None])[0]
-    items = np.concatenate([x for x, _ in score_stream.batches()])
-    step = fixed or batch
-    if fixed and len(items) % fixed:
-        items = items[: len(items) - len(items) % fixed]
-    return [items[i : i + step] for i in range(0, len(items), step)]
+    return fixed or batch, len(score_stream) - (len(score_stream) % fixed if fixed else 0)
+
+
+def _rebatched(score_stream: Any, step: int, total: int) -> Iterator[np.ndarray]:
+    """The first ``total`` items of ``score_stream`` in batches of ``step`` (the last may be shorter)."""
+    pending: list[np.ndarray] = []
+    buffered = done = 0
+    for x, _ in score_stream.batches():
+        pending.append(x)
+        buffered += len(x)
+        while done < total and (buffered >= step or buffered >= total - done):
+            block = np.concatenate(pending)
+            take = min(step, total - done)
+            yield block[:take]
+            pending, buffered, done = [block[take:]], len(block) - take, done + take
+        if done >= total:
+            return
+
+
+def scoring_batches(model: Any, score_stream: Any, batch: int = 64) -> list[np.ndarray]:
+    """Scoring inputs, batched for ``model``'s batch dimension (its static batch where it has one)."""
+    return list(_rebatched(score_stream, *_batching(model, score_stream, batch)))
 
 
 def _copy(model: Any) -> Any:
@@ -331,8 +349,7 @@ class Scoring:
 
     def __init__(self, reference_model: Any, score_stream: Any, step: int, total: int) -> None:
         self._model = reference_model
-        self._items = score_stream.batches()
-        self._pending: list[np.ndarray] = []
+        self._items = _rebatched(score_stream, step, total)
         self.step, self.total = step, total
         self.batches: list[np.ndarray] = []
         self.reference: list[np.ndarray] = []
@@ -346,12 +363,10 @@ class Scoring:
         what does not fill a static batch. OpenVINO models run with FP32 arithmetic, on CPUs
         defaulting to bf16 too. Items are generated as :meth:`grow` asks for them."""
         from .backends import prepare_reference
-        from .backends import target as target_of
 
         begun = time.perf_counter()
-        fixed = (target_of(model if target is None else target).dims or [None])[0]
-        total = len(score_stream) - (len(score_stream) % fixed if fixed else 0)
-        out = cls(prepare_reference(model, device, "f32"), score_stream, fixed or batch, total)
+        step, total = _batching(model if target is None else target, score_stream, batch)
+        out = cls(prepare_reference(model, device, "f32"), score_stream, step, total)
         out.seconds = time.perf_counter() - begun
         return out
 
@@ -359,27 +374,22 @@ class Scoring:
     def samples(self) -> int:
         return sum(len(b) for b in self.batches)
 
-    def grow(self, items: int) -> None:
-        """Score at least ``items`` items (at most ``total``): generate them, run the FP32 model."""
+    def grow(self, items: int) -> tuple[list[np.ndarray], np.ndarray | None]:
+        """Score at least ``items`` items (at most ``total``): generate them, run the FP32 model.
+        The new batches and the FP32 outputs on them (None when there were none to add)."""
         begun = time.perf_counter()
         new: list[np.ndarray] = []
-        want = min(items, self.total)
         have = self.samples
-        while have < want:
-            buffered = sum(len(x) for x in self._pending)
-            while buffered < min(self.step, self.total - have):
-                x, _ = next(self._items)
-                self._pending.append(x)
-                buffered += len(x)
-            block = np.concatenate(self._pending)
-            take = min(self.step, self.total - have)
-            new.append(block[:take])
-            self._pending = [block[take:]] if len(block) > take else []
-            have += take
+        while have < min(items, self.total):
+            new.append(next(self._items))
+            have += len(new[-1])
+        reference = None
         if new:
+            reference = predict_logits(self._model, new)
             self.batches += new
-            self.reference.append(predict_logits(self._model, new))
+            self.reference.append(reference)
         self.seconds += time.perf_counter() - begun
+        return new, reference
 
     def stages(self) -> list[int]:
         """How many items each stage ends at: the interim looks that are whole batches short of the
@@ -411,7 +421,6 @@ def adaptive_choice(
     is used; the best wins. ``Recipe.model`` is the chosen candidate's model, ``candidate_models``
     every candidate's."""
     models: dict[str, Any] = {}
-    compiled: dict[str, Any] = {}
     seconds: dict[str, float] = {}
     begun = time.perf_counter()
     for candidate, int8 in quantized:
@@ -424,9 +433,7 @@ def adaptive_choice(
     kl: dict[str, list[np.ndarray]] = {c: [] for c in models}
     flips: dict[str, list[np.ndarray]] = {c: [] for c in models}
     for stage in scoring.stages():
-        done = len(scoring.batches)
-        scoring.grow(stage)
-        new, reference = scoring.batches[done:], scoring.reference[-1] if len(scoring.batches) > done else None
+        new, reference = scoring.grow(stage)
         if reference is None:
             break
         for c, model in compiled.items():
@@ -479,10 +486,7 @@ def nncf_candidates(
 def _shared_statistics(
     model: Any, data: Any, kwargs: dict[str, dict[str, Any]], split: dict[str, float]
 ) -> dict[str, Any] | None:
-    try:
-        from . import nncf_pipelines
-    except ImportError:
-        return None
+    from . import nncf_pipelines
     from .backends import backend_of
 
     if backend_of(model) != "openvino" or len(kwargs) < 2:

@@ -95,7 +95,6 @@ class RecipePipeline:
         """Choose the candidate with the shared adaptive recipe (:func:`..recipes.adaptive_choice`):
         each candidate is a POT pipeline run; the chosen trial is the result where the configured
         pipeline is that single DefaultQuantization."""
-
         from ..recipes import Scoring, adaptive_choice
 
         started = time.perf_counter()
