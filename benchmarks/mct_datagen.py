@@ -43,7 +43,8 @@ BatchNorm layer left. MCT 2.6.1's PyTorch path does not refuse such a model: its
 BatchNorm layer" check counts the input-image pseudo layer it always adds, so generation runs with
 only (a) the input-statistics term (per-channel mean 0 / variance 1 of the normalised image) and
 (b) the output loss. The script reports the census and, unless ``--require-bn``, runs anyway and
-records ``"bn_layers": 0`` in the JSON so the result is never mistaken for the real method.
+records the census (``"torch_batchnorm_modules": 0``) in the JSON so the result is never mistaken
+for the real method.
 """
 
 from __future__ import annotations

@@ -111,6 +111,8 @@ class Target:
     classes: int | None = None
     device: Any = None
     torch_dtype: Any = None
+    #: the normalisation the model declares about itself (see :mod:`.preprocessing`), or None
+    declared: dict[str, Any] | None = None
     _probed: dict[tuple[int, ...], int | None] = field(default_factory=dict, repr=False)
 
     def transform(self, transform: Any) -> Any:
@@ -118,7 +120,7 @@ class Target:
 
         if self.backend == "openvino":
             return as_transform(transform, self.model)
-        return as_transform(transform, read=self.read)
+        return as_transform(transform, read=self.read, declared=self.declared)
 
     def check_item(self, source: Any, transform: Any, how: str) -> None:
         """Items of ``source`` after ``transform`` (a Transform) must fit the model's input."""
@@ -203,8 +205,10 @@ def _openvino_target(model: Any) -> Target:
 
     if not hasattr(model, "inputs"):
         model = models.read_model(model, "model")
+    from .preprocessing import declared
+
     dims = models.static_dims(model.inputs[0].get_partial_shape()) if len(model.inputs) == 1 else None
-    return Target("openvino", model, {}, dims=dims, classes=classifier_classes(model))
+    return Target("openvino", model, {}, dims=dims, classes=classifier_classes(model), declared=declared(model))
 
 
 def _onnx_input(model: Any) -> Any:
@@ -237,7 +241,10 @@ def _onnx_target(model: Any) -> Target:
             f"ONNX model input '{port.name}' has element type {dtype}: expected {', '.join(_ONNX_DTYPES)}"
         )
     dims = _onnx_dims(port)
-    return Target("onnx", model, describe_dims(port.name, dims, dtype), port.name, dims, _onnx_classes(model))
+    from .preprocessing import declared
+
+    read = describe_dims(port.name, dims, dtype)
+    return Target("onnx", model, read, port.name, dims, _onnx_classes(model), declared=declared(model))
 
 
 def _onnx_classes(model: Any) -> int | None:
@@ -265,7 +272,9 @@ def _torch_target(model: Any) -> Target:
     conv = next((m for m in model.modules() if isinstance(m, torch.nn.Conv2d)), None)
     if conv is not None and conv.in_channels in (1, 3):
         read["channels"] = conv.in_channels
-    return Target("torch", model, read, device=device, torch_dtype=torch_dtype)
+    from .preprocessing import declared
+
+    return Target("torch", model, read, device=device, torch_dtype=torch_dtype, declared=declared(model))
 
 
 def item_format(model: Any) -> Callable[[np.ndarray], Any] | None:

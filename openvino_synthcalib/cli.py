@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import json
 import os
 import sys
@@ -17,8 +18,48 @@ from .errors import SynthcalibError
 from .shipped import generator_path
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse with one-line errors (exit code 2)."""
+class HelpFormatter(argparse.HelpFormatter):
+    """Help that shows every flag's default (its text may say it already: ``(default ...)``), and
+    shows the flags marked ``shown_required`` (required unless a config gives them) as required
+    in the usage line, although argparse does not require them."""
+
+    @staticmethod
+    def _shows_default(action: argparse.Action) -> bool:
+        default = action.default
+        return bool(action.option_strings) and not (
+            default is None or default is argparse.SUPPRESS or isinstance(default, bool) or default == []
+        )
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "%(default)" in text or "(default" in text or not self._shows_default(action):
+            return text
+        return f"{text} (default %(default)s)"
+
+    def _format_action(self, action: argparse.Action) -> str:
+        if not action.help and self._shows_default(action):
+            action = copy.copy(action)
+            action.help = "(default %(default)s)"
+        return super()._format_action(action)
+
+    def _format_usage(self, usage: Any, actions: Any, groups: Any, prefix: Any) -> str:
+        marked = [a for a in actions if getattr(a, "shown_required", False) and not a.required]
+        for action in marked:
+            action.required = True
+        try:
+            return super()._format_usage(usage, actions, groups, prefix)
+        finally:
+            for action in marked:
+                action.required = False
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (exit code 2) and help that shows defaults and required flags:
+    the parser of every ``synthcalib`` command line (the training one too)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         raise SynthcalibError(f"{self.prog}: {message}")
@@ -44,7 +85,12 @@ _floats = _arg(checks.numbers)
 
 def _add_preprocessing(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("preprocessing (default: read size/layout from the model, no normalisation)")
-    g.add_argument("--preset", help="preprocessing preset: cifar10, imagenet, unit, pixels, caffe, or a plugin's")
+    g.add_argument(
+        "--preset",
+        help="input normalisation preset: cifar10, imagenet (torchvision mean/std), inception ([-1, 1]), unit ([0, 1]), "
+        "pixels ([0, 255]), caffe (BGR pixels minus mean), or a plugin's; required unless the model declares its "
+        "normalisation or --mean/--std/--input-range state it",
+    )
     g.add_argument("--mean", type=_floats, help="per-channel mean after scaling, e.g. 0.485,0.456,0.406")
     g.add_argument("--std", type=_floats, help="per-channel std after scaling")
     g.add_argument("--input-range", type=_floats, help="value range the model expects before mean/std, e.g. 0,255")
@@ -73,18 +119,34 @@ def _preprocessing(args: argparse.Namespace) -> dict[str, Any]:
 STREAM_OPTIONS = ("source", "seed", "classes", "class_weights", "batch_size", "device", "precision")
 
 
-def _add_options(p: argparse.ArgumentParser, keys: Sequence[str], precision: str = "precision") -> None:
+#: Earlier spellings of the table's flags: still accepted, not shown in help.
+OLD_FLAGS = {"nncf_preset": ("--nncf-preset",)}
+#: The table's flags that ``quantize`` needs unless its --config gives them (its own one-line
+#: errors say so; argparse does not require them): marked required in help.
+QUANTIZE_REQUIRED = ("source", "output")
+
+
+def _add_options(
+    p: argparse.ArgumentParser, keys: Sequence[str], precision: str = "precision", required: Sequence[str] = ()
+) -> None:
     """Flags of the option table (:mod:`.options`), with its help; values are parsed and checked
-    by :func:`_values`, so that an error names the flag in the table's words."""
+    by :func:`_values`, so that an error names the flag in the table's words. The flags of
+    ``required`` are marked required unless the config gives them."""
     for key in keys:
         opt = options.BY_KEY[key]
         default = DEFAULTS[precision] if key == "precision" else opt.default
-        text = opt.help + (f" (default {default})" if default not in (None, False, True) else "")
+        shown = default is not None and not isinstance(default, bool)  # 0 is a default too
+        text = opt.help + (f" (default {default})" if shown else "")
+        if key in required:
+            text += f" (required, unless --config gives {opt.name('config')!r})"
         if opt.switch:
             action = argparse.BooleanOptionalAction if opt.default is None else "store_true"
             p.add_argument(opt.cli, dest=key, action=action, default=None, help=text)
         else:
-            p.add_argument(opt.cli, dest=key, choices=opt.cli_choices, help=text.replace("%", "%%"))
+            flag = p.add_argument(opt.cli, dest=key, choices=opt.cli_choices, help=text.replace("%", "%%"))
+            flag.shown_required = key in required
+            for old in OLD_FLAGS.get(key, ()):
+                p.add_argument(old, dest=key, choices=opt.cli_choices, help=argparse.SUPPRESS)
 
 
 def _values(args: argparse.Namespace, keys: Sequence[str]) -> dict[str, Any]:
@@ -104,28 +166,45 @@ def _values(args: argparse.Namespace, keys: Sequence[str]) -> dict[str, Any]:
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
-    parser = _Parser(prog="synthcalib", description="Synthetic calibration data for OpenVINO INT8 quantization.")
+    parser = Parser(prog="synthcalib", description="Synthetic calibration data for OpenVINO INT8 quantization.")
     parser.add_argument("--version", action="version", version=f"openvino_synthcalib {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
 
     q = sub.add_parser("quantize", help="quantize a model to INT8 with NNCF on a calibration source")
-    q.add_argument("model", nargs="?", help="FP32 model (.xml or .onnx)")
+    q.add_argument("model", nargs="?", help="FP32 model (.xml or .onnx) (required, unless --config gives 'model')")
     q.add_argument("--config", help="YAML/JSON quantization config (dataset, preprocessing, nncf options)")
-    _add_options(q, [o.key for o in options.offered("cli") if o.key != "model"], "calibration_precision")
+    _add_options(
+        q, [o.key for o in options.offered("cli") if o.key != "model"], "calibration_precision", QUANTIZE_REQUIRED
+    )
     _add_preprocessing(q)
     q.add_argument("--json", action="store_true", help="print the report as JSON")
 
-    e = sub.add_parser("evaluate", help="top-1 of a classifier on a labelled image folder")
+    e = sub.add_parser(
+        "evaluate", help="top-1 of a classifier on labelled data, and its agreement with a reference model"
+    )
     e.add_argument("model")
     e.add_argument(
         "--data",
         required=True,
-        help="images:DIR with DIR/<class>/*.jpg (options: ?class_list=FILE, ?crop=center|none)",
+        help="any source spec: images:DIR (class folders DIR/<class>/*.jpg, or a flat folder DIR/*.jpg: agreement "
+        "only; options ?class_list=FILE, ?crop=center|none), generator:imagenet or generator:PATH.xml (labels: the "
+        "conditioning classes), noise:gaussian, fractal:ifs (agreement only)",
     )
     e.add_argument("--class-list", metavar="FILE", help=CLASS_LIST_HELP)
-    e.add_argument("--reference", help="FP32 model: also report top-1 agreement with it")
+    e.add_argument(
+        "--reference",
+        help="FP32 model: also report top-1 agreement with it (needs no labels: any folder, any source)",
+    )
     e.add_argument("--batch-size", type=_positive, default=DEFAULTS["eval_batch_size"])
-    e.add_argument("--limit", type=_positive, help="evaluate an evenly spaced subset of this many images")
+    e.add_argument(
+        "--limit",
+        type=_positive,
+        help="images of a folder: an evenly spaced subset of this many; items of a generated source "
+        "(generator, noise): this many (default 1000)",
+    )
+    e.add_argument(
+        "--seed", type=_non_negative, default=DEFAULTS["seed"], help="seed of a generated source (default %(default)s)"
+    )
     e.add_argument("--device", default=DEFAULTS["device"])
     e.add_argument("--json", action="store_true")
     _add_preprocessing(e)
@@ -161,6 +240,7 @@ def _print_report(report: dict[str, Any], as_json: bool) -> None:
     counts = sorted(set(per_class.values()))
     balance = f"{counts[0]} per class" if len(counts) == 1 else f"{counts[0]}-{counts[-1]} per class"
     print(f"source:     {report['source']}")
+    print(f"input:      {preprocessing_line(report['preprocessing'])}")
     print(f"samples:    {report['num_samples']} ({balance}, {len(per_class)} classes), seed {report['seed']}")
     print(f"recipe:     {report['recipe_summary']}")
     print(f"quantized:  {report['quantize_seconds']:.1f} s")
@@ -168,6 +248,31 @@ def _print_report(report: dict[str, Any], as_json: bool) -> None:
         print(f"FP32 model: {report['model']} ({report['fp32_bytes'] / 1e6:.2f} MB)")
     if report.get("output"):
         print(f"INT8 model: {report['output']} ({report['int8_bytes'] / 1e6:.2f} MB)")
+    if report.get("accuracy_control"):
+        from .accuracy_control import summary as control_summary
+
+        first, *rest = control_summary(report["accuracy_control"])
+        print(f"accuracy:   {first}")
+        for line in rest:
+            print(f"kept FP32:  {line}")
+    from .quality import summary
+
+    lines = summary(report["check"])
+    for line in lines:
+        if line.startswith("warning:"):
+            print(f"synthcalib: {line}", file=sys.stderr)
+        else:
+            print(line)
+
+
+def preprocessing_line(pre: dict[str, Any]) -> str:
+    """``[-1, 1] RGB NCHW at 224x224, from preset inception``: what a report says of the input."""
+    from .preprocessing import describe_values
+
+    if "input_range" not in pre:
+        return pre.get("origin", "")
+    size = "x".join(map(str, pre["size"])) if pre.get("size") else "the source's size"
+    return f"{describe_values({**pre, 'channel_order': 'RGB'})} {pre['channel_order']} {pre['layout']} {pre['dtype']} at {size}, from {pre['origin']}"
 
 
 def cmd_quantize(args: argparse.Namespace) -> None:
@@ -179,6 +284,12 @@ def cmd_quantize(args: argparse.Namespace) -> None:
     if args.model is not None:
         values["model"] = args.model
     pre = {k: v for k, v in _preprocessing(args).items() if v is not None}
+    nncf_presets = options.BY_KEY["nncf_preset"].cli_choices or ()
+    if str(pre.get("preset", "")).lower() in nncf_presets:
+        raise SynthcalibError(
+            f"--preset: {pre['preset']!r} is a quantization preset of NNCF: give "
+            f"{options.BY_KEY['nncf_preset'].cli} {pre['preset']} (--preset is the input normalisation)"
+        )
     if pre:
         given = values.get("transform")
         values["transform"] = {**({"preset": given} if isinstance(given, str) else given or {}), **pre}
@@ -228,11 +339,15 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     if args.json:
         print(json.dumps(result, indent=2))
         return
-    print(f"top-1:     {100 * result['top1']:.2f}% on {result['images']} images ({result['classes']} classes)")
-    if "class_list" in result:
-        print(f"classes:   folders matched by name to {result['class_list']}")
+    items = f"{result['images']} images" + (f" ({result['classes']} classes)" if result["classes"] else "")
+    if "top1" in result:
+        print(f"top-1:     {100 * result['top1']:.2f}% on {items}")
+        print(f"labels:    {result['labels']}")
+    else:
+        print(f"top-1:     not measured ({result['no_top1']})")
     if "agreement" in result:
-        print(f"reference: {100 * result['reference_top1']:.2f}%   top-1 agreement: {100 * result['agreement']:.2f}%")
+        ref = f"{100 * result['reference_top1']:.2f}%   " if "reference_top1" in result else ""
+        print(f"reference: {ref}top-1 agreement: {100 * result['agreement']:.2f}% on {items}")
 
 
 #: ``evaluate``'s keyword arguments as its command line names them (errors are rendered so).
@@ -251,8 +366,12 @@ EVALUATE_FLAGS = {
 @contextlib.contextmanager
 def _flags_named(flags: dict[str, str]) -> Iterator[None]:
     """A library error that leads with a keyword (``data '...': ...``) leads with its flag instead."""
+    from .preprocessing import PreprocessingUnstated
+
     try:
         yield
+    except PreprocessingUnstated as exc:
+        raise SynthcalibError(f"--preset: {exc.render('--preset', '--mean/--std/--input-range')}") from None
     except SynthcalibError as exc:
         text = str(exc)
         for key, flag in flags.items():
@@ -271,6 +390,7 @@ def _evaluate(evaluate: Any, args: argparse.Namespace, pre: dict[str, Any]) -> d
         batch_size=args.batch_size,
         device=args.device,
         limit=args.limit,
+        seed=args.seed,
         progress=sys.stderr.isatty(),
         class_list_name="--class-list",
     )
@@ -306,7 +426,8 @@ def cmd_generate(args: argparse.Namespace) -> None:
     with stream, replaced_dir(args.out, args.overwrite) as tmp:
         classes: set[int] = set()
         with tqdm(total=len(stream), desc="generate", unit="img", disable=not sys.stderr.isatty()) as bar:
-            for sample in sample_pngs(stream.batches(), stream.source.names):
+            ids = getattr(stream.source, "class_ids", None)
+            for sample in sample_pngs(stream.batches(), stream.source.names, ids=ids):
                 path = tmp / sample.path
                 path.parent.mkdir(exist_ok=True)
                 path.write_bytes(sample.data)  # the whole folder is renamed into place at the end
@@ -337,12 +458,12 @@ def cmd_info(args: argparse.Namespace) -> None:
     }
     if contract.is_generator(model):
         info["kind"] = "generator"
-        info["synthcalib"] = contract.read_info(model)
         try:
             with GeneratorEngine(model, batch_size=1, num_requests=1) as engine:
-                info["generator"] = engine.info.to_dict()
+                info["generator"] = engine.info.to_dict()  # the synthcalib/* metadata, checked
         except SynthcalibError as exc:
             info["generator"] = f"incomplete metadata: {exc}"
+            info["synthcalib"] = contract.read_info(model)  # what there is of it, as stored
     else:
         info["kind"] = "model"
         info["classes"] = classifier_classes(model)
@@ -357,13 +478,32 @@ def cmd_info(args: argparse.Namespace) -> None:
         if isinstance(value, dict):
             print(f"{key}:")
             for k, v in value.items():
-                print(f"  {k}: {_shortened(v)}")
+                if k == "provenance" and isinstance(v, dict):
+                    _print_provenance(v)
+                else:
+                    print(f"  {k}: {_shortened(v)}")
         elif isinstance(value, list):
             print(f"{key}:")
             for v in value:
                 print(f"  {v}")
         else:
             print(f"{key}: {value}")
+
+
+def _print_provenance(provenance: dict[str, Any]) -> None:
+    """A generator's provenance, one field a line; of its training options only those its method
+    used (``--json`` prints them all)."""
+    from .train_generator.options import used_options
+
+    print("  provenance:")
+    for k, v in provenance.items():
+        if k == "options" and isinstance(v, dict):
+            used = used_options(v)
+            print(f"    options ({len(used)} the method used, of {len(v)}; --json shows all):")
+            for name, value in used.items():
+                print(f"      {name}: {_shortened(value)}")
+        else:
+            print(f"    {k}: {_shortened(v)}")
 
 
 def _shortened(value: Any, most: int = 10) -> Any:

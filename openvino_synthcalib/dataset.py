@@ -125,6 +125,16 @@ class Dataset(nncf.Dataset):
         checked(lambda v: integer(v, 0), keep, "keep (bytes)")
 
         self._owns_stream = not isinstance(source, SyntheticStream)
+        if model is None and transform is None and self._owns_stream:
+            import warnings
+
+            warnings.warn(
+                "synthcalib.Dataset: no model and no transform: items are RGB in [0, 1], NCHW at the source's size; "
+                "pass model= and transform= (a preset such as 'imagenet' or 'inception', or mean/std) to fit them "
+                "to the model being quantized",
+                UserWarning,
+                stacklevel=2,
+            )
         if isinstance(source, SyntheticStream):
             stream = source
         else:

@@ -27,6 +27,7 @@ DEFAULTS = MappingProxyType(
         "recipe_score_samples": 1000,  # synthetic items the adaptive recipe scores candidates on
         # ...drawn from a generator with latents this many times as wide as calibration's (see recipes.py)
         "recipe_score_latent_scale": 1.5,
+        "check_samples": 1000,  # fresh synthetic items the INT8 model is checked on (quality.py)
         "generate_num": 100,
         "grid_per_class": 10,
     }
@@ -48,6 +49,8 @@ PRESETS = MappingProxyType(
             "std": (0.229, 0.224, 0.225),
             "channel_order": "RGB",
         },
+        # [-1, 1]: TensorFlow-born models (Inception, EfficientNet-Lite, MobileNet from TF-slim)
+        "inception": {"input_range": (0.0, 1.0), "mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5), "channel_order": "RGB"},
         "unit": {"input_range": (0.0, 1.0), "mean": None, "std": None, "channel_order": "RGB"},
         "pixels": {"input_range": (0.0, 255.0), "mean": None, "std": None, "channel_order": "RGB"},
         "caffe": {
@@ -63,7 +66,8 @@ PRESETS = MappingProxyType(
 # transform: ``crop: center`` resizes each image, keeping its aspect ratio, so that its short side
 # is size / crop_fraction (256 for 224) and keeps the centre, as torchvision's ImageNet evaluation
 # does. Presets not listed here resize whole images. A source's ``?crop=`` option wins.
-PRESET_FRAMING = MappingProxyType({"imagenet": MappingProxyType({"crop": "center", "crop_fraction": 0.875})})
+_CENTRE_CROP = MappingProxyType({"crop": "center", "crop_fraction": 0.875})
+PRESET_FRAMING = MappingProxyType({"imagenet": _CENTRE_CROP, "inception": _CENTRE_CROP})
 
 
 def preset_framing(transform: object) -> dict[str, object]:

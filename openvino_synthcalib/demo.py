@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         r = run(args.generator, args.classifier, args.num_samples, args.held_out, args.out)
     except SynthcalibError as exc:
-        print(f"demo: error: {exc}", file=sys.stderr)
+        print(f"synthcalib: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("demo: interrupted", file=sys.stderr)

@@ -1,23 +1,33 @@
-"""Top-1 of a classifier on a labelled image folder, and agreement with a reference model."""
+"""Top-1 of a classifier on labelled items, and its agreement with a reference model, on any
+source: an image folder (every image once), a class-conditional generator (labels: the
+conditioning classes), noise, fractals, a flat folder of photos (agreement only: no labels).
+
+The data is read through the same sources and stream as calibration
+(:mod:`~openvino_synthcalib.sources`, :class:`~openvino_synthcalib.stream.SyntheticStream`), with
+the same folder options (:func:`~openvino_synthcalib.plan.folder_options`: class lists, framing).
+"""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import os
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
-from . import forksafe, models
+from . import models
 from .classifier import check_same_input, classifier_classes
 from .defaults import DEFAULTS
 from .errors import SynthcalibError
-from .imagefolder import CenterCrop, check_folder_classes, load_image
 from .inference import predict
-from .sources.base import parse_spec
-from .stream import Activity, Prefetch
-from .transforms import as_transform, resize
+from .sources.base import Source
+from .transforms import as_transform
+
+#: Items of a generated source (a generator, noise, fractals) ``evaluate`` draws unless told ``limit``.
+DEFAULT_ITEMS = 1000
 
 
 def _compile_for_batches(model: Any, batch_size: int, device: str, precision: str | None) -> tuple[Any, int]:
@@ -40,7 +50,7 @@ def _compile_for_batches(model: Any, batch_size: int, device: str, precision: st
 
 def evaluate(
     model: Any,
-    data: str,
+    data: Any,
     *,
     transform: Any = None,
     reference: Any = None,
@@ -49,116 +59,195 @@ def evaluate(
     device: str = DEFAULTS["device"],
     precision: str | None = DEFAULTS["precision"],
     limit: int | None = None,
+    seed: int = DEFAULTS["seed"],
     progress: bool = False,
     class_list_name: str = "class_list",
 ) -> dict[str, Any]:
-    """Top-1 of ``model`` on a labelled folder (``images:DIR`` or ``DIR``) and, with
-    ``reference``, the share of images on which both models predict the same class.
+    """Top-1 of ``model`` on ``data`` and, with ``reference``, the share of items on which both
+    models predict the same class.
 
-    Class folders map to the model's classes by name when a class list is known: ``class_list``
-    (a file, a generator with class names, or a list of names; or ``images:DIR?class_list=FILE``),
-    else the model's own labels (rt_info ``model_info/labels``) if the folder names match them.
-    Without one, folders map by sorted position, which needs one folder per model class: a
-    folder holding a subset of the classes is refused. The ``imagenet`` preset (or
-    ``images:DIR?crop=center``) frames images as torchvision's evaluation does (resize, centre crop).
-    ``class_list_name`` is how the caller names ``class_list`` in its errors and report.
+    ``data`` is any source spec (or :class:`~openvino_synthcalib.sources.Source`):
+
+    - an image folder (``images:DIR`` or ``DIR``): every image once (``limit``: an evenly spaced
+      subset). Class folders map to the model's classes as calibration maps them: by name when a
+      class list is known (``class_list``: a file, a generator with class names, or a list of
+      names; or ``images:DIR?class_list=FILE``; else the model's own labels, rt_info
+      ``model_info/labels``), by index for folders named so (``3_cat``), ImageNet-1k's classes for
+      folders named by WordNet id when the model has 1000 classes, else by sorted position (one
+      folder per model class). The ``imagenet`` preset (or ``images:DIR?crop=center``) frames
+      images as torchvision's evaluation does (resize, centre crop).
+    - a generated source (``generator:imagenet``, ``noise:gaussian``, ``fractal:ifs``): ``limit``
+      items (default :data:`DEFAULT_ITEMS`) of the class-balanced stream of ``seed``.
+
+    Top-1 needs labels: a folder of class folders that map to the model's classes, or a
+    class-conditional generator of the model's classes (labels: the conditioning classes). With
+    ``reference``, data without such labels (a flat folder, a folder of some classes without a class
+    list, noise) still gives the agreement, and the result says why there is no top-1
+    (``no_top1``); without ``reference`` it is an error. ``class_list_name`` is how the caller
+    names ``class_list`` in its errors and report.
     """
-    from .plan import folder_options
-    from .sources.images import read_spec
-
-    scheme, root, options = parse_spec(data)
-    if scheme not in ("", "images"):
-        raise SynthcalibError(f"data '{data}': expected a labelled image folder images:DIR")
     if not hasattr(model, "inputs"):
         model = models.read_model(model, "model")
-    defaults = folder_options(model, transform, class_list, class_list_name)
-    allowed = {"class_list": None, "crop": None, "crop_fraction": None}
-    spec = read_spec(f"images:{root}", options, root, defaults, allowed)
-    folder = spec.open()
     tf = as_transform(transform, model)
     num_classes = classifier_classes(model)
-    check_folder_classes(
-        folder,
-        num_classes,
-        f"data '{root}'",
-        "pass the model's class list (--class-list FILE, or class_list= in Python: one name per line, "
-        "or index<TAB>wnid<TAB>name)",
-    )
-    samples = folder.samples()
-    if limit is not None:
-        samples = [samples[i] for i in np.linspace(0, len(samples) - 1, min(limit, len(samples))).astype(int)]
-    compiled, batch = _compile_for_batches(model, batch_size, device, precision)
-    compiled_ref = None
-    if reference is not None:
-        ref_model = reference if hasattr(reference, "inputs") else models.read_model(reference, "reference model")
-        check_same_input(
-            model, ref_model, f"reference '{reference}'" if not hasattr(reference, "inputs") else "reference"
+    size = tuple(tf.size) if getattr(tf, "size", None) else None
+    with contextlib.ExitStack() as stack:
+        source = _open_data(data, model, transform, class_list, class_list_name, size, num_classes, device, precision)
+        if source is not data:
+            stack.callback(source.close)
+        spec = source.spec
+        no_top1 = _why_no_top1(source, num_classes, reference is not None)
+        if getattr(source, "crop_fraction", None) is not None and size is None:
+            raise SynthcalibError(f"data '{spec}': crop=center needs the model's input size, which is not static")
+        compiled, batch = _compile_for_batches(model, batch_size, device, precision)
+        compiled_ref = None
+        if reference is not None:
+            ref_model = reference if hasattr(reference, "inputs") else models.read_model(reference, "reference model")
+            check_same_input(
+                model, ref_model, f"reference '{reference}'" if not hasattr(reference, "inputs") else "reference"
+            )
+            compiled_ref, ref_batch = _compile_for_batches(ref_model, batch, device, precision)
+            if ref_batch != batch:
+                raise SynthcalibError(f"reference '{reference}' has a fixed batch of {ref_batch}, the model {batch}")
+        stream = _stream(source, limit, seed, tf)
+        stack.callback(stream.close)
+        labels = stream.labels()
+        n = len(labels)
+
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = stack.enter_context(tqdm(total=n, desc="evaluate", unit="img", leave=False))
+        feeds = itertools.tee(_padded(stream, batch), 2 if compiled_ref is not None else 1)
+        streams = [predict(compiled, feeds[0], what="the model")]
+        if compiled_ref is not None:
+            streams.append(predict(compiled_ref, feeds[1], what="the reference model"))
+        preds: list[list[np.ndarray]] = [[] for _ in streams]
+        for outs in zip(*streams):  # in lockstep, so tee buffers only the requests in flight
+            for acc, out in zip(preds, outs):
+                acc.append(out)
+            if bar is not None:
+                bar.update(min(len(outs[0]), n - bar.n))
+        pred = np.concatenate(preds[0])[:n]
+        folder = getattr(source, "folder", None)
+        result: dict[str, Any] = {
+            "data": str(spec),
+            "images": n,
+            "classes": len(folder.classes) if folder is not None else (len(np.unique(labels)) if not no_top1 else 0),
+        }
+        if folder is None:
+            result["seed"] = int(seed)
+        if no_top1 is None:
+            result["top1"] = float((pred == labels).mean())
+            if folder is not None:
+                result["labels"] = folder.describe_labels()
+            else:
+                result["labels"] = f"the conditioning classes of '{spec}'"
+        else:
+            result["no_top1"] = no_top1
+        if folder is not None and folder.class_list is not None:
+            result["class_list"] = folder.class_list.origin
+        if getattr(source, "crop_fraction", None) is not None:
+            result["crop"] = {"mode": "center", "fraction": source.crop_fraction}
+        if compiled_ref is not None:
+            ref_pred = np.concatenate(preds[1])[:n]
+            if no_top1 is None:
+                result["reference_top1"] = float((ref_pred == labels).mean())
+            result["agreement"] = float((ref_pred == pred).mean())
+        return result
+
+
+def _open_data(
+    data: Any,
+    model: Any,
+    transform: Any,
+    class_list: Any,
+    class_list_name: str,
+    size: tuple[int, int] | None,
+    num_classes: int | None,
+    device: str,
+    precision: str | None,
+) -> Source:
+    """``data`` opened as calibration opens a source: an image folder with the folder options (class
+    list, framing; each image resized once, to the model's size), anything else by its scheme."""
+    from .plan import folder_options
+    from .plugins import resolve_source
+    from .sources.base import SourceContext
+    from .sources.images import is_folder_spec, open_source
+
+    if isinstance(data, Source):
+        return data
+    if not isinstance(data, (str, os.PathLike)) or not os.fspath(data).strip():
+        raise SynthcalibError(
+            f"data: expected a source spec such as images:DIR, generator:imagenet or noise:gaussian, got {data!r}"
         )
-        compiled_ref, ref_batch = _compile_for_batches(ref_model, batch, device, precision)
-        if ref_batch != batch:
-            raise SynthcalibError(f"reference '{reference}' has a fixed batch of {ref_batch}, the model {batch}")
-    size = tf.size if tf is not None and tf.size else None
-    crop = None
-    if spec.crop_fraction is not None:
-        if size is None:
-            raise SynthcalibError(f"data '{data}': crop=center needs the model's input size, which is not static")
-        crop = CenterCrop(size, spec.crop_fraction)
+    spec = os.fspath(data).strip()
+    folder = is_folder_spec(spec)
+    if class_list is not None and not folder:
+        raise SynthcalibError(
+            f"{class_list_name}: maps the class folders of an image folder (images:DIR) to the model's classes; "
+            f"data '{spec}' is not one (a generator's items are labelled by its own classes)"
+        )
+    opened: Any = spec
+    if folder:
+        options = folder_options(model, transform, class_list, class_list_name)
+        opened = open_source(spec, replace(options, size=size))
+    context = SourceContext(num_classes=num_classes, device=device, precision=precision)
+    return resolve_source(opened, context)
 
-    activity = Activity(f"starting to read the images of '{root}'")
 
-    def load(sample: Any) -> np.ndarray:
-        with forksafe.section():
-            return load_image(sample[0], crop)
+def _why_no_top1(source: Source, num_classes: int | None, has_reference: bool) -> str | None:
+    """None when the source's labels are the model's classes; else why there is no top-1 (with a
+    reference), or the error (without one)."""
+    why = source.why_unlabelled
+    if why is None:
+        try:
+            source.check_classes(num_classes, "data", None if has_reference else "give --reference MODEL")
+        except SynthcalibError as exc:
+            if not has_reference:
+                raise
+            return str(exc).removeprefix("data ")
+        return None
+    if not has_reference:
+        raise SynthcalibError(
+            f"data '{source.spec}': top-1 needs labels and {why}; give a reference model to measure agreement "
+            "with it instead (--reference MODEL, or reference= in Python)"
+        )
+    return why
 
-    def inputs() -> Iterator[np.ndarray]:
-        # decoding in the pool's threads, resizing here: each a fork-safe section of its own (this
-        # thread waits for the pool outside any section, see forksafe)
-        with ThreadPoolExecutor(2) as pool:
-            for start in range(0, len(samples), batch):
-                chunk = samples[start : start + batch]
-                where = f"images {start}..{start + len(chunk) - 1} of '{root}'"
-                activity.set(f"reading {where}")
-                imgs = list(pool.map(load, chunk))
-                activity.set(f"resizing {where} to {size[0]}x{size[1]}" if size else f"preprocessing {where}")
-                with forksafe.section():
-                    if size is not None:
-                        imgs = [resize(im[None], size)[0] for im in imgs]
-                    x = np.stack(imgs + [imgs[-1]] * (batch - len(imgs)))
-                    x = tf(x) if tf is not None else x
-                yield x
 
-    bar = None
-    if progress:
-        from tqdm import tqdm
+def _stream(source: Source, limit: int | None, seed: int, transform: Any) -> Any:
+    """The items to evaluate: every image of a folder once (``limit``: an evenly spaced subset), or
+    ``limit`` items of a generated source's class-balanced stream."""
+    from .schedule import ItemSchedule
+    from .stream import SyntheticStream
 
-        bar = tqdm(total=len(samples), desc="evaluate", unit="img", leave=False)
-    # read ahead in a thread, with the stream's watchdog: a stalled read fails, naming what it was doing
-    ahead = Prefetch(inputs(), DEFAULTS["prefetch"], activity, name=f"reading '{root}'")
-    feeds = itertools.tee(ahead, 2 if compiled_ref is not None else 1)
-    streams = [predict(compiled, feeds[0], what="the model")]
-    if compiled_ref is not None:
-        streams.append(predict(compiled_ref, feeds[1], what="the reference model"))
-    preds: list[list[np.ndarray]] = [[] for _ in streams]
-    for outs in zip(*streams):  # in lockstep, so tee buffers only the requests in flight
-        for acc, out in zip(preds, outs):
-            acc.append(out)
-        if bar:
-            bar.update(len(outs[0]))
-    if bar:
-        bar.close()
-    labels = np.array([c for _, c in samples])
-    pred = np.concatenate(preds[0])[: len(samples)]
-    result: dict[str, Any] = {
-        "images": len(samples),
-        "classes": len(folder.classes),
-        "top1": float((pred == labels).mean()),
-    }
-    if folder.class_list is not None:
-        result["class_list"] = folder.class_list.origin
-    if crop is not None:
-        result["crop"] = {"mode": "center", "fraction": crop.fraction}
-    if compiled_ref is not None:
-        ref_pred = np.concatenate(preds[1])[: len(samples)]
-        result["reference_top1"] = float((ref_pred == labels).mean())
-        result["agreement"] = float((ref_pred == pred).mean())
-    return result
+    folder = getattr(source, "folder", None)
+    if folder is None:
+        return SyntheticStream(source, limit or DEFAULT_ITEMS, seed=seed, transform=transform)
+    # class c's occurrences 0..n_c - 1 are its n_c files, each once (ImageFolderSource)
+    labels = np.concatenate([np.full(len(files), label) for label, files in zip(folder.labels, folder.files)])
+    occurrences = np.concatenate([np.arange(len(files)) for files in folder.files])
+    if limit is not None and limit < len(labels):
+        pick = np.linspace(0, len(labels) - 1, limit).astype(int)
+        labels, occurrences = labels[pick], occurrences[pick]
+    schedule = ItemSchedule(source.num_classes, labels, occurrences)
+    return SyntheticStream(source, len(labels), seed=seed, transform=transform, schedule=schedule)
+
+
+def _padded(stream: Any, batch: int) -> Iterator[np.ndarray]:
+    """The stream's model inputs in batches of exactly ``batch`` (the last one padded by repeating
+    its last item; the padding's predictions are dropped)."""
+    pending: list[np.ndarray] = []
+    buffered = 0
+    for x, _ in stream.batches():
+        pending.append(x)
+        buffered += len(x)
+        while buffered >= batch:
+            block = np.concatenate(pending)
+            yield block[:batch]
+            pending, buffered = [block[batch:]], len(block) - batch
+    if buffered:
+        block = np.concatenate(pending)
+        yield np.concatenate([block, np.repeat(block[-1:], batch - len(block), axis=0)])

@@ -208,6 +208,59 @@ def replaced_dir(path: str | os.PathLike[str], overwrite: bool, what: str = "--o
             raise
 
 
+#: Names Windows reserves for devices, whatever the extension (``CON``, ``nul.txt``, ``COM1``).
+_RESERVED = frozenset({"CON", "PRN", "AUX", "NUL", *(f"{d}{i}" for d in ("COM", "LPT") for i in range(1, 10))})
+#: Longest name part :func:`safe_filename` keeps (folders stay readable in listings and paths short).
+MAX_NAME = 48
+
+
+def safe_filename(text: str, fallback: str = "item", max_len: int = MAX_NAME) -> str:
+    """``text`` as one path component that is valid on Windows, macOS and Linux alike.
+
+    Letters are folded to ASCII (``café`` -> ``cafe``: macOS stores accented names decomposed, so a
+    non-ASCII name may not read back as written), every run of other characters (spaces, ``/``,
+    ``:``, ``,``, quotes...) becomes one ``_``, leading and trailing ``_.-`` are dropped, the result
+    is cut to ``max_len`` characters, and a Windows device name (``CON``, ``aux``) gets a ``_``
+    appended; an empty result is ``fallback``. Case is kept: a caller that needs names unique on a
+    case-insensitive file system must make them so (:func:`class_folder_names` prefixes an id)."""
+    name = _safe_part(text, max_len) or fallback
+    if name.split(".")[0].upper() in _RESERVED:
+        name += "_"
+    return name
+
+
+def _safe_part(text: str, max_len: int = MAX_NAME) -> str:
+    """:func:`safe_filename` without its fallback and device-name rule (for a part of a name)."""
+    import re
+    import unicodedata
+
+    ascii_text = unicodedata.normalize("NFKD", str(text)).encode("ascii", "ignore").decode("ascii")
+    return re.sub(r"[^A-Za-z0-9.-]+", "_", ascii_text).strip("_.-")[:max_len].rstrip("_.-")
+
+
+def class_folder_names(names: Any, ids: Any = None) -> list[str]:
+    """One folder name per class that no other class's differs from only in case, and that
+    ``images:`` maps back to its class: the class id (a WordNet id) or, without ids, the class index
+    (zero-padded so that names sort in class order), then ``_`` and the name made safe
+    (:func:`safe_filename`): ``n02113186_Cardigan`` and ``n02963159_cardigan``, ``3_cat``. A class
+    without a name of its own (``class3``) is its index alone."""
+    names = [str(n) for n in names]
+    width = len(str(max(len(names) - 1, 0)))
+    prefixes = [f"{i:0{width}d}" for i in range(len(names))]
+    if ids is not None and len(ids) == len(names):
+        given = [str(i).strip() for i in ids]
+        # ids as they are: each one safe as a name, and unique however the file system folds case
+        if all(safe_filename(i, "") == i for i in given) and len({i.casefold() for i in given}) == len(given):
+            prefixes = given
+    out = []
+    for i, (prefix, name) in enumerate(zip(prefixes, names)):
+        if not prefix.isdigit():  # the id is in the prefix already: "crane (n02012849)" -> n02012849_crane
+            name = name.replace(prefix, "")
+        part = "" if name == f"class{i}" else _safe_part(name)
+        out.append(f"{prefix}_{part}" if part else prefix)
+    return out
+
+
 def cache_dir() -> Path:
     """``$SYNTHCALIB_CACHE``, else ``$XDG_CACHE_HOME/openvino_synthcalib``, else ``~/.cache/openvino_synthcalib``."""
     explicit = os.environ.get("SYNTHCALIB_CACHE")

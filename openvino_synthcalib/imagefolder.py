@@ -5,18 +5,30 @@ Hidden entries are not data: files and folders whose names start with ``.`` (``.
 macOS ``._photo.jpg`` AppleDouble files, ``.ipynb_checkpoints/``) are skipped at every level.
 
 Class folders map to the model's classes by name when a :class:`ClassList` is known (a file the
-user passes, a generator's metadata, the model's labels): folder ``n01440764``, ``tench`` or ``0``
-is class 0 of an ImageNet list, whatever other folders are present. Without a class list, folders
-map by sorted position (the ``torchvision.datasets.ImageFolder`` convention), which is right only
-when the folder holds every class of the model: :func:`check_folder_classes` refuses a subset.
+user passes, a generator's metadata, the model's labels): folder ``n01440764``, ``tench``, ``0``,
+``n01440764_tench`` or ``0_tench`` (``ID_name`` and ``INDEX_name``, as ``synthcalib generate``
+writes them) is class 0 of an ImageNet list, whatever other folders are present. Without a class
+list, folders named by class index (``3``, ``03_cat``) are that class; folders named by WordNet id
+(``n01440764``, ``n01440764_tench``) are ImageNet-1k's classes in sorted-id order when the model
+has 1000 classes; other folders map by sorted position (the ``torchvision.datasets.ImageFolder``
+convention), which is right only when the folder holds every class of the model:
+:func:`check_folder_classes` refuses a subset.
+
+A folder of images without class folders (``root/*.jpg``, ImageNet's validation set as
+downloaded) is *flat*: unlabelled images, for calibration or agreement with a reference model,
+never for anything that needs labels. A folder that holds both images and class folders is refused
+(which of the two was meant cannot be told), except ``grid.png`` beside class folders: the preview
+``synthcalib generate`` writes, skipped.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
 import re
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,9 +39,17 @@ import numpy as np
 from .errors import SynthcalibError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".ppm")
+#: The preview ``synthcalib generate`` writes beside its class folders: not an image of any class.
+GRID_FILE = "grid.png"
 #: Header words of a class-list table (a first row made only of these is not a class).
 _HEADER_WORDS = {"index", "idx", "id", "wnid", "synset", "name", "names", "class", "classes", "label", "labels"}
 _WNID_LINE = re.compile(r"^(n\d{8})\s+(\S.*)$")  # LOC_synset_mapping.txt: "n01440764 tench, Tinca tinca"
+#: A folder named ``ID_name`` or ``INDEX_name`` (as ``synthcalib generate`` writes them): the id, the name.
+_PREFIXED = re.compile(r"^([^_\s]+)[_\s]+(\S.*)$")
+#: A folder named by class index, alone or before a name (``7``, ``007_cat``).
+_INDEXED = re.compile(r"^(\d+)(?:[_\s]+\S.*)?$")
+#: A folder named by WordNet id, alone or before a name (``n01440764``, ``n01440764_tench``).
+_WNID_FOLDER = re.compile(r"^n\d{8}(?:[_\s]+\S.*)?$")
 CROP_MODES = ("center", "none")
 #: torchvision's ImageNet evaluation: resize to 256 for a 224 crop.
 DEFAULT_CROP_FRACTION = 0.875
@@ -45,6 +65,13 @@ def _norm(name: str) -> str:
     return " ".join(name.replace("_", " ").casefold().split())
 
 
+def _loose(name: str) -> str:
+    """A name's letters and digits only, in ASCII and lower case: ``tench_Tinca_tinca`` (a name made
+    safe for a file system) compares equal to ``tench, Tinca tinca``."""
+    text = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode("ascii").casefold()
+    return re.sub(r"[^0-9a-z]", "", text)
+
+
 # ----------------------------------------------------------------------------- class lists
 
 
@@ -58,7 +85,8 @@ class ClassList:
     user's) must match every folder; an inferred one (a paired generator's metadata, the model's
     labels) is ignored when no folder matches it, and must match all folders otherwise.
     ``labels[i]``, for lists whose rows give an identifier and a name (``classes.tsv``: WordNet id,
-    name), is the name; None otherwise.
+    name), is the name; None otherwise. ``ids[i]`` is class ``i``'s identifier (a WordNet id) where
+    the list has them: a folder ``ID_name`` is the class of ``ID``.
     """
 
     names: tuple[str, ...]
@@ -66,6 +94,7 @@ class ClassList:
     origin: str
     explicit: bool = True
     labels: tuple[str, ...] | None = None
+    ids: tuple[str, ...] | None = None
 
     def __len__(self) -> int:
         return len(self.names)
@@ -78,11 +107,14 @@ class ClassList:
         names = tuple(str(n).strip() for n in names)
         if not names or not all(names):
             raise SynthcalibError(f"{origin}: expected a non-empty list of non-empty class names")
-        extra = (
-            tuple((str(i).strip(),) for i in ids) if ids is not None and len(ids) == len(names) else ((),) * len(names)
-        )
+        has_ids = ids is not None and len(ids) == len(names)
+        extra = tuple((str(i).strip(),) for i in ids) if has_ids else ((),) * len(names)
         return cls(
-            names, tuple(tuple(dict.fromkeys((n, *_parts(n), *e))) for n, e in zip(names, extra)), origin, explicit
+            names,
+            tuple(tuple(dict.fromkeys((n, *_parts(n), *e))) for n, e in zip(names, extra)),
+            origin,
+            explicit,
+            ids=tuple(e[0] for e in extra) if has_ids else None,
         )
 
     @classmethod
@@ -136,15 +168,58 @@ class ClassList:
         # the first column names the class (a WordNet id in classes.tsv: unique, unlike ImageNet's names)
         aliases = tuple(tuple(dict.fromkeys(a for f in fields for a in (f, *_parts(f)))) for fields in table)
         labels = tuple(fields[1] for fields in table) if all(len(f) >= 2 for f in table) else None
-        return cls(tuple(fields[0] for fields in table), aliases, origin, explicit, labels)
+        names = tuple(fields[0] for fields in table)
+        return cls(names, aliases, origin, explicit, labels, names if labels is not None else None)
 
     def lookup(self, folder: str) -> list[int]:
-        """Every class a folder name may mean: its names, else its index."""
-        index = self._index()
-        found = index.get(_norm(folder), [])
-        if not found and folder.strip().isdigit() and int(folder) < len(self.names):
-            found = [int(folder)]
-        return found
+        """Every class a folder name may mean: its names, else its index, else (``ID_name``,
+        ``INDEX_name``) the class of its id or index."""
+        return self._resolve(folder)[0]
+
+    def _resolve(self, folder: str) -> tuple[list[int], str | None]:
+        """``(classes, conflict)``: the classes a folder may mean, and why an ``INDEX_name`` folder
+        means none (its index is one class, its name another's), else None."""
+        found = self._index().get(_norm(folder), [])
+        text = folder.strip()
+        if not found and text.isdigit() and int(text) < len(self.names):
+            found = [int(text)]
+        m = _PREFIXED.match(text)
+        if found or m is None:
+            return found, None
+        prefix, rest = m.groups()
+        if prefix.isdigit():
+            c = int(prefix)
+            if c >= len(self.names):
+                return [], None
+            named = self._named(rest)
+            if named and c not in named:  # the name says another class: the index is of another list
+                return [], (
+                    f"its index {c} is class {self.describe_class(c)} of {self.origin} but its name is "
+                    f"class {self.describe_class(named[0])}"
+                )
+            return [c], None
+        if self.ids is not None:
+            return [i for i, x in enumerate(self.ids) if x.casefold() == prefix.casefold()], None
+        return [], None
+
+    def _named(self, rest: str) -> list[int]:
+        """Classes whose name (or a synonym) is ``rest`` as a folder name writes it: made safe for a file
+        system (``great_white_shark``) and maybe cut short."""
+        key = _loose(rest)
+        loose = self.__dict__.get("_loose_lookup")
+        if loose is None:
+            loose = {}
+            for i, aliases in enumerate(self.aliases):
+                for k in dict.fromkeys(_loose(a) for a in aliases):
+                    loose.setdefault(k, []).append(i)
+            object.__setattr__(self, "_loose_lookup", loose)
+        if not key:
+            return []
+        if key in loose:
+            return loose[key]
+        if len(key) < 8:
+            return []
+        return sorted({i for k, found in loose.items() if k.startswith(key) for i in found})
 
     def _index(self) -> dict[str, list[int]]:
         cached = self.__dict__.get("_lookup")
@@ -162,17 +237,24 @@ class ClassList:
 
     def match(self, folders: Sequence[str], where: str) -> list[int] | None:
         """The class of each folder; ``None`` for an inferred list that matches no folder."""
-        found = [self.lookup(f) for f in folders]
+        resolved = [self._resolve(f) for f in folders]
+        found = [classes for classes, _ in resolved]
         if not self.explicit and not any(found):
             return None
         labels: list[int] = []
         owner: dict[int, str] = {}
-        for folder, classes in zip(folders, found):
+        for folder, (classes, conflict) in zip(folders, resolved):
+            if conflict is not None:
+                raise SynthcalibError(
+                    f"{where}: class folder '{folder}' does not match {self.origin}: {conflict}; "
+                    "rename the folder, or pass the class list its indices come from"
+                )
             if not classes:
                 shown = ", ".join(self.names[:5]) + (", ..." if len(self.names) > 5 else "")
                 raise SynthcalibError(
                     f"{where}: class folder '{folder}' matches no class of {self.origin} "
-                    f"({len(self.names)} classes: {shown}); name class folders by class name, WordNet id or index"
+                    f"({len(self.names)} classes: {shown}); name class folders by class name, WordNet id or index "
+                    "(alone, or before _name)"
                 )
             if len(classes) > 1:
                 which = " and ".join(self.describe_class(c) for c in classes[:3])
@@ -294,7 +376,10 @@ class ImageFolder:
     """Class folders in sorted order; files sorted by name within each class; hidden entries skipped.
 
     ``labels[k]`` is the model class of folder ``classes[k]``: its index in ``class_list`` when
-    one is given (and used: see :class:`ClassList`), else its sorted position.
+    one is given (and used: see :class:`ClassList`), its class index when every folder is named by
+    one (``3``, ``03_cat``), else its sorted position; ``mapping`` says which (``class_list``,
+    ``index``, ``position``). A flat folder (images, no class folders) has ``flat`` set, no
+    ``classes`` and one unlabelled pool of files (``files[0]``, label 0); ``mapping`` is ``none``.
     """
 
     def __init__(self, root: str | os.PathLike[str], class_list: ClassList | None = None) -> None:
@@ -302,10 +387,16 @@ class ImageFolder:
         if not self.root.exists():
             raise SynthcalibError(f"image folder '{self.root}' does not exist")
         if not self.root.is_dir():
-            raise SynthcalibError(f"image folder '{self.root}' is not a directory: expected root/<class>/*.jpg")
-        classes, files = [], []
+            raise SynthcalibError(
+                f"image folder '{self.root}' is not a directory: expected root/<class>/*.jpg or root/*.jpg"
+            )
+        classes, files, loose = [], [], []
         for entry in sorted(os.scandir(self.root), key=lambda e: e.name):
-            if is_hidden(entry.name) or not entry.is_dir():
+            if is_hidden(entry.name):
+                continue
+            if not entry.is_dir():
+                if entry.name.lower().endswith(IMAGE_SUFFIXES) and entry.is_file():
+                    loose.append(entry.path)
                 continue
             found = sorted(
                 f.name
@@ -315,39 +406,139 @@ class ImageFolder:
             if found:
                 classes.append(entry.name)
                 files.append([os.path.join(entry.path, name) for name in found])
-        if not classes:
+        if classes:  # generate's preview beside its class folders is not data
+            loose = [p for p in loose if os.path.basename(p) != GRID_FILE]
+        if classes and loose:
             raise SynthcalibError(
-                f"image folder '{self.root}' has no class folders with images: expected root/<class>/*.png|jpg"
+                f"image folder '{self.root}' holds both images ({len(loose)}, e.g. {os.path.basename(loose[0])}) "
+                f"and class folders ({len(classes)}, e.g. {classes[0]}/): expected either class folders "
+                "root/<class>/*.jpg or a flat folder of images root/*.jpg; move the loose images into a class "
+                "folder, or into a folder of their own"
             )
+        if not classes and not loose:
+            raise SynthcalibError(
+                f"image folder '{self.root}' has no images: no class folders with images (root/<class>/*.png|jpg) "
+                "and no images at its top (root/*.png|jpg)"
+            )
+        #: Images without class folders: one unlabelled pool.
+        self.flat = not classes
         self.classes: tuple[str, ...] = tuple(classes)
-        self.files: list[list[str]] = files
-        labels = class_list.match(classes, f"image folder '{self.root}'") if class_list is not None else None
-        #: The class list the folders were matched to (None: sorted positions).
-        self.class_list: ClassList | None = class_list if labels is not None else None
-        self.labels: tuple[int, ...] = tuple(labels) if labels is not None else tuple(range(len(classes)))
+        self.files: list[list[str]] = files or [loose]
+        #: The class list the folders were matched to (None: class indices, sorted positions, or flat).
+        self.class_list: ClassList | None = None
+        self.mapping = "none" if self.flat else "position"
+        labels = None
+        if class_list is not None and not self.flat:  # a flat folder has no names to match
+            labels = class_list.match(classes, f"image folder '{self.root}'")
+            if labels is not None:
+                self.class_list, self.mapping = class_list, "class_list"
+        if labels is None and not self.flat:
+            labels = _indexed(classes, f"image folder '{self.root}'")
+            if labels is not None:
+                self.mapping = "index"
+        self.labels: tuple[int, ...] = tuple(labels) if labels is not None else tuple(range(len(self.files)))
+        self._size = max(self.labels) + 1 if self.mapping == "index" else len(self.files)
+
+    def bind(self, model_classes: int | None) -> None:
+        """Settle the mapping once the model's class count is known: index-named folders range over
+        the model's classes; folders named by WordNet id that sorted positions cannot map (not one
+        per class) are ImageNet-1k's classes when the model has 1000 (:func:`imagenet_class_list`)."""
+        if model_classes is None or self.flat:
+            return
+        if self.mapping == "index":
+            self._size = max(self._size, model_classes)
+        elif (
+            self.mapping == "position"
+            and len(self.classes) != model_classes
+            and all(_WNID_FOLDER.match(c) for c in self.classes)
+        ):
+            imagenet = imagenet_class_list()
+            if imagenet is not None and len(imagenet) == model_classes:
+                labels = imagenet.match(self.classes, f"image folder '{self.root}'")
+                if labels is not None:
+                    self.class_list, self.mapping, self.labels = imagenet, "class_list", tuple(labels)
 
     @property
     def num_classes(self) -> int:
-        """Classes the labels range over: the class list's, else the folders'."""
-        return len(self.class_list) if self.class_list is not None else len(self.classes)
+        """Classes the labels range over: the class list's, else the folders' (1 for a flat folder)."""
+        return len(self.class_list) if self.class_list is not None else self._size
 
     @property
     def class_names(self) -> tuple[str, ...]:
-        return self.class_list.names if self.class_list is not None else self.classes
+        if self.class_list is not None:
+            return self.class_list.names
+        if self.flat:
+            return ("unlabelled",)
+        if self.mapping == "index":
+            by_label = dict(zip(self.labels, self.classes))
+            return tuple(by_label.get(i, f"class{i}") for i in range(self._size))
+        return self.classes
+
+    def describe_labels(self) -> str:
+        """Where the labels come from, in a few words (for reports)."""
+        if self.flat:
+            return "none: the folder has no class subfolders"
+        if self.class_list is not None:
+            return f"folders matched by name to {self.class_list.origin}"
+        if self.mapping == "index":
+            return "folders named by class index"
+        return "folders in sorted order (one per class)"
 
     def __len__(self) -> int:
         return sum(len(f) for f in self.files)
 
     def samples(self) -> list[tuple[str, int]]:
-        """Every (path, class label), folder by folder."""
+        """Every (path, class label), folder by folder (label 0 for a flat folder's images)."""
         return [(path, self.labels[k]) for k, paths in enumerate(self.files) for path in paths]
 
 
+def _indexed(folders: Sequence[str], where: str) -> list[int] | None:
+    """The class index of each folder when every one is named by one (``3``, ``003_cat``), else None."""
+    found = [_INDEXED.match(f) for f in folders]
+    if not all(found):
+        return None
+    labels = [int(m.group(1)) for m in found if m]
+    owner: dict[int, str] = {}
+    for folder, label in zip(folders, labels):
+        if label in owner:
+            raise SynthcalibError(
+                f"{where}: class folders '{owner[label]}' and '{folder}' both name class index {label}"
+            )
+        owner[label] = folder
+    return labels
+
+
+@functools.lru_cache(maxsize=1)
+def imagenet_class_list() -> ClassList | None:
+    """ImageNet-1k's classes in sorted WordNet-id order (the order ImageNet-1k classifiers output
+    them in), as the shipped ``imagenet`` generator names them; None without that generator."""
+    from dataclasses import replace
+
+    try:
+        found = generator_class_list("imagenet", "ImageNet class list", explicit=False)
+    except SynthcalibError:
+        return None
+    if found.ids is None or list(found.ids) != sorted(found.ids):
+        return None
+    return replace(found, origin="ImageNet-1k's classes (WordNet ids in sorted order)")
+
+
 def check_folder_classes(folder: ImageFolder, model_classes: int | None, what: str, fix: str) -> None:
-    """The folder's labels must be the model's: a class list of the model's size, or (without one)
-    exactly the model's number of class folders. A subset is refused rather than mapped by sorted
-    position; ``fix`` says how to pass a class list."""
-    if model_classes is None:
+    """The folder's labels must be the model's: a class list of the model's size, class indices
+    below the model's class count, or (without either) exactly the model's number of class
+    folders. A subset is refused rather than mapped by sorted position; ``fix`` says how to pass a
+    class list. A flat folder has no labels to check (what needs labels refuses it itself)."""
+    if model_classes is None or folder.flat:
+        return
+    folder.bind(model_classes)
+    if folder.mapping == "index":
+        top = max(folder.labels)
+        if top >= model_classes:
+            name = folder.classes[folder.labels.index(top)]
+            raise SynthcalibError(
+                f"{what}: class folder '{name}' is named by class index {top} but the model outputs "
+                f"{model_classes} classes (indices 0..{model_classes - 1}); {fix}"
+            )
         return
     if folder.class_list is not None:
         if len(folder.class_list) != model_classes:

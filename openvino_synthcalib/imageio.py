@@ -12,7 +12,8 @@ import numpy as np
 
 from . import forksafe
 from .defaults import DEFAULTS
-from .files import write_bytes
+from .files import class_folder_names, safe_filename, write_bytes
+from .imagefolder import GRID_FILE
 
 
 def to_uint8(
@@ -41,8 +42,8 @@ def save_png(image_hwc: np.ndarray, path: str | os.PathLike[str]) -> None:
 
 
 def safe_name(name: str) -> str:
-    """A class name usable as a folder name (never ``.`` or ``..``)."""
-    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name).strip(".") or "class"
+    """A name usable as a file or folder name on every system (see :func:`.files.safe_filename`)."""
+    return safe_filename(name, "class")
 
 
 class SampleFile(NamedTuple):
@@ -57,20 +58,26 @@ def sample_pngs(
     batches: Iterable[tuple[np.ndarray, np.ndarray]],
     names: Sequence[str],
     grid_per_class: int = DEFAULTS["grid_per_class"],
+    ids: Sequence[str] | None = None,
 ) -> Iterator[SampleFile]:
     """The files ``synthcalib generate`` writes for a stream's canonical ``(images, labels)`` batches:
     ``<class>/<index:06d>.png`` per item in stream order, then ``grid.png`` (one row per class,
-    its first ``grid_per_class`` images). Memory holds the grid's images only."""
+    its first ``grid_per_class`` images). Memory holds the grid's images only.
+
+    Class folders are named by :func:`.files.class_folder_names` (the class id, WordNet id for
+    ImageNet, from ``ids`` where the source has them, else the class index, then the name): unique on
+    case-insensitive file systems and read back by ``images:`` without a class list."""
+    folders = class_folder_names(names, ids)
     per_class: list[list[np.ndarray]] = [[] for _ in names]
     index = 0
     for images, labels in batches:
         for img, label in zip(to_uint8(images), labels):
             label = int(label)
-            yield SampleFile(f"{safe_name(names[label])}/{index:06d}.png", png_bytes(img), label)
+            yield SampleFile(f"{folders[label]}/{index:06d}.png", png_bytes(img), label)
             if len(per_class[label]) < grid_per_class:
                 per_class[label].append(img)
             index += 1
-    yield SampleFile("grid.png", png_bytes(grid([np.stack(r) for r in per_class if r])), None)
+    yield SampleFile(GRID_FILE, png_bytes(grid([np.stack(r) for r in per_class if r])), None)
 
 
 def grid(images_by_class: list[np.ndarray], pad: int = 2) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Several NNCF quantizations of one OpenVINO model with one pass over the data per step; scoring them in one pass.
+"""Several NNCF quantizations of one OpenVINO model with one pass over the data per step.
 
 ``nncf.quantize`` runs NNCF's post-training pipeline. For OpenVINO models in NNCF 3.4 its steps are
 SmoothQuant (transformers only) and ChannelAlignment (off unless ``disable_channel_alignment=False``),
@@ -29,21 +29,18 @@ from __future__ import annotations
 import copy
 import inspect
 import time
-from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
-
-import numpy as np
 
 if TYPE_CHECKING:
     import nncf
     import openvino as ov
 
-#: NNCF (major, minor) versions whose ``quantize`` this module reproduces (checked by
-#: ``tests/test_nncf_pipelines.py``). Others raise :class:`Unsupported`: a new release may add a step
-#: to ``quantize`` that raises nothing here but changes the output.
-TESTED_NNCF_VERSIONS = ((3, 4),)
+#: The exact NNCF versions (``nncf.__version__``) whose ``quantize`` this module reproduces, as
+#: ``tests/test_nncf_pipelines.py`` checked. Others, patch releases included, raise :class:`Unsupported`:
+#: a new release may change a step of ``quantize`` in a way that raises nothing here but changes the output.
+TESTED_NNCF_VERSIONS = ("3.4.0",)
 #: The ``nncf.quantize`` keyword arguments this module passes on (all of NNCF 3.4's).
 KNOWN_KWARGS = frozenset(
     {
@@ -87,14 +84,11 @@ def _internals() -> SimpleNamespace:
         import nncf
     except ImportError as exc:
         raise Unsupported(f"NNCF is not installed: {exc}") from None
-    version = getattr(nncf, "__version__", "unknown")
-    try:
-        major_minor = tuple(int(p) for p in version.split(".")[:2])
-    except ValueError:
-        major_minor = ()
-    if major_minor not in TESTED_NNCF_VERSIONS:
-        tested = ", ".join(".".join(map(str, v)) for v in TESTED_NNCF_VERSIONS)
-        raise Unsupported(f"NNCF {version} is not a version this module was checked against ({tested})")
+    version = str(getattr(nncf, "__version__", "unknown"))
+    if version not in TESTED_NNCF_VERSIONS:
+        raise Unsupported(
+            f"NNCF {version} is not a version its shared statistics were tested on ({', '.join(TESTED_NNCF_VERSIONS)})"
+        )
     try:
         from nncf.common.factory import StatisticsAggregatorFactory, build_graph
         from nncf.common.tensor_statistics.statistic_point import StatisticPointsContainer
@@ -329,66 +323,3 @@ def _finish(nn: SimpleNamespace, s: dict[str, Any], quantized: ov.Model) -> ov.M
         },
     )
     return quantized
-
-
-# ----------------------------------------------------------------------------- scoring in one pass
-
-
-def infer_many(
-    compiled: Mapping[str, ov.CompiledModel],
-    batches: Sequence[np.ndarray],
-    requests: int = 0,
-) -> dict[str, np.ndarray]:
-    """The first output of each compiled model on every batch, as ``{name: [N, K]}``, inferring all
-    models in one pass: each batch is submitted to every model before the next batch, with up to
-    ``requests`` asynchronous requests per model in flight (0: the device's optimal number).
-
-    The outputs are those of running the models one after the other. On a 2-core CPU it was no
-    faster (one model's requests already keep both cores busy); it may help on larger machines."""
-    from . import forksafe
-    from .errors import SynthcalibError
-    from .inference import num_requests
-    from .models import first_line
-
-    names = list(compiled)
-    free = {
-        n: deque(compiled[n].create_infer_request() for _ in range(num_requests(compiled[n], requests))) for n in names
-    }
-    busy: dict[str, deque[tuple[int, Any]]] = {n: deque() for n in names}
-    outputs: dict[str, list[np.ndarray | None]] = {n: [None] * len(batches) for n in names}
-
-    def finish(name: str) -> None:
-        index, request = busy[name].popleft()
-        with forksafe.section():
-            try:
-                request.wait()
-            except Exception as exc:
-                raise SynthcalibError(f"inference of {name} failed: {first_line(exc)}") from None
-            out = request.get_output_tensor(0)
-            outputs[name][index] = np.array(out.data).reshape(out.shape[0], -1)
-        free[name].append(request)
-
-    try:
-        for index, batch in enumerate(batches):
-            for name in names:
-                if not free[name]:
-                    finish(name)
-                request = free[name].popleft()
-                with forksafe.section():
-                    try:
-                        request.start_async({0: batch})
-                    except Exception as exc:
-                        raise SynthcalibError(f"inference of {name} failed: {first_line(exc)}") from None
-                busy[name].append((index, request))
-        for name in names:
-            while busy[name]:
-                finish(name)
-    finally:
-        with forksafe.section():
-            for queue in busy.values():  # something failed: let the requests in flight finish quietly
-                for _, request in queue:
-                    try:
-                        request.wait()
-                    except Exception:
-                        pass
-    return {n: np.concatenate(outputs[n]) if batches else np.zeros((0, 0), np.float32) for n in names}

@@ -292,8 +292,9 @@ OPTIONS: tuple[Option, ...] = (
         "transform",
         check=_optional(_transform),
         default=None,
-        help="preprocessing: a preset (cifar10, imagenet, unit, pixels, caffe) or options (mean, std, input_range, "
-        "channel_order, layout, size); default: size and layout read from the model, no normalisation",
+        help="preprocessing: a preset (cifar10, imagenet, inception = [-1, 1], unit, pixels, caffe) or options (mean, "
+        "std, input_range, channel_order, layout, size); size and layout are read from the model, the normalisation "
+        "from the model's metadata where it declares one, else it must be stated",
         config="preprocessing",
         pot="preprocessing",
         api="transform",
@@ -351,6 +352,31 @@ OPTIONS: tuple[Option, ...] = (
         bad=0,
         cli_parse=checks.from_text(lambda v: v),
     ),
+    # --- the data-free quality check
+    Option(
+        "check_samples",
+        check=_non_negative,
+        default=DEFAULTS["check_samples"],
+        help="fresh synthetic items the INT8 model is checked on against the FP32 model after quantizing, "
+        "for the predicted real flip rate (0: no check)",
+        cli="--check-samples",
+        config="check.samples",
+        pot="check_samples",
+        api="check.samples",
+        bad=-1,
+        cli_parse=checks.from_text(_non_negative),
+    ),
+    Option(
+        "check_source",
+        check=_optional(_source),
+        default=None,
+        help="the generator the INT8 model is checked on (default: the calibration source when it is a generator)",
+        cli="--check-source",
+        config="check.source",
+        pot="check_source",
+        api="check.source",
+        bad=5,
+    ),
     # --- nncf.quantize
     Option(
         "subset_size",
@@ -367,8 +393,9 @@ OPTIONS: tuple[Option, ...] = (
         "nncf_preset",
         check=_optional(_nncf_preset),
         default=None,
-        help="nncf quantization preset (performance or mixed)",
-        cli="--nncf-preset",
+        help="NNCF's quantization preset: performance (symmetric activations) or mixed (activations with a "
+        "zero point); not the input normalisation, which is --preset",
+        cli="--quantization-preset",
         config="preset",
         api="nncf_options.preset",
         bad="fast",

@@ -47,6 +47,7 @@ class CalibrationPlan:
     progress: Callable[[int, int], None] | None = None
     score_source: Any = None  # the opened score source, where one was given
     validation_source: Any = None  # the opened accuracy-control source, where one was given
+    check_source: Any = None  # the opened quality-check source, where one was given
     _stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack, repr=False)
 
     @property
@@ -228,7 +229,7 @@ def build(
             plan.source = plan.open_source(settings["source"], partner=settings["validation_source"])
         except SynthcalibError as exc:
             raise _named(settings, "source", exc) from None
-        for key, partner in (("validation_source", plan.source), ("score_source", None)):
+        for key, partner in (("validation_source", plan.source), ("score_source", None), ("check_source", None)):
             spec = settings[key]  # a validation source only with accuracy control (options.read)
             if spec is not None:
                 try:
@@ -271,10 +272,17 @@ def _named(settings: Settings, key: str, exc: SynthcalibError) -> SynthcalibErro
 def _fitted_transform(plan: CalibrationPlan) -> Any:
     """The settings' transform fitted to the model's input; a bad preprocessing value is named as
     the front-end names the transform (``--mean``, ``preprocessing.mean``, ``transform['mean']``)."""
+    from .preprocessing import PreprocessingUnstated
     from .transforms import TRANSFORM_KEYS
 
+    settings = plan.settings
     try:
-        return plan.target.transform(plan.settings["transform"])
+        return plan.target.transform(settings["transform"])
+    except PreprocessingUnstated as exc:
+        name = transform_name(settings, exc.key)
+        values = "/".join(transform_name(settings, k) for k in ("mean", "std", "input_range"))
+        what = f"model '{plan.model_path.name}'" if plan.model_path is not None else None
+        raise SynthcalibError(f"{name}: {exc.render(name, values, what)}") from None
     except SynthcalibError as exc:
         text = str(exc)
         key = text.partition(":")[0]

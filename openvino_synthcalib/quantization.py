@@ -35,6 +35,7 @@ def quantize(
     allow_class_mismatch: bool = False,
     nncf_options: dict[str, Any] | None = None,
     recipe: str | dict[str, Any] | None = None,
+    check: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Quantize ``model`` to INT8 on ``num_samples`` items of ``source`` and save it to ``output``.
 
@@ -45,7 +46,9 @@ def quantize(
     ``nncf.quantize_with_accuracy_control`` with a synthetic labelled validation set, drawn from
     ``source`` with another seed, or from ``accuracy_control["source"]`` when given.
     Returns a report: time, samples per class, the recipe (chosen candidate and its synthetic
-    scores), model sizes. The output is written atomically
+    scores), model sizes, the preprocessing used and where it came from, and the data-free quality
+    check (see :mod:`.quality`; ``check={"samples": 0}`` turns it off, ``check={"source": spec}``
+    checks on another generator). The output is written atomically
     (an existing file is replaced only by a complete new model) and never over the input.
 
     Image folders (``images:DIR``) map their class folders to the model's classes by name when a
@@ -78,6 +81,7 @@ def quantize(
         "accuracy_control": accuracy_control,
         "nncf_options": nncf_options,
         "recipe": recipe,
+        "check": check,
     }
     settings = options.read(options.from_nested(given, "api"), "api")
     return quantize_settings(settings)
@@ -92,9 +96,14 @@ def quantize_settings(settings: options.Settings, progress: Any = None) -> dict[
         if out is not None:
             stack.enter_context(created_dirs(out.parent, f"{settings.name('output')} folder"))
         report = run(plan)
+        if getattr(plan, "accuracy_control_report", None) is not None:  # progress, time, layers kept in FP32
+            report["accuracy_control"] = plan.accuracy_control_report
         report["model"] = str(model_path) if model_path else None
         report["fp32_bytes"] = models.file_size(model_path) if model_path else None
         if out is not None:
+            from .preprocessing import record
+
+            record(report["quantized_model"], plan.transform)  # the INT8 model says how to feed it
             backends.save(report["quantized_model"], out, plan.backend, settings.name("output"))
             report["output"] = str(out)
             report["int8_bytes"] = models.file_size(out)
@@ -129,16 +138,30 @@ def run(plan: Any) -> dict[str, Any]:
         quantized = chosen.model
     else:
         quantized = nncf.quantize(plan.model, calibration, **nncf_kwargs, **chosen.quantize_kwargs)
+    seconds = round(time.perf_counter() - started, 2)
+    from .quality import check
+
     return {
         "source": plan.source.spec,
+        "preprocessing": describe_transform(plan.transform),
         "num_samples": len(stream),
         "seed": stream.seed,
         "samples_per_class": stream.describe()["samples_per_class"],
-        "quantize_seconds": round(time.perf_counter() - started, 2),
+        "quantize_seconds": seconds,
         "recipe": chosen.describe(),
         "recipe_summary": chosen.summary(),
+        "check": check(plan, quantized),
         "quantized_model": quantized,
     }
+
+
+def describe_transform(transform: Any) -> dict[str, Any]:
+    """The preprocessing of a report: a Transform's values and where they came from (a caller's
+    callable is named as such)."""
+    describe = getattr(transform, "describe", None)
+    if describe is not None:
+        return describe()
+    return {"origin": f"the caller's callable {getattr(transform, '__name__', type(transform).__name__)}"}
 
 
 def _with_accuracy_control(plan: Any, calibration: Any, nncf_kwargs: dict[str, Any], chosen: Any) -> Any:
@@ -153,28 +176,54 @@ def _with_accuracy_control(plan: Any, calibration: Any, nncf_kwargs: dict[str, A
     validation_stream = plan.validation_stream()
     metric = accuracy["metric"]
     if metric == "labels" and not validation_stream.source.conditional:
-        raise plan.error("metric", f"'labels' needs a class-conditional source, not '{validation_stream.source.spec}'")
+        source = validation_stream.source
+        raise plan.error(
+            "metric",
+            f"'labels' needs a class-conditional source, not '{source.spec}': {source.why_unlabelled}; use the "
+            f"metric 'agreement', or a {plan.settings.name('validation_source')} with labels",
+        )
     validation = Dataset(validation_stream, with_labels=True, model=plan.target)
     fn = top1_agreement(plan.model, device=plan.settings["device"]) if metric == "agreement" else top1_vs_labels
-    extra: dict[str, Any] = {}
-    if "max_num_iterations" in accuracy:
-        from nncf.quantization.advanced_parameters import AdvancedAccuracyRestorerParameters
+    from nncf.quantization.advanced_parameters import AdvancedAccuracyRestorerParameters
 
-        extra["advanced_accuracy_restorer_parameters"] = AdvancedAccuracyRestorerParameters(
-            max_num_iterations=accuracy["max_num_iterations"]
-        )
+    from .accuracy_control import Monitor
+
+    extra: dict[str, Any] = {}
+    restorer: dict[str, Any] = {}
+    if "max_num_iterations" in accuracy:
+        restorer["max_num_iterations"] = accuracy["max_num_iterations"]
     if "drop_type" in accuracy:
         extra["drop_type"] = nncf.DropType(accuracy["drop_type"])
-    return nncf.quantize_with_accuracy_control(
-        plan.model,
-        calibration,
-        validation,
+    # progress lines on stderr while NNCF works, its time by stage, the operations kept in floating point
+    monitor = Monitor(
         fn,
         max_drop=accuracy["max_drop"],
-        **extra,
-        **nncf_kwargs,
-        **chosen.accuracy_control_kwargs,
+        drop_type=accuracy.get("drop_type", "absolute"),
+        metric="agreement" if metric == "agreement" else "top-1 vs labels",
+        items=len(validation_stream),
     )
+    with monitor.watching() as folder:  # NNCF writes the INT8 model it starts from there
+        quantized = nncf.quantize_with_accuracy_control(
+            plan.model,
+            calibration,
+            validation,
+            monitor,
+            max_drop=accuracy["max_drop"],
+            advanced_accuracy_restorer_parameters=AdvancedAccuracyRestorerParameters(
+                **restorer, intermediate_model_dir=folder
+            ),
+            **extra,
+            **nncf_kwargs,
+            **chosen.accuracy_control_kwargs,
+        )
+        monitor.finish(quantized, folder, plan.backend)
+    plan.accuracy_control_report = {
+        **monitor.report(),
+        "validation_source": validation_stream.source.spec,
+        "validation_samples": len(validation_stream),
+        "validation_seed": validation_stream.seed,
+    }
+    return quantized
 
 
 def load_config(path: str | os.PathLike[str]) -> dict[str, Any]:

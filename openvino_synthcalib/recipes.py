@@ -496,7 +496,11 @@ def _shared_statistics(
     except nncf_pipelines.Unsupported as exc:
         import logging
 
-        logging.getLogger(__name__).info("adaptive recipe: one nncf.quantize per candidate (%s)", exc)
+        logging.getLogger(__name__).warning(
+            "adaptive recipe: one nncf.quantize per candidate instead of shared statistics (%s); "
+            "the INT8 models are the same, only slower to make",
+            exc,
+        )
         return None
 
 

@@ -176,3 +176,35 @@ class ClassSchedule:
             slots, _ = self._window(base, n)
             np.add.at(per, self.order[slots], 1)
         return per
+
+
+class ItemSchedule:
+    """A schedule given item by item: ``labels[i]`` and ``occurrences[i]`` of each item (what
+    :class:`ClassSchedule` computes). ``synthcalib evaluate`` walks every image of a folder once
+    this way: class ``c``'s occurrences ``0..n_c - 1`` are its ``n_c`` files."""
+
+    def __init__(self, num_classes: int, labels: Sequence[int], occurrences: Sequence[int]) -> None:
+        self.num_classes = int(num_classes)
+        self._labels = np.asarray(labels, dtype=np.int64)
+        self._occurrences = np.asarray(occurrences, dtype=np.int64)
+        if self._labels.shape != self._occurrences.shape or not self._labels.size:
+            raise SynthcalibError("an item schedule needs one label and one occurrence per item, and some items")
+        self.length = len(self._labels)
+        self.classes = np.unique(self._labels)
+        self.order = self.classes
+
+    def labels_and_occurrences(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        indices = np.asarray(indices, dtype=np.int64)
+        if indices.size and (indices.min() < 0 or indices.max() >= self.length):
+            raise IndexError(f"item indices must be in 0..{self.length - 1}")
+        return self._labels[indices], self._occurrences[indices]
+
+    def labels(self, indices: np.ndarray) -> np.ndarray:
+        return self.labels_and_occurrences(indices)[0]
+
+    def occurrences(self, indices: np.ndarray) -> np.ndarray:
+        return self.labels_and_occurrences(indices)[1]
+
+    def counts(self, length: int | None = None) -> np.ndarray:
+        n = self.length if length is None else int(length)
+        return np.bincount(self._labels[:n], minlength=self.num_classes)

@@ -211,6 +211,8 @@ class SyntheticStream:
     as each batch is made (in the producing thread): how a caller follows a pass (the page's counters).
 
     A stream built from a spec owns its source: :meth:`close` (or ``with``) releases it.
+    ``schedule`` (an :class:`~openvino_synthcalib.schedule.ItemSchedule` of ``num_samples`` items)
+    replaces the class-balanced schedule: ``classes`` and ``class_weights`` are then not used.
     """
 
     def __init__(
@@ -225,6 +227,7 @@ class SyntheticStream:
         context: SourceContext | None = None,
         prefetch: int = DEFAULTS["prefetch"],
         progress: Callable[[int, int], None] | None = None,
+        schedule: Any = None,
     ) -> None:
         from .checks import checked, integer
         from .plugins import resolve_source
@@ -240,7 +243,9 @@ class SyntheticStream:
             self.seed = int(seed)
             self.transform = as_transform(transform)
             self.prefetch = prefetch
-            self.schedule = ClassSchedule(
+            if schedule is not None and schedule.length != self.num_samples:
+                raise SynthcalibError(f"schedule: {schedule.length} items, but num_samples is {self.num_samples}")
+            self.schedule = schedule or ClassSchedule(
                 self.source.num_classes,
                 self.num_samples,
                 # by default a source holding some classes only (a folder of a subset) draws those

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
@@ -73,6 +73,8 @@ class Transform:
     layout: str = "NCHW"
     dtype: str = "float32"
     channels: int = 3
+    #: where the normalisation came from (a preset, the user's values, the model's metadata)
+    origin: str | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if self.size is not None:
@@ -108,6 +110,7 @@ class Transform:
         from .plugins import presets
 
         base: dict[str, Any] = {}
+        origin = options.pop("origin", None)
         if preset is not None:
             table = presets()
             if preset not in table:
@@ -118,24 +121,34 @@ class Transform:
                 raise SynthcalibError(f"unknown preprocessing key {key!r}: expected one of {', '.join(TRANSFORM_KEYS)}")
             if value is not None:
                 base[key] = value
-        return cls(**base)
+        if origin is None and preset is not None:
+            given = [k for k in ("input_range", "mean", "std") if options.get(k) is not None]
+            origin = f"preset {preset}" + (f", given {', '.join(given)}" if given else "")
+        return cls(**base, origin=origin)
 
     @classmethod
     def for_model(cls, model: Any, preset: str | None = None, **options: Any) -> Transform:
         """Read size, layout, channels and dtype from a model's input, then apply options.
 
         A layout, size or channel count given in ``options`` must agree with the model's input.
-        A model with an integer input and no stated ``input_range`` (nor a preset) gets pixels
-        in [0, 255] for uint8; for other integer types the range must be stated.
+        The normalisation comes from the options, else from what the model declares (see
+        :mod:`.preprocessing`), else pixels in [0, 255] for a uint8 input; otherwise
+        :class:`~.preprocessing.PreprocessingUnstated` is raised: it is never guessed.
         """
         from .classifier import describe_input
+        from .preprocessing import declared
 
-        return cls.for_input(describe_input(model), preset, **options)
+        return cls.for_input(describe_input(model), preset, declared(model), **options)
 
     @classmethod
-    def for_input(cls, read: dict[str, Any], preset: str | None = None, **options: Any) -> Transform:
+    def for_input(
+        cls, read: dict[str, Any], preset: str | None = None, declared: dict[str, Any] | None = None, **options: Any
+    ) -> Transform:
         """:meth:`for_model` from what is known of the input (``describe_input``'s keys; an absent
-        key, such as the size of a PyTorch module's input, is not checked)."""
+        key, such as the size of a PyTorch module's input, is not checked) and what the model
+        ``declared`` of its normalisation."""
+        from .preprocessing import resolve
+
         for key in ("layout", "channels", "size"):
             given = options.get(key)
             if given is None or key not in read:
@@ -151,14 +164,10 @@ class Transform:
                     f"{key}: {options[key]!r} does not fit: the model's input is {read.get('layout', 'NCHW')} with "
                     f"{read['channels']} channels{' at ' + 'x'.join(map(str, read['size'])) if 'size' in read else ''}"
                 )
-        merged = {k: v for k, v in read.items() if options.get(k) is None}
-        merged.update({k: v for k, v in options.items() if v is not None})
-        if read["dtype"] in ("uint8", "int8") and preset is None and options.get("input_range") is None:
-            if read["dtype"] == "int8":
-                raise SynthcalibError(
-                    "input_range: the model's input is int8: state its value range (input_range, or a preset)"
-                )
-            merged["input_range"] = (0.0, 255.0)
+        stated = resolve({"preset": preset, **options}, read, declared)
+        preset = stated.pop("preset", None)
+        merged = {k: v for k, v in read.items() if stated.get(k) is None}
+        merged.update({k: v for k, v in stated.items() if v is not None})
         return cls.from_options(preset, **merged)
 
     def output_shape(self, size: tuple[int, int]) -> tuple[int, int, int]:
@@ -198,18 +207,27 @@ class Transform:
             "layout": self.layout,
             "dtype": self.dtype,
             "channels": self.channels,
+            "origin": self.origin,
         }
 
 
-def as_transform(transform: Any, model: Any = None, read: dict[str, Any] | None = None) -> Any:
-    """A Transform from a Transform, a preset name, a dict of options, or None (model-derived).
+def as_transform(
+    transform: Any, model: Any = None, read: dict[str, Any] | None = None, declared: dict[str, Any] | None = None
+) -> Any:
+    """A Transform from a Transform, a preset name, a dict of options, a Hugging Face image
+    processor, or None (model-derived: the model must declare its normalisation, see
+    :mod:`.preprocessing`).
 
-    ``read`` (instead of an OpenVINO ``model``) is what is known of the input of a model of
-    another backend (see :mod:`.backends`). Any other callable mapping canonical [n, 3, H, W]
-    batches to model inputs is returned as is.
+    ``read`` and ``declared`` (instead of an OpenVINO ``model``) are what is known of the input of
+    a model of another backend and what it declares of its normalisation (see :mod:`.backends`).
+    Any other callable mapping canonical [n, 3, H, W] batches to model inputs is returned as is.
     """
     if isinstance(transform, Transform):
         return transform
+    if hasattr(transform, "image_mean") and hasattr(transform, "image_std"):  # a Hugging Face image processor
+        from .preprocessing import image_processor_options
+
+        transform = image_processor_options(transform, f"the image processor {type(transform).__name__}")
     if transform is not None and callable(transform) and not isinstance(transform, (str, dict)):
         return transform
     options: dict[str, Any] = {}
@@ -224,5 +242,5 @@ def as_transform(transform: Any, model: Any = None, read: dict[str, Any] | None 
     if model is not None:
         return Transform.for_model(model, **options)
     if read is not None:
-        return Transform.for_input(read, **options)
+        return Transform.for_input(read, declared=declared, **options)
     return Transform.from_options(**options) if options else None

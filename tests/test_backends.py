@@ -107,11 +107,11 @@ def test_torch_items_quantize_and_validate(assets):
 
 def test_torch_size_layout_and_nncf_limits_are_one_line_errors(assets):
     with pytest.raises(SynthcalibError, match="PyTorch module does not tell its input size.*size"):
-        synthcalib.Dataset("noise:gaussian", 8, model=TinyNet())
-    ds = synthcalib.Dataset("noise:gaussian", 8, model=TinyNet(), transform={"size": "16x16"})
+        synthcalib.Dataset("noise:gaussian", 8, model=TinyNet(), transform="unit")
+    ds = synthcalib.Dataset("noise:gaussian", 8, model=TinyNet(), transform={"size": "16x16", "preset": "unit"})
     assert ds[0].shape == (1, 3, 16, 16)
     with pytest.raises(SynthcalibError, match="fails on an item of shape \\[1, 8, 8, 3\\].*layout"):
-        synthcalib.Dataset(str(assets["generator"]), 8, model=TinyNet(), transform={"layout": "NHWC"})
+        synthcalib.Dataset(str(assets["generator"]), 8, model=TinyNet(), transform={"layout": "NHWC", "preset": "unit"})
     seq = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Flatten())
     with pytest.raises(SynthcalibError, match="bare torch.nn.Sequential.*HookStorage.*own forward"):
         synthcalib.Dataset(str(assets["generator"]), 8, model=seq)
@@ -198,7 +198,7 @@ def test_onnx_and_openvino_paths_never_need_torch(assets, tmp_path):
         int8 = nncf.quantize(model, ds, subset_size=8)
         val = synthcalib.Dataset({str(assets["generator"])!r}, 8, model=model, transform="unit", with_labels=True)
         print(synthcalib.top1_agreement(model)(int8, val)[0] >= 0)
-        ov_ds = synthcalib.Dataset({str(assets["generator"])!r}, 8, model={str(assets["classifier"])!r})
+        ov_ds = synthcalib.Dataset({str(assets["generator"])!r}, 8, model={str(assets["classifier"])!r}, transform="unit")
         print(type(ov_ds[0]).__name__)
         """
     )

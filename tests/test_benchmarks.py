@@ -4,6 +4,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -203,3 +204,146 @@ def test_imagenet_report_from_a_tiny_csv(tmp_path):
     assert "| generator (imagenet) | adaptive | 1 | 6.00 | 6.00 | 89.00 | 2.00 | x6.0 | x6.0 | mixed_minmax 1 |" in md
     assert "| run/checkpoint-0000100 | 100 | 5.0 | 5.0 | 1.67 |" in md
     assert (tmp_path / "imagenet.png").stat().st_size > 0
+
+
+def test_flip_prediction_quick_on_tiny_inputs(assets, tmp_path):
+    """Rows for every candidate of the adaptive recipe and its choice, the check of each as the
+    product runs it (the same statistics as ``synthcalib.quantize``'s report), the report, the
+    relation in the form ``quality.predict`` reads; a rerun resumes with nothing to do."""
+    import json
+    import shutil
+
+    import openvino_synthcalib as synthcalib
+    from openvino_synthcalib import quality
+
+    out, tiny = tmp_path / "results", f"generator:{assets['generator']}"
+    models = []
+    for name in ("cls_a", "cls_b", "cls_c"):  # three classifiers: the fit leaves one model out
+        for suffix in (".xml", ".bin"):
+            shutil.copy(Path(assets["classifier"]).with_suffix(suffix), tmp_path / f"{name}{suffix}")
+        models.append(tmp_path / f"{name}.xml")
+    args = ["--quick", "--cifar-models", *models, "--test", assets["images"], "--preset", "unit",
+            "--cifar-sources", f"tiny={tiny}", "gaussian", "--check-source", f"cifar10={tiny}", "--out", out]  # fmt: skip
+    run_benchmark("flip_prediction.py", *args)
+    rows = list(csv.DictReader(open(out / "flip_prediction.csv")))
+    assert len(rows) == 3 * 2 * 4 and {r["recipe"] for r in rows} == {
+        "nncf",
+        "mixed_minmax",
+        "mixed_histogram",
+        "adaptive",
+    }
+    assert all(
+        0 <= float(r["real_flip_rate"]) <= 1 and r["check_items"] == "100" and r["check_source"] == tiny for r in rows
+    )
+    for r in rows:  # the adaptive row is its chosen candidate's model
+        if r["recipe"] == "adaptive":
+            twin = next(c for c in rows if c["model"] == r["model"] and c["source"] == r["source"]
+                        and c["recipe"] == r["same_model_as"])  # fmt: skip
+            assert (twin["real_flips"], twin["check_flips"]) == (r["real_flips"], r["check_flips"])
+    report = synthcalib.quantize(str(models[0]), tiny, num_samples=32, seed=0, transform="unit", recipe="adaptive",
+                                 check={"source": tiny, "samples": 100})  # fmt: skip
+    row = next(r for r in rows if r["model"] == "cls_a" and r["source"] == "tiny" and r["recipe"] == "adaptive")
+    assert report["recipe"]["chosen"] == row["same_model_as"] and report["check"]["flips"] == int(row["check_flips"])
+    assert abs(report["check"]["mean_kl"] - float(row["check_mean_kl"])) <= 1e-4 * report["check"]["mean_kl"] + 1e-12
+    relation = json.loads((out / "flip_relation.json").read_text())
+    assert relation["measured_by"] == "benchmarks/flip_prediction.py" and "--quick" in relation["command"]
+    assert relation["statistic"] in ("flip_rate", "confident_flip_rate", "mean_kl") and relation["points"] == 18
+    assert quality.predict({relation["statistic"]: 0.1}, relation)["poor_above"] == relation["poor_above"]
+    md = (out / "flip_prediction.md").read_text()
+    assert "leave-one-model-out" in md and "| cifar10 | cls_a | tiny | " in md and "--quick" in md
+    assert (out / "flip_prediction.png").stat().st_size > 0
+    run_benchmark("flip_prediction.py", *args)  # resumes: nothing new
+    assert len(list(csv.DictReader(open(out / "flip_prediction.csv")))) == len(rows)
+
+
+#: Who writes each report in benchmarks/results: every figure there comes from one of these scripts.
+REPORT_SCRIPTS = {
+    "backends": "backends.py",
+    "calibration_sources": "calibration_sources.py",
+    "flip_prediction": "flip_prediction.py",
+    "accuracy_control_imagenet": "accuracy_control_imagenet.py",
+    "generator_quality": "generator_quality.sh",
+    "imagenet": "imagenet.py",
+    "mct_peer": "mct_peer.py",
+    "pot_hook_startup": "pot_hook_startup.py",
+    "pot_zoo": "pot_zoo.py",
+    "recipe_candidates": "recipe_candidates.py",
+    "recipe_cost": "recipe_cost.py",
+    "score_stream": "score_stream.py",
+    "stream_throughput": "stream_throughput.py",
+    "zoo_extra": "train_zoo.py",
+}
+
+
+def test_every_report_is_written_by_a_committed_script():
+    """No Markdown report in benchmarks/results is typed by hand: each has the script that writes it."""
+    results = REPO / "benchmarks" / "results"
+    for md in results.glob("*.md"):
+        assert md.stem in REPORT_SCRIPTS, f"{md.name}: no script writes it (add one, or remove the figures)"
+        assert (REPO / "benchmarks" / REPORT_SCRIPTS[md.stem]).exists(), REPORT_SCRIPTS[md.stem]
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "recipe_candidates",
+        "score_stream",
+        "recipe_cost",
+        "imagenet",
+        "mct_peer",
+        # these group models by what the shared zoo holds, or read its models
+        pytest.param("calibration_sources", marks=pytest.mark.shared),
+        pytest.param("backends", marks=pytest.mark.shared),
+    ],
+)
+def test_committed_report_rebuilds_from_its_committed_data(name, tmp_path):
+    """``--report-only`` on a copy of benchmarks/results gives the committed report byte for byte:
+    its figures come from the committed CSV / JSON and the script, nothing added by hand."""
+    import importlib.util
+    import shutil
+
+    if name == "backends" and importlib.util.find_spec("onnx2torch") is None:
+        pytest.skip("backends.py counts biases through onnx2torch (pip install --no-deps onnx2torch==1.5.15)")
+    results = REPO / "benchmarks" / "results"
+    out = tmp_path / "results"
+    shutil.copytree(results, out)
+    run_benchmark(f"{name}.py", "--report-only", "--out", out)
+    assert (out / f"{name}.md").read_text() == (results / f"{name}.md").read_text(), (
+        f"benchmarks/results/{name}.md differs from what `python benchmarks/{name}.py --report-only` writes"
+    )
+
+
+def test_mct_peer_census_on_a_tiny_zoo(tmp_path):
+    """The census counts each ONNX op (a BatchNormalization node included) and the report shows it;
+    --report-only rebuilds the same report from the JSON alone."""
+    import json
+
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    zoo = tmp_path / "zoo"
+    zoo.mkdir()
+    w = numpy_helper.from_array(np.ones((2, 3, 1, 1), np.float32), "w")
+    bn = [numpy_helper.from_array(np.ones(2, np.float32), n) for n in ("g", "b", "m", "v")]
+    graph = helper.make_graph(
+        [
+            helper.make_node("Conv", ["x", "w"], ["c"]),
+            helper.make_node("BatchNormalization", ["c", "g", "b", "m", "v"], ["n"]),
+            helper.make_node("Relu", ["n"], ["y"]),
+        ],
+        "tiny",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 4, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 4, 4])],
+        [w, *bn],
+    )
+    onnx.save(helper.make_model(graph), zoo / "tiny.onnx")
+    out = tmp_path / "results"
+    run_benchmark("mct_peer.py", "--models", "tiny", "--zoo", zoo, "--out", out)
+    data = json.loads((out / "mct_peer.json").read_text())
+    assert data["models"] == {"tiny": {"BatchNormalization": 1, "Conv": 1, "Relu": 1}}
+    md = (out / "mct_peer.md").read_text()
+    assert "| tiny | 3 | 1 | 1 | 0 | BatchNormalization 1, Conv 1, Relu 1 |" in md
+    assert "0 of the 1 models have no normalisation op left" in md
+    assert "python benchmarks/mct_peer.py --models tiny" in md
+    run_benchmark("mct_peer.py", "--report-only", "--out", out)
+    assert (out / "mct_peer.md").read_text() == md

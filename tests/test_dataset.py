@@ -35,10 +35,12 @@ def test_engine_and_labelled_items(assets):
 
 def test_nncf_quantize_and_accuracy_control(assets):
     model = ov.Core().read_model(str(assets["classifier"]))
-    ds = synthcalib.Dataset(f"generator:{assets['generator']}", num_samples=40, model=model)
+    ds = synthcalib.Dataset(f"generator:{assets['generator']}", num_samples=40, model=model, transform="unit")
     q = nncf.quantize(model, ds, subset_size=len(ds))
     assert any(op.get_type_name() == "FakeQuantize" for op in q.get_ops())
-    val = synthcalib.Dataset(f"generator:{assets['generator']}", num_samples=24, model=model, seed=1, with_labels=True)
+    val = synthcalib.Dataset(
+        f"generator:{assets['generator']}", num_samples=24, model=model, seed=1, with_labels=True, transform="unit"
+    )
     fp32 = ov.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
     acc, per_item = top1_vs_labels(fp32, val)
     assert len(per_item) == 24 and acc >= 0.5  # the tiny classifier reads the tint of 3 of the 4 classes
@@ -97,14 +99,14 @@ def test_failing_quantize_releases_its_generator(assets, tmp_path, monkeypatch):
     for accuracy in (None, {"max_drop": 0.01}):
         with pytest.raises(Exception) as failure:  # NNCF's own error for the ignored scope
             quantize(assets["classifier"], f"generator:{assets['generator']}", tmp_path / "q.xml",
-                     num_samples=8, accuracy_control=accuracy, nncf_options=bad_scope)  # fmt: skip
+                     num_samples=8, accuracy_control=accuracy, nncf_options=bad_scope, transform="unit")  # fmt: skip
         assert "no such node" in str(failure.value)
     assert len(made) >= 2 and all(engine.compiled is None for engine in made)
     from tiny_models import make_generator
 
     five = make_generator(tmp_path / "g5.xml", num_classes=5, class_names=None)
     with pytest.raises(SynthcalibError, match="has 5 classes but the model outputs 4"):
-        quantize(assets["classifier"], f"generator:{five}", tmp_path / "q.xml", num_samples=8)
+        quantize(assets["classifier"], f"generator:{five}", tmp_path / "q.xml", num_samples=8, transform="unit")
     assert all(engine.compiled is None for engine in made) and not (tmp_path / "q.xml").exists()
 
 

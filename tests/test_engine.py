@@ -122,11 +122,15 @@ def test_shipped_student_smoke():
     assert eng.compiled is None  # closed by the with block
 
 
-def test_shipped_imagenet_generator():
+def test_shipped_imagenet_generator(tmp_path):
     """The packaged 1000-class generator: WordNet ids and distinct names, provenance without build paths,
     and a stream for a 224-px model resizes its 128-px images."""
+    torch = pytest.importorskip("torch")
+    from tiny_models import make_classifier
+
     from openvino_synthcalib.imagefolder import ClassList
     from openvino_synthcalib.shipped import GENERATORS
+    from openvino_synthcalib.stream import make_stream
 
     with GeneratorEngine("imagenet", batch_size=8, num_requests=1) as eng:
         info = eng.info
@@ -138,6 +142,19 @@ def test_shipped_imagenet_generator():
         assert "/" not in json.dumps(prov)  # no build-machine paths
         raw = eng.generate(eng.latents(np.arange(4), seed=0), np.array([0, 1, 500, 999]))
         assert raw.shape == (4, 3, 128, 128) and np.isfinite(raw).all() and raw.std() > 0.05
+        # a stream for a 224-px model: its items are the generator's 128-px images of the same
+        # (seed, index, class), enlarged bilinearly (half-pixel centres, as torch's align_corners=False)
+        model = make_classifier(tmp_path / "cls224.xml", num_classes=1000, size=224)
+        stream = make_stream("generator:imagenet", 4, model=model, transform="unit", seed=3, precision="f32")
+        batches = list(stream.batches())
+        items, labels = np.concatenate([b for b, _ in batches]), np.concatenate([c for _, c in batches])
+        assert items.shape == (4, 3, 224, 224) and items.dtype == np.float32
+        small = eng.images(np.arange(4), labels, seed=3)
+        assert small.shape == (4, 3, 128, 128)
+        enlarged = torch.nn.functional.interpolate(
+            torch.from_numpy(small), size=(224, 224), mode="bilinear", align_corners=False
+        ).numpy()
+        np.testing.assert_allclose(items, enlarged, atol=1e-4)
     folders = ClassList.load("imagenet").match(["n01440764", "goldfish", "999"], "test")
     assert folders == [0, 1, 999]
     assert GENERATORS["imagenet"].with_suffix(".bin").stat().st_size < 8 << 20

@@ -322,7 +322,7 @@ def test_quantize_cli_finishes_with_live_telemetry_while_the_stream_resizes(tmp_
         env["STORM"] = storm
         out = tmp_path / f"q{seed}.xml"
         command = [sys.executable, "-c", CLI, "quantize", str(model), "--source", "generator:cifar10"]
-        command += ["--num-samples", "300", "--seed", str(seed), "--recipe", "nncf", "--out", str(out)]
+        command += ["--num-samples", "300", "--seed", str(seed), "--recipe", "nncf", "--preset", "unit", "--out", str(out)]
         try:
             run = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=150)
         except subprocess.TimeoutExpired:

@@ -176,8 +176,8 @@ def test_non_finite_data_is_caught(assets, tmp_path, capsys):
                        "--out", tmp_path / "q.xml")  # fmt: skip
     one_line(code, err, "option mean", "finite")
     broken = make_generator(tmp_path / "nan.xml", nan=True)
-    code, _, err = run(capsys, "quantize", assets["classifier"], "--source", f"generator:{broken}", "--out",
-                       tmp_path / "q.xml")  # fmt: skip
+    code, _, err = run(capsys, "quantize", assets["classifier"], "--source", f"generator:{broken}", "--preset", "unit",
+                       "--out", tmp_path / "q.xml")  # fmt: skip
     one_line(code, err, "nan.xml", "NaN or inf")
     with pytest.raises(SynthcalibError, match="std: expected finite numbers"):
         Transform(std=(float("nan"),) * 3)
@@ -243,20 +243,47 @@ def test_integer_model_inputs_get_their_range(assets, tmp_path, capsys):
     one_line(code, err, "int8", "--input-range")
 
 
-def test_command_line_beats_config_and_every_key_is_honoured(assets, tmp_path, capsys):
+def test_command_line_beats_config_and_every_key_is_honoured(assets, tmp_path, capsys, monkeypatch):
+    """Every key of the config reaches the run: ``model``, ``output`` and ``dataset.source`` (the
+    report, the file written), ``preprocessing.preset`` (the transform), ``dataset.num_samples``,
+    ``seed``, ``batch_size``, ``device`` and ``precision`` (the calibration stream is made with them);
+    a flag on the command line beats the config; a bad value of a key is an error naming it."""
+    from openvino_synthcalib import stream as streams
+
+    made = []
+    make_stream_ = streams.make_stream
+
+    def spy(source, num_samples, **kwargs):
+        made.append({"num_samples": num_samples, **kwargs})
+        return make_stream_(source, num_samples, **kwargs)
+
+    monkeypatch.setattr(streams, "make_stream", spy)
+    out = tmp_path / "q.xml"
     cfg = tmp_path / "q.yaml"
     cfg.write_text(
-        f"model: {assets['classifier']}\noutput: {tmp_path / 'q.xml'}\n"
+        f"model: {assets['classifier']}\noutput: {out}\n"
         f"dataset:\n  source: generator:{assets['generator']}\n  num_samples: 8\n  seed: 5\n  batch_size: 3\n"
-        "preprocessing: {preset: unit}\n"
+        "  device: CPU\n  precision: f32\npreprocessing: {preset: unit}\n"
     )
-    code, text, err = run(capsys, "quantize", "--config", cfg, "--seed", 0, "--json")
-    assert code == 0 and json.loads(text)["seed"] == 0, err
     code, text, err = run(capsys, "quantize", "--config", cfg, "--json")
-    assert code == 0 and json.loads(text)["seed"] == 5, err
-    for key, value, words in (("device", "NOPE", ["NOPE"]), ("precision", "f64", ["precision"])):
+    assert code == 0, err
+    report = json.loads(text)
+    assert (report["model"], report["output"]) == (str(assets["classifier"]), str(out))
+    assert out.is_file() and out.with_suffix(".bin").is_file()
+    assert report["source"] == f"generator:{assets['generator']}"
+    assert (report["num_samples"], report["seed"], report["preprocessing"]["origin"]) == (8, 5, "preset unit")
+    calibration = [m for m in made if m["num_samples"] == 8]  # the scoring and check streams have 1000 items
+    assert calibration, made
+    for m in calibration:
+        assert (m["seed"], m["batch_size"], m["device"], m["precision"]) == (5, 3, "CPU", "f32"), m
+        assert m["transform"].describe()["origin"] == "preset unit"
+    made.clear()
+    code, text, err = run(capsys, "quantize", "--config", cfg, "--seed", 0, "--batch-size", 2, "--json")
+    assert code == 0 and json.loads(text)["seed"] == 0, err
+    assert {(m["seed"], m["batch_size"]) for m in made if m["num_samples"] == 8} == {(0, 2)}
+    for key, good, value, words in (("device", "CPU", "NOPE", ["NOPE"]), ("precision", "f32", "f64", ["precision"])):
         bad = tmp_path / f"{key}.yaml"
-        bad.write_text(cfg.read_text().replace("  seed: 5\n", f"  seed: 5\n  {key}: {value}\n"))
+        bad.write_text(cfg.read_text().replace(f"  {key}: {good}\n", f"  {key}: {value}\n"))
         code, _, err = run(capsys, "quantize", "--config", bad)
         one_line(code, err, *words)
     bad = tmp_path / "types.yaml"

@@ -136,24 +136,27 @@ def test_evaluate_subset_needs_a_class_list(subset, assets, capsys):
     root, names = subset
     cls = assets["classifier"]
     # today's mapping would put blue at 0 and gray at 1: refused, naming the folder and the fix
-    code, _, err = run(capsys, "evaluate", cls, "--data", f"images:{root}")
+    code, _, err = run(capsys, "evaluate", cls, "--data", f"images:{root}", "--preset", "unit")
     assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1
-    assert f"'{root}' holds 2 class folders (blue, gray)" in err and "sorted position" in err and "--class-list" in err
-    code, out, err = run(capsys, "evaluate", cls, "--data", f"images:{root}", "--class-list", names, "--json")
+    assert f"'images:{root}' holds 2 class folders (blue, gray)" in err and "sorted position" in err
+    assert "--class-list" in err and "--reference" in err
+    code, out, err = run(
+        capsys, "evaluate", cls, "--data", f"images:{root}", "--class-list", names, "--json", "--preset", "unit"
+    )
     result = json.loads(out)
     assert code == 0 and result["top1"] == 1.0 and result["images"] == 8 and "classes.txt" in result["class_list"]
     # the same through the source option, and from the generator's metadata
-    assert evaluate(cls, f"images:{root}?class_list={names}")["top1"] == 1.0
-    assert evaluate(cls, f"images:{root}", class_list=str(assets["generator"]))["top1"] == 1.0
+    assert evaluate(cls, f"images:{root}?class_list={names}", transform="unit")["top1"] == 1.0
+    assert evaluate(cls, f"images:{root}", class_list=str(assets["generator"]), transform="unit")["top1"] == 1.0
     bad = names.parent / "other.txt"
     bad.write_text("cyan\nmagenta\n")
-    code, _, err = run(capsys, "evaluate", cls, "--data", f"images:{root}", "--class-list", bad)
+    code, _, err = run(capsys, "evaluate", cls, "--data", f"images:{root}", "--class-list", bad, "--preset", "unit")
     assert code == 2 and "class folder 'blue' matches no class of --class-list" in err
 
 
 def test_evaluate_full_folder_keeps_sorted_positions(assets):
     # one folder per class and no class list: sorted position, as before
-    assert evaluate(assets["classifier"], f"images:{assets['images']}")["top1"] == 1.0
+    assert evaluate(assets["classifier"], f"images:{assets['images']}", transform="unit")["top1"] == 1.0
 
 
 def test_model_labels_are_a_class_list(subset, assets, tmp_path):
@@ -162,10 +165,14 @@ def test_model_labels_are_a_class_list(subset, assets, tmp_path):
     model.set_rt_info(" ".join(CLASS_NAMES), ["model_info", "labels"])
     labelled = tmp_path / "labelled.xml"
     ov.save_model(model, str(labelled), compress_to_fp16=False)
-    result = evaluate(str(labelled), f"images:{root}")
+    result = evaluate(str(labelled), f"images:{root}", transform="unit")
     assert result["top1"] == 1.0 and "model_info/labels" in result["class_list"]
     # an inferred list that no folder matches is not used: the full folder maps by sorted position
-    assert "class_list" not in evaluate(str(labelled), f"images:{assets['images']}")
+    other = make_image_folder(tmp_path / "other", classes=("a_red", "b_green", "c_blue", "d_gray"), per_class=2)
+    result = evaluate(str(labelled), f"images:{other}", transform="unit")
+    assert "class_list" not in result and result["labels"] == "folders in sorted order (one per class)"
+    # folders INDEX_name (as generate writes them) match the labels by index
+    assert "model_info/labels" in evaluate(str(labelled), f"images:{assets['images']}", transform="unit")["class_list"]
 
 
 def test_stream_over_a_subset_has_model_labels(subset, assets):
@@ -190,8 +197,10 @@ def test_quantize_subset_folder_with_class_list(subset, assets, tmp_path):
 
     root, names = subset
     with pytest.raises(SynthcalibError, match="sorted position"):
-        quantize(assets["classifier"], f"images:{root}", tmp_path / "q.xml", num_samples=8)
-    report = quantize(assets["classifier"], f"images:{root}", tmp_path / "q.xml", num_samples=8, class_list=names)
+        quantize(assets["classifier"], f"images:{root}", tmp_path / "q.xml", num_samples=8, transform="unit")
+    report = quantize(
+        assets["classifier"], f"images:{root}", tmp_path / "q.xml", num_samples=8, class_list=names, transform="unit"
+    )
     assert report["samples_per_class"] == {"blue": 4, "gray": 4} and report["source"] == f"images:{root}"
 
 
@@ -215,7 +224,7 @@ def test_pot_engine_class_list(subset, assets):
     from openvino_synthcalib.pot.engine_config import make_setup
 
     root, names = subset
-    engine = {"source": f"images:{root}", "preprocessing": {}, "subset_size": 6, "class_list": str(names)}
+    engine = {"source": f"images:{root}", "preprocessing": {"preset": "unit"}, "subset_size": 6, "class_list": str(names)}
     setup = make_setup(engine, assets["classifier"])
     assert set(setup.stream.labels().tolist()) == {2, 3}
     setup.stream.close()

@@ -16,7 +16,7 @@ from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
 from nncf.quantization.range_estimator import RangeEstimatorParametersSet  # noqa: E402
 
 from openvino_synthcalib import nncf_pipelines  # noqa: E402
-from openvino_synthcalib.nncf_pipelines import Unsupported, infer_many, quantize_candidates  # noqa: E402
+from openvino_synthcalib.nncf_pipelines import Unsupported, quantize_candidates  # noqa: E402
 
 ITEMS = 16
 # OpenVINO names nodes created without a name after an instance counter (Constant_10712): two
@@ -191,16 +191,58 @@ def test_unsupported_cases_raise_unsupported(model, dataset, monkeypatch):
         quantize_candidates(model, dataset, {"nncf": {}})
 
 
-def test_infer_many_matches_one_model_at_a_time(model):
-    core = ov.Core()
-    compiled = {
-        name: core.compile_model(m, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
-        for name, m in (("a", model), ("b", model.clone()))
+@pytest.mark.parametrize("version", ["3.4.1", "3.4.0.dev0+1a2b3c", "3.5.0", "3.4"])
+def test_only_exact_tested_versions_run_the_internal_path(model, dataset, monkeypatch, version):
+    """A patch release (or a build) of a tested minor version is not a tested version."""
+    assert nncf.__version__ in nncf_pipelines.TESTED_NNCF_VERSIONS  # the fixture's check, spelled out
+    monkeypatch.setattr(nncf, "__version__", version)
+    with pytest.raises(Unsupported, match=re.escape(f"NNCF {version} is not a version")):
+        quantize_candidates(model, dataset, {"nncf": {}, "mixed_minmax": {"preset": nncf.QuantizationPreset.MIXED}})
+
+
+def test_untested_version_falls_back_to_nncf_quantize_with_a_warning(model, dataset, tmp_path, monkeypatch, caplog):
+    """The adaptive recipe quantizes each candidate with nncf.quantize instead, says so at WARNING
+    (naming the version), and gets the INT8 models the internal path gives."""
+    import logging
+
+    from openvino_synthcalib import recipes
+
+    kwargs = {"subset_size": ITEMS}
+    shared = {
+        name: _serialized(m, tmp_path)
+        for name, m in recipes.nncf_candidates(model, dataset, ("nncf", "mixed_minmax"), kwargs, {})
     }
-    rng = np.random.default_rng(2)
-    batches = [rng.standard_normal((1, 3, 8, 8)).astype(np.float32) for _ in range(7)]
-    got = infer_many(compiled, batches, requests=2)
-    expected = np.concatenate([compiled["a"]({0: b})[0].reshape(1, -1) for b in batches])
-    assert set(got) == {"a", "b"} and got["a"].shape == (7, 4)
-    np.testing.assert_array_equal(got["a"], expected)
-    np.testing.assert_array_equal(got["b"], expected)
+    nncf_version = nncf.__version__
+    monkeypatch.setattr(nncf, "__version__", "3.4.1")
+    with caplog.at_level(logging.WARNING, logger=recipes.__name__):
+        fallback = {
+            name: _serialized(m, tmp_path)
+            for name, m in recipes.nncf_candidates(model, dataset, ("nncf", "mixed_minmax"), kwargs, {})
+        }
+    [record] = [r for r in caplog.records if r.name == recipes.__name__]
+    assert record.levelno == logging.WARNING
+    message = record.getMessage()
+    assert "NNCF 3.4.1" in message and "one nncf.quantize per candidate" in message and "same" in message
+    fixed = set(_NAME.findall(_serialized(model, tmp_path)[0]))
+    assert list(fallback) == list(shared) == ["nncf", "mixed_minmax"]
+    for name in shared:
+        assert fallback[name][1] == shared[name][1], f"{name}: weights differ"
+        # but for the NNCF version NNCF records in the IR's rt_info (the one it was told it is)
+        xml = fallback[name][0].replace(b'<version value="3.4.1" />', f'<version value="{nncf_version}" />'.encode())
+        assert _canonical(xml, fixed) == _canonical(shared[name][0], fixed), f"{name}: IR differs"
+
+
+@pytest.mark.shared
+def test_zoo_model_with_concat_and_depthwise_matches_separate_quantize_calls(tmp_path):
+    """The same check on a real network: ShuffleNetV2 (CIFAR-10 zoo) has channel splits, concats,
+    channel shuffles (reshape/transpose) and depthwise (grouped) convolutions, and NNCF unifies the
+    scales of a concat's inputs: the quantizer setup the candidates share must still be each one's."""
+    from conftest import ZOO
+
+    zoo_model = ov.Core().read_model(ZOO / "shufflenetv2.onnx")
+    types = {op.get_type_name() for op in zoo_model.get_ordered_ops()}
+    assert {"Concat", "GroupConvolution"} <= types
+    rng = np.random.default_rng(3)
+    # the zoo's normalised inputs: roughly zero mean, unit spread
+    data = _Counting([rng.standard_normal((2, 3, 32, 32)).astype(np.float32) for _ in range(ITEMS // 2)])
+    _assert_same_as_nncf(zoo_model, data, _candidates(), tmp_path)

@@ -24,6 +24,7 @@ GOOD = {  # a value each option accepts (what the default is not enough to show)
     "transform": {"preset": "unit"},
     "recipe": "nncf",
     "score_source": "noise:uniform",
+    "check_source": "noise:uniform",
     "nncf_preset": "mixed",
     "fast_bias_correction": False,
     "model_type": "transformer",

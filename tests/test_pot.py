@@ -431,13 +431,17 @@ class TestPot:
         lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
         assert proc.returncode == 2, proc.stderr[-2000:]
         assert "Traceback" not in proc.stderr
-        assert len(lines) == 1 and lines[0].startswith(f"error: {key}"), proc.stderr
+        assert len(lines) == 1 and lines[0].startswith(f"synthcalib: error: {key}"), proc.stderr
 
     def test_bad_config_file(self, tmp_path: Path) -> None:
         (tmp_path / "broken.json").write_text("{not json")
         for args in (["-c", "broken.json"], ["-c", "absent.json"]):
             proc = run_wrapper(args, cwd=tmp_path)
-            assert proc.returncode == 2 and proc.stderr.startswith("error: ") and "Traceback" not in proc.stderr
+            assert (
+                proc.returncode == 2
+                and proc.stderr.startswith("synthcalib: error: ")
+                and "Traceback" not in proc.stderr
+            )
 
     # ---- opt-in hook and plain `pot`
 
@@ -478,7 +482,7 @@ class TestPot:
         bad = write_config(work, "bad.json", {**engine_section(), "unknown_key": 1})
         proc = run_plain_pot(["-c", bad.name, "--output-dir", "out2"], work, site_dir)
         assert proc.returncode == 2 and "Traceback" not in proc.stderr
-        assert proc.stderr.strip().splitlines()[-1].startswith("error: engine.unknown_key")
+        assert proc.stderr.strip().splitlines()[-1].startswith("synthcalib: error: engine.unknown_key")
 
         proc = run_wrapper(["disable", "--site-dir", str(site_dir)], cwd=work)
         assert proc.returncode == 0 and not any(site_dir.iterdir())

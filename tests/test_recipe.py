@@ -60,7 +60,7 @@ def test_fixed_recipes_give_nncf_keyword_arguments(assets):
     from nncf.quantization.range_estimator import RangeEstimatorParametersSet as R
 
     model = ov.Core().read_model(str(assets["classifier"]))
-    ds = synthcalib.Dataset(f"generator:{assets['generator']}", 16, model=model)
+    ds = synthcalib.Dataset(f"generator:{assets['generator']}", 16, model=model, transform="unit")
     assert dict(synthcalib.recipe(model, ds, "nncf")) == {}
     minmax = synthcalib.recipe(model, ds, "minmax")
     assert minmax["advanced_parameters"].activations_range_estimator_params == R.MINMAX

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 from urllib.request import urlopen
 
 import pytest
+from conftest import SHARED
 from tiny_models import make_classifier, make_generator
 
 try:
@@ -35,11 +36,25 @@ from openvino_synthcalib.errors import SynthcalibError
 from openvino_synthcalib.serve import catalog as catalog_module
 from openvino_synthcalib.serve import jobs as jobs_module
 from openvino_synthcalib.serve.app import create_app
-from openvino_synthcalib.serve.catalog import Catalog, shipped_generators, shipped_models
-from openvino_synthcalib.serve.params import preview_size
+from openvino_synthcalib.serve.catalog import Catalog, display_names, shipped_generators, shipped_models
+from openvino_synthcalib.serve.params import MAX_PREVIEW_IMAGES, MAX_PREVIEW_PIXELS, preview_defaults, preview_size
 from openvino_synthcalib.serve.runner import allowed_hosts, background_server, bind
 
 JOB_TIMEOUT = 180
+# What the declaring classifier states (OpenVINO Model API rt_info: pixels, mean/scale 127.5, RGB): [-1, 1].
+DECLARED_ORIGIN = "the model's rt_info model_info"
+
+
+def make_declaring_classifier(path, base):
+    """``base`` (a tiny classifier) stating its normalisation as OpenVINO's Model API does."""
+    import openvino as ov
+
+    model = ov.Core().read_model(base)
+    model.set_rt_info("127.5 127.5 127.5", ["model_info", "mean_values"])
+    model.set_rt_info("127.5", ["model_info", "scale_values"])
+    model.set_rt_info("True", ["model_info", "reverse_input_channels"])
+    ov.save_model(model, str(path), compress_to_fp16=False)
+    return path
 
 
 @pytest.fixture(scope="module")
@@ -49,15 +64,19 @@ def web_assets(assets):
         **assets,
         "generator16": make_generator(root / "gen16.xml", num_classes=16, class_names=None),
         "classifier3": make_classifier(root / "cls3.xml", num_classes=3),
+        "classifier_declared": make_declaring_classifier(root / "cls_declared.xml", assets["classifier"]),
     }
 
 
 @pytest.fixture(scope="module")
 def catalog(web_assets):
     a = web_assets
-    # m1: fits g1; m2: 3 classes (mismatch); m3: not a classifier
+    # m1: fits g1, says nothing of its preprocessing; m2: 3 classes (mismatch); m3: not a classifier;
+    # m4: fits g1 and declares its preprocessing
     return Catalog.load(
-        [a["generator"], a["generator16"]], [a["classifier"], a["classifier3"], a["generator"]], shipped=False
+        [a["generator"], a["generator16"]],
+        [a["classifier"], a["classifier3"], a["generator"], a["classifier_declared"]],
+        shipped=False,
     )
 
 
@@ -119,13 +138,52 @@ def test_page_and_static_files(client):
 def test_config_lists_ids_not_paths(client, web_assets):
     config = client.get("/api/config").json()
     assert [g["id"] for g in config["generators"]] == ["g1", "g2"]
-    assert [m["id"] for m in config["models"]] == ["m1", "m2", "m3"]
-    assert [m["classes"] for m in config["models"]] == [4, 3, None]
+    assert [m["id"] for m in config["models"]] == ["m1", "m2", "m3", "m4"]
+    assert [m["classes"] for m in config["models"]] == [4, 3, None, 4]
     g1 = config["generators"][0]
     assert g1["class_names"] == ["red", "green", "blue", "gray"] and g1["image_size"] == [8, 8]
-    assert "cifar10" in config["presets"] and "none" in config["presets"]
+    # Lists name files, never by absolute path (the test assets live outside the working folder).
+    assert [g["label"] for g in config["generators"]] == ["gen.xml", "gen16.xml"]
+    assert [m["label"] for m in config["models"]] == ["cls.xml", "cls3.xml", "gen.xml", "cls_declared.xml"]
+    assert str(web_assets["root"]) not in json.dumps([config["models"], [g["label"] for g in config["generators"]]])
+    # No preset is a default: the page takes it from the model, or the user chooses one.
+    assert "preset" not in config["defaults"] and "none" not in config["presets"]
+    assert {"cifar10", "imagenet", "inception", "unit"} <= set(config["presets"])
+    assert config["preset_values"]["inception"]["text"] == "[-1, 1]"
+    assert config["models"][0]["preprocessing"] is None  # a tiny classifier says nothing of its inputs
+    declared = config["models"][3]["preprocessing"]
+    assert declared["origin"] == DECLARED_ORIGIN and declared["text"] == "[-1, 1]"
+    assert declared["channel_order"] == "RGB" and declared["input_range"] == [0.0, 255.0]
+    # Each generator brings the preview that fits its classes under the caps.
+    assert g1["preview"] == {"count": 10, "classes": ""}
     assert config["recipes"] == list(jobs_module.RECIPES)
     assert config["limits"]["max_per_class"] > 0 and config["job"] is None
+
+
+def test_preview_defaults_fit_the_generator():
+    assert preview_defaults(10, (32, 32), 10) == {"count": 10, "classes": ""}
+    assert preview_defaults(200, (8, 8), 10) == {"count": 5, "classes": ""}  # 1000 images at most
+    # ImageNet's 1000 classes at 128 px: not even one image of each fits, so ten classes spread over the list.
+    spread = preview_defaults(1000, (128, 128), 10)
+    assert spread == {"count": 10, "classes": "0,100,200,300,400,500,600,700,800,900"}
+    for k, size in ((10, (32, 32)), (200, (8, 8)), (1000, (128, 128)), (1000, (64, 64)), (37, (224, 224))):
+        d = preview_defaults(k, size, 10)
+        n = len(d["classes"].split(",")) if d["classes"] else k
+        preview_size(d["count"], n, size)  # fits: no error
+        assert d["count"] * n <= MAX_PREVIEW_IMAGES and d["count"] * n * size[0] * size[1] <= MAX_PREVIEW_PIXELS
+    with pytest.raises(SynthcalibError, match="even at 1 per class; choose at most 250 classes"):
+        preview_size(1, 1000, (128, 128))
+    with pytest.raises(SynthcalibError, match="ask for at most 1 per class"):
+        preview_size(10, 1000, (8, 8))
+
+
+def test_display_names_are_relative_or_bare(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a").mkdir()
+    inside = tmp_path / "a" / "m.xml"
+    assert display_names([inside, Path("a/m.xml")]) == ["a/m.xml", "a/m.xml"]
+    outside = [Path("/x/one/model.onnx"), Path("/x/two/model.onnx"), Path("/x/other.onnx")]
+    assert display_names(outside) == ["one/model.onnx", "two/model.onnx", "other.onnx"]
 
 
 def test_card_has_metadata_size_and_measured_speed(client, web_assets):
@@ -143,6 +201,28 @@ def test_shipped_generators_and_models_are_found():
     # The shipped CIFAR-10 student and demo classifier (wherever the package keeps them).
     assert any(name == "cifar10" and "cifar10" in p.name for name, p in shipped_generators())
     assert any("classifier" in p.name for p in shipped_models())
+
+
+def test_shipped_generator_by_name(tmp_path, monkeypatch):
+    """`serve --generator imagenet`: the shipped generator by its name, once, with a preview (ten classes
+    spread over the 1000, as `generate --classes` writes them) and a card."""
+    monkeypatch.setattr(catalog_module, "CARD_MEASURE_SECONDS", 0.1)
+    catalog = Catalog.load(["imagenet"], [], shipped=True)
+    labels = [g.label for g in catalog.generators.values()]
+    assert labels == ["imagenet (shipped)", "cifar10 (shipped)"]  # not listed twice
+    app = create_app(catalog, workdir=tmp_path / "work")
+    with TestClient(app, base_url="http://127.0.0.1") as client:
+        g1 = client.get("/api/config").json()["generators"][0]
+        assert g1["spec"] == "generator:imagenet" and g1["num_classes"] == 1000
+        grid = client.get("/api/generators/g1/preview").json()  # the generator's own defaults
+        assert grid["images"] == 100 and [r["label"] for r in grid["rows"]] == list(range(0, 1000, 100))
+        assert grid["command"].startswith(
+            "synthcalib generate --source generator:imagenet --seed 0 -n 100 --classes 0,100"
+        )
+        card = client.get("/api/generators/g1/card")
+        assert card.status_code == 200 and card.json()["num_classes"] == 1000
+        every = client.get("/api/generators/g1/preview", params={"classes": ""})
+        assert "choose at most 250 classes" in assert_one_line_error(every, 400)
 
 
 # ---- preview and ZIP --------------------------------------------------------------------------------
@@ -357,9 +437,11 @@ def test_calibration_runs_to_a_report_with_progress(client, app, monkeypatch):
     assert job["state"] == "done", job
     r = job["report"]
     assert r["num_samples"] == 24 and r["seed"] == 5 and r["preset"] == "unit" and r["recipe"] == "nncf"
+    assert r["preprocessing"]["origin"] == "preset unit" and r["preprocessing"]["text"] == "[0, 1]"
     assert r["samples_per_class"] == {"red": 6, "green": 6, "blue": 6, "gray": 6}
     assert all(n == 24 for n in r["passes"])
-    assert r["held_out"] == 40 and r["held_out_seed"] == 6
+    assert r["held_out"] == 40 and r["held_out_seed"] == 5 + 2000  # the quality check's items (quality.py)
+    assert r["check"]["items"] == 40 and r["quality"][0].startswith("check:")
     assert 0.0 <= r["agreement"] <= 1.0 and 0.0 <= r["int8_top1_vs_class"] <= 1.0
     assert r["fp32_images_per_s"] > 0 and r["int8_images_per_s"] > 0
     assert r["speedup"] == pytest.approx(r["int8_images_per_s"] / r["fp32_images_per_s"], rel=1e-2)
@@ -374,6 +456,36 @@ def test_calibration_runs_to_a_report_with_progress(client, app, monkeypatch):
     again = client.post("/api/calibrate", json={**body, "num_samples": 8})  # the next job may start now
     assert again.status_code == 202 and again.json()["id"] != jid
     assert wait_for_job(client, again.json()["id"])["state"] == "done"
+
+
+@pytest.mark.parametrize(
+    "model, preset, origin, text",
+    [
+        ("m1", None, None, None),  # the silent case: the model says nothing, the user chose nothing
+        ("m1", "", None, None),  # the page's "no preset chosen"
+        ("m1", "inception", "preset inception", "[-1, 1]"),
+        ("m4", None, DECLARED_ORIGIN, "[-1, 1]"),  # the model states it: used, and said where from
+        ("m4", "unit", "preset unit", "[0, 1]"),  # the user's preset wins over the model's statement
+    ],
+    ids=["unstated", "unstated-empty", "preset", "declared", "preset-over-declared"],
+)
+def test_calibration_preprocessing_is_stated_never_guessed(client, model, preset, origin, text):
+    body = {"generator": "g1", "model": model, "num_samples": 8, "recipe": "nncf"}
+    if preset is not None:
+        body["preset"] = preset
+    started = client.post("/api/calibrate", json=body)
+    assert started.status_code == 202, started.text
+    job = wait_for_job(client, started.json()["id"])
+    if origin is None:  # the plan's one line, naming the page's field
+        assert job["state"] == "failed" and job["report"] is None
+        error = job["error"]
+        assert error.startswith("preset: model 'cls.xml' does not say how its inputs are normalised"), error
+        assert "inception ([-1, 1])" in error and "\n" not in error
+        return
+    assert job["state"] == "done", job
+    used = job["report"]["preprocessing"]
+    assert used["origin"] == origin and used["text"] == text
+    assert job["report"]["preset"] == (preset or None)
 
 
 def test_failed_calibration_shows_one_line(client, monkeypatch):
@@ -413,7 +525,7 @@ def test_serve_command_listens_on_loopback_only(web_assets):
             assert r.status == 200 and b"synthcalib" in r.read()
         with urlopen(f"{url}api/config") as r:
             labels = [g["label"] for g in json.loads(r.read())["generators"]]
-        assert labels[0] == str(web_assets["generator"]) and any("shipped" in g for g in labels[1:])
+        assert labels[0] == web_assets["generator"].name and any("shipped" in g for g in labels[1:])
         address = _non_loopback_address()
         if address is not None:
             with pytest.raises(OSError), socket.create_connection((address, urlsplit(url).port), timeout=5):
@@ -553,3 +665,120 @@ def test_page_end_to_end_in_chromium_browser(tmp_path):
         browser.close()
     # The page's own bad requests above (seed "three", class "unicorn") are logged by Chromium as 400s.
     assert [p for p in problems if "status of 400" not in p] == []
+
+
+def test_page_takes_its_defaults_from_the_model_and_generator_in_chromium_browser(web_assets, tmp_path, monkeypatch):
+    """The silent case of issue 26 on the page: a model that does not say how its inputs are normalised,
+    a generator switch, no preset chosen: quantizing ends in the plan's one line naming the preset field;
+    with a preset chosen, or with a model that states its preprocessing, the run says what it used."""
+    sync_playwright = _browser_or_skip()
+    from openvino_synthcalib.serve.browser import launch
+
+    monkeypatch.setattr(catalog_module, "CARD_MEASURE_SECONDS", 0.1)
+    a = web_assets
+    # g1: 16 classes, g2: the 4 classes of the models, g3: the shipped ImageNet generator by its name.
+    # m1 says nothing of its inputs; m2 states [-1, 1] in its rt_info.
+    catalog = Catalog.load(
+        [a["generator16"], a["generator"], "imagenet"], [a["classifier"], a["classifier_declared"]], shipped=False
+    )
+    app = create_app(catalog, workdir=tmp_path / "work", held_out=40, timing_seconds=0.05)
+    problems = []
+    with background_server(app) as url, sync_playwright() as pw:
+        browser = launch(pw)
+        page = browser.new_page(viewport={"width": 1280, "height": 1000})
+        page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: problems.append(str(e)))
+        page.set_default_timeout(60_000)
+        page.goto(url)
+
+        def preview_of(n, *command_parts):
+            page.wait_for_function(
+                "([n, parts]) => { const g = document.getElementById('grid'); const c = document.getElementById('command');"
+                " return g.querySelectorAll('img').length === n && !g.classList.contains('loading')"
+                " && !document.getElementById('command-line').hidden && parts.every((p) => c.textContent.includes(p)); }",
+                arg=[n, list(command_parts)],
+            )
+            assert page.is_hidden("#preview-error")
+
+        # It opens on the generator of the model's classes, with that generator's preview defaults.
+        preview_of(40, f"generator:{a['generator']} --seed 0 -n 40 --out")
+        assert page.input_value("#generator") == "g2"
+        assert page.input_value("#count") == "10" and page.input_value("#classes") == ""
+        assert page.locator("#chips .chip").count() == 4
+        listed = page.inner_text("#generator") + page.inner_text("#model")
+        assert "cls.xml" in listed and "imagenet (shipped)" in listed and str(a["root"]) not in listed
+        # No preset is preselected, and the page says why.
+        assert page.input_value("#preset") == ""
+        note = page.inner_text("#preset-note")
+        assert "does not say how its inputs are normalised" in note and "inception [-1, 1]" in note
+        assert "warning" in page.get_attribute("#preset-note", "class")
+
+        # Everything that depends on the generator follows it: count, classes, chips, grid, command.
+        page.select_option("#generator", "g3")
+        preview_of(100, "--source generator:imagenet --seed 0 -n 100 --classes 0,100,200,300")
+        assert page.input_value("#count") == "10" and page.input_value("#classes").startswith("0,100,200")
+        assert page.locator("#chips .chip").count() == 0 and "1000 classes" in page.inner_text("#chips")
+        assert page.locator("#grid .row").count() == 10
+        page.wait_for_function("() => document.getElementById('card').textContent.includes('parameters')")
+        assert page.is_hidden("#preview-error")  # the card of a shipped generator named by its name
+        page.select_option("#generator", "g1")
+        preview_of(160, "-n 160 --out")
+        assert page.input_value("#classes") == "" and page.locator("#chips .chip").count() == 16
+        page.select_option("#generator", "g2")
+        preview_of(40, "-n 40 --out")
+        assert page.input_value("#preset") == ""  # a generator switch sets no preset
+
+        # The silent case: the plan's one line, naming the page's field.
+        page.select_option("#recipe", "nncf")
+        page.fill("#num-samples", "8")
+        page.click("#calibrate")
+        page.wait_for_selector("#calibrate-error", state="visible", timeout=JOB_TIMEOUT * 1000)
+        error = page.inner_text("#calibrate-error")
+        assert error.startswith("preset: model 'cls.xml' does not say how its inputs are normalised"), error
+        assert "\n" not in error and page.is_hidden("#report")
+        page.wait_for_function("() => !document.getElementById('calibrate').disabled")
+
+        # A preset chosen: a correct run that shows the preprocessing it used.
+        page.select_option("#preset", "inception")
+        assert page.inner_text("#preset-note").startswith("Preset inception: [-1, 1]")
+        page.click("#calibrate")
+        page.wait_for_selector("#report", state="visible", timeout=JOB_TIMEOUT * 1000)
+        report = page.inner_text("#report-table")
+        assert "[-1, 1] (preset inception)" in report and "8 synthetic items (2 per class)" in report
+        assert page.is_hidden("#calibrate-error")
+
+        # A model that states its preprocessing: taken from it, and shown with where it was read.
+        page.select_option("#model", "m2")
+        assert page.input_value("#preset") == ""
+        assert page.inner_text("#preset option >> nth=0") == "[-1, 1] (the model's own)"
+        note = page.inner_text("#preset-note")
+        assert note == f"Preprocessing from the model: [-1, 1] (read from {DECLARED_ORIGIN})."
+        page.wait_for_function("() => !document.getElementById('calibrate').disabled")
+        page.click("#calibrate")
+        page.wait_for_function(
+            "(origin) => !document.getElementById('report').hidden"
+            " && document.getElementById('report-table').textContent.includes(origin)",
+            arg=f"from {DECLARED_ORIGIN}",
+            timeout=JOB_TIMEOUT * 1000,
+        )
+        assert "[-1, 1] (from the model's rt_info model_info)" in page.inner_text("#report-table")
+        browser.close()
+    assert problems == []
+
+
+@pytest.mark.shared
+def test_lite0_without_a_preset_is_refused_on_the_page(tmp_path):
+    """`serve --model efficientnet_lite0.onnx` (a [-1, 1] model that says nothing of it): the page offers
+    the ImageNet generator and no preset, and quantizing without one stops with the plan's one line."""
+    lite0 = SHARED / "models" / "imagenet" / "efficientnet_lite0.onnx"
+    app = create_app(Catalog.load([], [lite0], shipped=True), workdir=tmp_path / "work")
+    with TestClient(app, base_url="http://127.0.0.1") as client:
+        config = client.get("/api/config").json()
+        (model,) = config["models"]
+        assert model["label"].endswith("efficientnet_lite0.onnx") and not Path(model["label"]).is_absolute()
+        assert model["classes"] == 1000 and model["preprocessing"] is None
+        imagenet = next(g["id"] for g in config["generators"] if g["spec"] == "generator:imagenet")
+        body = {"generator": imagenet, "model": model["id"], "num_samples": 8, "recipe": "nncf"}
+        job = wait_for_job(client, client.post("/api/calibrate", json=body).json()["id"])
+    assert job["state"] == "failed"
+    assert job["error"].startswith("preset: model 'efficientnet_lite0.onnx' does not say how its inputs are normalised")

@@ -211,7 +211,7 @@ def test_teacher_set_is_resumable(work, capsys):
     code, _, err = run_cli(
         ["sample-teacher", "--teacher", work["teacher"], "--out", data, "--per-class", 17, "--num-classes", 3], capsys
     )
-    assert code == 2 and err.startswith("error: --out") and err.count("\n") == 1
+    assert code == 2 and err.startswith("synthcalib: error: --out") and err.count("\n") == 1
 
 
 # ----------------------------------------------------------------------------- train, resume, export
@@ -276,7 +276,7 @@ def test_resume_continues_and_checks_options(work, capsys):
         ],
         capsys,
     )
-    assert code == 2 and "--lr-g" in err and err.startswith("error: --resume") and err.count("\n") == 1
+    assert code == 2 and "--lr-g" in err and err.startswith("synthcalib: error: --resume") and err.count("\n") == 1
 
 
 def test_export_ir_metadata_engine_and_quantize(work, capsys, tmp_path):
@@ -312,7 +312,7 @@ def test_export_ir_metadata_engine_and_quantize(work, capsys, tmp_path):
     from openvino_synthcalib.quantization import quantize
 
     cls = make_classifier(tmp_path / "cls.xml", num_classes=NUM_CLASSES, size=SIZE)
-    quantize(str(cls), f"generator:{xml}", tmp_path / "cls_int8.xml", num_samples=12, batch_size=4)
+    quantize(str(cls), f"generator:{xml}", tmp_path / "cls_int8.xml", num_samples=12, batch_size=4, transform="unit")
     assert (tmp_path / "cls_int8.xml").is_file()
 
 
@@ -487,7 +487,7 @@ def test_adapter_stylegan2_ada_pickle(tmp_path, monkeypatch):
 
 def _one_line_error(code, err, *words):
     assert code == 2, err
-    assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith("synthcalib: error: ") and err.count("\n") == 1 and "Traceback" not in err
     for w in words:
         assert w in err
 
@@ -585,7 +585,7 @@ def test_cli_subprocess_error_has_no_traceback(tmp_path):
         cwd=REPO,
         timeout=120,
     )
-    assert res.returncode == 2 and res.stderr.startswith("error: --run") and "Traceback" not in res.stderr
+    assert res.returncode == 2 and res.stderr.startswith("synthcalib: error: --run") and "Traceback" not in res.stderr
 
 
 # ----------------------------------------------------------------------------- nothing lost

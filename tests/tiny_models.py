@@ -142,3 +142,35 @@ def make_image_folder(root: Path, *, per_class: int = 6, size: int = 8, classes:
                 img += 80
             Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(root / name / f"{k:04d}.png")
     return root
+
+
+def make_outlier_classifier(path: Path, *, num_classes: int = 4, size: int = 8, outlier: float = 400.0) -> Path:
+    """A classifier that INT8 ruins: like ``make_classifier`` it reads the mean colour, but through 1x1
+    convolutions whose activations carry an extra channel ``outlier`` times the pixel sum. A per-tensor
+    INT8 step of those activations (about outlier x 3 / 255) wipes out the colour channels, so the INT8
+    model agrees with FP32 on few items until accuracy control keeps the convolutions after the
+    outlier (``Convolution`` x 3 in all) in floating point."""
+    x = ops.parameter([-1, 3, size, size], ov.Type.f32, name="input")
+    x.output(0).get_tensor().set_names({"input"})
+
+    def conv(h: ov.Node, w: np.ndarray) -> ov.Node:
+        return ops.convolution(h, _const(w), [1, 1], [0, 0], [0, 0], [1, 1])
+
+    w1 = np.zeros((4, 3, 1, 1), np.float32)
+    for k in range(3):
+        w1[k, k] = 1.0
+    w1[3] = outlier
+    h = ops.relu(conv(x, w1))
+    h = ops.relu(conv(h, np.eye(4, dtype=np.float32).reshape(4, 4, 1, 1)))
+    h = conv(h, np.eye(4, dtype=np.float32)[:3].reshape(3, 4, 1, 1))
+    colour = ops.reduce_mean(h, ops.constant(np.array([2, 3], np.int64)), False)
+    direct = np.zeros((3, num_classes), np.float32)
+    bias = np.full(num_classes, -1.0, np.float32)
+    for k in range(min(3, num_classes)):
+        direct[k, k], bias[k] = 4.0, 0.0
+    if num_classes > 3:
+        direct[:, 3], bias[3] = 4.0 / 3, 0.6
+    logits = ops.add(ops.matmul(colour, _const(direct), False, False), _const(bias))
+    logits.output(0).get_tensor().set_names({"logits"})
+    ov.save_model(ov.Model([logits], [x], "outlier_classifier"), str(path), compress_to_fp16=False)
+    return path

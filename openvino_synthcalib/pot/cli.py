@@ -5,7 +5,7 @@
     synthcalib-pot disable [--site-dir DIR]                 remove it
     synthcalib-pot status  [--site-dir DIR]                 show whether it is installed
 
-Bad input gives one line ``error: ...`` on stderr and exit code 2.
+Bad input gives one line ``synthcalib: error: ...`` on stderr and exit code 2.
 """
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ def _run_pot(argv: Sequence[str]) -> int:
     from .patch import apply
 
     run = apply()
-    run.app(list(argv))  # patched: SynthcalibError -> 'error: ...' and SystemExit(2)
+    run.app(list(argv))  # patched: SynthcalibError -> 'synthcalib: error: ...' and SystemExit(2)
     return 0
 
 
@@ -104,7 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(__doc__.strip() + "\n\nPOT's own options (pot --help):\n", flush=True)
         return _run_pot(argv)
     except SynthcalibError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"synthcalib: error: {exc}", file=sys.stderr)
         return 2
 
 

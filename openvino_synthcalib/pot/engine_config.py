@@ -94,12 +94,8 @@ def check_keys(engine: dict[str, Any]) -> None:
         )
     if not isinstance(source, str):
         raise SynthcalibError(f"engine.source: expected a string such as generator:PATH.xml, got {source!r}")
-    if "preprocessing" not in engine or engine["preprocessing"] is None:
-        raise SynthcalibError(
-            'engine.preprocessing: missing; expected a preset such as {"preset": "cifar10"}, '
-            "explicit mean/std/input_range, or {} for RGB in [0, 1]"
-        )
-    if not isinstance(engine["preprocessing"], (dict, str)):
+    # no preprocessing: the model must declare its normalisation (the plan says so, naming the key)
+    if engine.get("preprocessing") is not None and not isinstance(engine["preprocessing"], (dict, str)):
         raise SynthcalibError(
             f"engine.preprocessing: expected an object of options or a preset name, got {engine['preprocessing']!r}"
         )
@@ -191,7 +187,8 @@ def make_setup(
         stream = plan.calibration_stream()
         if "top1_label" in metrics and not plan.source.conditional:
             raise SynthcalibError(
-                f"engine.metrics: 'label' needs a class-conditional source; '{spec}' has no meaningful labels"
+                f"engine.metrics: 'label' needs a class-conditional source; '{spec}' has no meaningful labels "
+                f"({plan.source.why_unlabelled})"
             )
         if metrics and model_classes is None:
             raise SynthcalibError(

@@ -12,7 +12,7 @@ delegates unchanged to:
 * ``run.create_data_loader`` / ``run.create_engine``: the synthetic loader and engine (with
   the top-1 metrics when an AccuracyAware algorithm runs);
 * ``run.create_pipeline``: the engine's quantization recipe (see :mod:`.recipe`);
-* ``run.app``: a :class:`SynthcalibError` becomes ``error: ...`` on stderr and exit code 2.
+* ``run.app``: a :class:`SynthcalibError` becomes ``synthcalib: error: ...`` on stderr and exit code 2.
 """
 
 from __future__ import annotations
@@ -131,7 +131,7 @@ def apply(run_module: Any = None) -> Any:
         try:
             return original_app(argv)
         except SynthcalibError as exc:
-            sys.stderr.write(f"error: {exc}\n")
+            sys.stderr.write(f"synthcalib: error: {exc}\n")
             raise SystemExit(2) from None
         finally:
             release_all()  # the compiled generators of this run

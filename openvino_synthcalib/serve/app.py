@@ -20,7 +20,7 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from ..errors import SynthcalibError
 from ..plugins import presets
-from .catalog import Catalog
+from .catalog import PREVIEW_PER_CLASS, Catalog, preprocessing_summary
 from .errors import http_status
 from .jobs import HELD_OUT, RECIPES, TIMING_SECONDS, JobManager, JobRequest
 from .params import LIMITS, MAX_PER_CLASS, MAX_SAMPLES, MAX_SEED, class_list, integer, shown
@@ -30,7 +30,9 @@ log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).parent / "static"
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1", "[::1]")
-PAGE_DEFAULTS = {"seed": 0, "count": 10, "num_samples": 300, "preset": "cifar10", "recipe": RECIPES[0]}
+# No preset here: the preprocessing comes from the model or the user, never from a default (a
+# generator's preview count comes with it: see GeneratorEntry.summary).
+PAGE_DEFAULTS = {"seed": 0, "count": PREVIEW_PER_CLASS, "num_samples": 300, "recipe": RECIPES[0]}
 _SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
@@ -44,7 +46,7 @@ def _error(status: int, message: str) -> JSONResponse:
 
 
 def _preset_names() -> list[str]:
-    return [*presets(), "none"]
+    return list(presets())
 
 
 def create_app(
@@ -113,6 +115,10 @@ def create_app(
             "generators": [g.summary() for g in catalog.generators.values()],
             "models": [m.summary() for m in catalog.models.values()],
             "presets": _preset_names(),
+            "preset_values": {
+                name: preprocessing_summary({**values, "origin": f"preset {name}"})
+                for name, values in presets().items()
+            },
             "recipes": list(RECIPES),
             "limits": LIMITS,
             "defaults": PAGE_DEFAULTS,
@@ -122,9 +128,10 @@ def create_app(
 
     def preview_args(gid: str, seed: str | None, classes: str | None, count: str | None) -> tuple[Any, ...]:
         entry = catalog.generator(gid)
+        defaults = entry.summary()["preview"]  # what fits this generator's classes under the caps
         seed_n = integer("seed", PAGE_DEFAULTS["seed"] if seed is None else seed, 0, MAX_SEED)
-        count_n = integer("count", PAGE_DEFAULTS["count"] if count is None else count, 1, MAX_PER_CLASS)
-        return entry, seed_n, class_list(classes), count_n
+        count_n = integer("count", defaults["count"] if count is None else count, 1, MAX_PER_CLASS)
+        return entry, seed_n, class_list(defaults["classes"] if classes is None else classes), count_n
 
     @app.get("/api/generators/{gid}/card")
     def card(gid: str) -> dict[str, Any]:
@@ -161,8 +168,10 @@ def create_app(
             raise SynthcalibError(
                 f"request body: unknown key(s) {', '.join(unknown)[:120]}; expected {', '.join(sorted(known))}"
             )
-        preset = body.get("preset", PAGE_DEFAULTS["preset"])
-        if preset not in _preset_names():
+        # No preset (absent, null or ""): the model's declared preprocessing, else the plan's error.
+        preset = body.get("preset")
+        preset = None if preset == "" else preset
+        if preset is not None and preset not in _preset_names():
             raise SynthcalibError(f"preset: expected one of {', '.join(_preset_names())}, got {shown(preset)}")
         for key in ("generator", "model"):
             if not isinstance(body.get(key), str):
@@ -171,7 +180,7 @@ def create_app(
             JobRequest(
                 generator=catalog.generator(body["generator"]),
                 model=catalog.model(body["model"]),
-                preset=None if preset == "none" else preset,
+                preset=preset,
                 num_samples=integer(
                     "num_samples", body.get("num_samples", PAGE_DEFAULTS["num_samples"]), 1, MAX_SAMPLES
                 ),

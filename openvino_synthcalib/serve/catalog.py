@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Sequence
@@ -15,10 +16,12 @@ from ..errors import SynthcalibError
 from ..sources.base import Source
 from ..sources.generator import GeneratorSource
 from .errors import UnknownId
-from .params import shown
+from .params import preview_defaults, shown
 
 # Seconds of generation behind the card's images/s figure.
 CARD_MEASURE_SECONDS = 1.0
+# Preview images per class the page asks for when the generator's classes and image size allow it.
+PREVIEW_PER_CLASS = 10
 
 
 def shipped_generators() -> list[tuple[str, Path]]:
@@ -33,6 +36,91 @@ def shipped_models() -> list[Path]:
     from ..shipped import DEMO_CLASSIFIER
 
     return [DEMO_CLASSIFIER]
+
+
+# Normalisation values, and what a preset that leaves one out means by it.
+_VALUE_DEFAULTS = {"input_range": (0.0, 1.0), "mean": None, "std": None, "channel_order": "RGB"}
+
+
+def _values(values: dict[str, Any]) -> dict[str, Any]:
+    """Comparable normalisation values: floats rounded to 6 places, one value for all channels spelled
+    out for each, the channel order in capitals."""
+    out: dict[str, Any] = {}
+    for key, default in _VALUE_DEFAULTS.items():
+        v = values.get(key, default)
+        if isinstance(v, str):
+            out[key] = v.upper()
+        elif v is not None:
+            numbers = tuple(round(float(x), 6) for x in v)
+            out[key] = numbers * 3 if key != "input_range" and len(numbers) == 1 else numbers
+        else:
+            out[key] = None
+    return out
+
+
+def matching_preset(values: dict[str, Any]) -> str | None:
+    """The preset whose values ``values`` are (a model's [-1, 1] as mean/std 0.5 is ``inception``), or None."""
+    from ..plugins import presets
+
+    target = _values(values)
+    return next((name for name, preset in presets().items() if _values(preset) == target), None)
+
+
+def preprocessing_summary(values: dict[str, Any]) -> dict[str, Any]:
+    """Normalisation values as the page shows them: the values, ``origin`` (where they came from),
+    ``preset`` (the preset they equal, if any) and ``text``, a short reading such as ``[-1, 1]``."""
+    from ..preprocessing import describe_values
+
+    out = {
+        k: [float(x) for x in v] if isinstance(v, (tuple, list)) else v
+        for k, v in values.items()
+        if k in _VALUE_DEFAULTS
+    }
+    out = {**{k: None for k in _VALUE_DEFAULTS}, **out}
+    return {**out, "origin": values.get("origin"), "preset": matching_preset(out), "text": describe_values(out)}
+
+
+def declared_preprocessing(model: Any, label: str) -> dict[str, Any] | None:
+    """The normalisation ``model`` states about itself, as a calibration with no preset takes it
+    (:mod:`openvino_synthcalib.preprocessing`: its metadata, or a uint8 input), summarised for the
+    page; ``None`` when it says nothing (then the user must choose a preset)."""
+    from ..preprocessing import PreprocessingUnstated, declared
+    from ..transforms import as_transform
+
+    try:
+        found = declared(model)
+    except SynthcalibError as exc:  # a statement that cannot be read: said at start, naming the model
+        raise SynthcalibError(f"--model '{label}': {exc}") from None
+    try:
+        transform = as_transform(None, model)
+    except PreprocessingUnstated:
+        return None
+    except SynthcalibError:  # not one image input: the page refuses to calibrate it, with its reason
+        return preprocessing_summary(found) if found else None
+    return preprocessing_summary(transform.describe())
+
+
+def display_names(paths: Sequence[Path]) -> list[str]:
+    """How the page names files: the path relative to the working folder when the file is under it,
+    otherwise its name (with as many parent folders as it takes to tell two files apart); never an
+    absolute path."""
+    cwd = Path.cwd().resolve()
+    full = [Path(os.path.abspath(p)) for p in paths]
+    names: list[str | None] = []
+    for p in full:
+        try:
+            names.append(p.relative_to(cwd).as_posix())
+        except ValueError:
+            names.append(None)
+    outside = [p for p, n in zip(full, names) if n is None]
+    for i, p in enumerate(full):
+        if names[i] is not None:
+            continue
+        depth = 1
+        while depth < len(p.parts) - 1 and any(q != p and q.parts[-depth:] == p.parts[-depth:] for q in outside):
+            depth += 1
+        names[i] = Path(*p.parts[-depth:]).as_posix()
+    return [str(n) for n in names]
 
 
 @dataclass
@@ -59,6 +147,7 @@ class GeneratorEntry:
             "class_names": list(info.names),
             "image_size": list(info.image_size),
             "spec": self.source.spec,
+            "preview": preview_defaults(info.num_classes, tuple(info.image_size), PREVIEW_PER_CLASS),
         }
 
     def card(self) -> dict[str, Any]:
@@ -80,15 +169,17 @@ class GeneratorEntry:
 
 @dataclass
 class ModelEntry:
-    """A model given on the command line (or the shipped demo classifier)."""
+    """A model given on the command line (or the shipped demo classifier). ``preprocessing``: what
+    the model declares about its inputs (see :func:`declared_preprocessing`), ``None`` when it says nothing."""
 
     id: str
     path: Path
     label: str
     classes: int | None
+    preprocessing: dict[str, Any] | None = None
 
     def summary(self) -> dict[str, Any]:
-        return {"id": self.id, "label": self.label, "classes": self.classes}
+        return {"id": self.id, "label": self.label, "classes": self.classes, "preprocessing": self.preprocessing}
 
 
 def images_per_second(source: Source, seconds: float) -> float:
@@ -124,15 +215,22 @@ class Catalog:
     ) -> Catalog:
         """Check and compile the generators (command line first, then shipped ones) and read the models."""
         from ..engine import GeneratorEngine
+        from ..shipped import GENERATORS, generator_path
 
-        # A shipped generator goes by its name (generator:cifar10), not by where the package lives.
-        paths = [(Path(g), str(g), f"generator:{g}") for g in generators]
+        # A shipped generator goes by its name (generator:cifar10), not by where the package lives;
+        # `--generator imagenet` names it too. Labels are names or relative paths, never absolute ones.
+        given = [(generator_path(g), str(g)) for g in generators]
+        labels = display_names([p for p, _ in given])
+        paths = [
+            (p, f"{text} (shipped)" if text in GENERATORS and p == GENERATORS[text] else label, f"generator:{text}")
+            for (p, text), label in zip(given, labels)
+        ]
         if shipped:
-            given = {p.resolve() for p, _, _ in paths if p.exists()}
+            seen = {p.resolve() for p, _ in given if p.exists()}
             paths += [
-                (p, f"{p.stem} (shipped)", f"generator:{name}")
+                (p, f"{name} (shipped)", f"generator:{name}")
                 for name, p in shipped_generators()
-                if p.resolve() not in given
+                if p.resolve() not in seen
             ]
         if not paths:
             raise SynthcalibError("serve: no generator: give --generator G.xml (no shipped generator was found)")
@@ -142,12 +240,13 @@ class Catalog:
             source = GeneratorSource(spec, GeneratorEngine(path))
             gens.append(GeneratorEntry(f"g{i}", path, label, source))
         entries = []
-        named = [(Path(m), str(m)) for m in model_paths]
+        named = [(Path(m), label) for m, label in zip(model_paths, display_names([Path(m) for m in model_paths]))]
         if not named and shipped:
             named = [(p, f"{p.stem} (shipped)") for p in shipped_models()]
         for i, (path, label) in enumerate(named, 1):
             model = models.read_model(path, "--model")
-            entries.append(ModelEntry(f"m{i}", path, label, classifier_classes(model)))
+            preprocessing = declared_preprocessing(model, label)
+            entries.append(ModelEntry(f"m{i}", path, label, classifier_classes(model), preprocessing))
         return cls(gens, entries)
 
     def generator(self, gid: str) -> GeneratorEntry:

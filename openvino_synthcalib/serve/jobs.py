@@ -26,7 +26,7 @@ HELD_OUT = 500  # held-out synthetic items (another seed) for FP32 vs INT8 agree
 TIMING_SECONDS = 1.0  # inference time behind each images/s figure
 
 
-def page_settings(request: JobRequest, output: Path | None = None) -> Any:
+def page_settings(request: JobRequest, output: Path | None = None, check_samples: int = HELD_OUT) -> Any:
     """The page's request as calibration settings (option table, ``page`` names). The generator is
     named by its spec, so that the plan opens it with the calibration's settings (precision...)
     exactly as ``synthcalib quantize --source SPEC`` does; the page's shared source serves previews."""
@@ -37,11 +37,23 @@ def page_settings(request: JobRequest, output: Path | None = None) -> Any:
         "source": request.generator.source.spec,
         "num_samples": request.num_samples,
         "seed": request.seed,
+        # the preset chosen on the page; None: what the model declares, else the plan's one-line
+        # error naming the `preset` field (the page never guesses)
         "transform": request.preset,
         "recipe": request.recipe,
         "output": None if output is None else str(output),
+        "check_samples": check_samples,
     }
     return options.read(values, "page")
+
+
+def preprocessing_used(result: dict[str, Any], transform: Any) -> dict[str, Any]:
+    """The report's preprocessing: the values the calibration used, where they came from (a preset
+    chosen on the page, or what the model declares) and a short reading of them."""
+    from .catalog import preprocessing_summary
+
+    used = result.get("preprocessing") or (transform.describe() if hasattr(transform, "describe") else {})
+    return preprocessing_summary(used)
 
 
 def run_calibration(settings: Any, progress: Any) -> dict[str, Any]:
@@ -174,7 +186,9 @@ def _top1(compiled: Any, x: np.ndarray, batch: int) -> np.ndarray:
 
 
 def calibrate(job: Job, held_out: int = HELD_OUT, timing_seconds: float = TIMING_SECONDS) -> dict[str, Any]:
-    """Quantize, then measure FP32 vs INT8 agreement on held-out items (seed + 1) and images/s."""
+    """Quantize, with the data-free quality check every front-end runs (``held_out`` fresh items,
+    see :mod:`..quality`), then time FP32 and INT8 inference."""
+    from ..quality import summary
     from ..stream import make_stream
 
     req = job.request
@@ -186,44 +200,43 @@ def calibrate(job: Job, held_out: int = HELD_OUT, timing_seconds: float = TIMING
             job.start_pass(req.num_samples)
         job.add(n)
 
-    result = run_calibration(page_settings(req, job.output), progress)
+    result = run_calibration(page_settings(req, job.output, check_samples=held_out), progress)
+    check = result["check"]
     fp32 = models.read_model(req.model.path, "model")
-    held = make_stream(req.generator.source, held_out, model=fp32, transform=req.preset, seed=req.seed + 1)
-    job.set_phase("checking", held_out)
-    parts = []
-    for x, _ in held.batches():
-        parts.append(x)
-        job.add(len(x))
-    x = np.concatenate(parts)
-    labels = held.labels()
     static = models.static_dims(fp32.inputs[0].get_partial_shape())[0]
-    batch = static or min(64, len(x))
-    cfg = {"INFERENCE_PRECISION_HINT": "f32"}  # a true FP32 baseline on CPUs that default to bf16
-    fp32_c = models.compile_model(fp32, "CPU", cfg, "FP32 model")
-    int8_c = models.compile_model(result["quantized_model"], "CPU", cfg, "INT8 model")
-    p32, p8 = _top1(fp32_c, x, batch), _top1(int8_c, x, batch)
+    batch = static or 64
     job.set_phase("timing", 2)
-    sample = x[:batch]
-    fps32 = _images_per_s(fp32_c, sample, timing_seconds)
+    with make_stream(req.generator.source, batch, model=fp32, transform=req.preset, seed=req.seed + 1) as timed:
+        sample = np.concatenate([x for x, _ in timed.batches()])
+    cfg = {"INFERENCE_PRECISION_HINT": "f32"}  # a true FP32 baseline on CPUs that default to bf16
+    fps32 = _images_per_s(models.compile_model(fp32, "CPU", cfg, "FP32 model"), sample, timing_seconds)
     job.add(1)
-    fps8 = _images_per_s(int8_c, sample, timing_seconds)
+    fps8 = _images_per_s(
+        models.compile_model(result["quantized_model"], "CPU", cfg, "INT8 model"), sample, timing_seconds
+    )
     job.add(1)
+    prediction = check.get("prediction")
     return {
         "model": req.model.label,
         "generator": req.generator.label,
-        "preset": req.preset or "none",
+        "preset": req.preset,
+        "preprocessing": preprocessing_used(result, None),
         "recipe": result["recipe_summary"],
         "num_samples": result["num_samples"],
         "seed": req.seed,
         "samples_per_class": result["samples_per_class"],
+        "num_classes": req.generator.info.num_classes,
         "passes": list(job.passes),
         "quantize_seconds": result["quantize_seconds"],
         "total_seconds": round(time.perf_counter() - started, 2),
-        "held_out": len(x),
-        "held_out_seed": req.seed + 1,
-        "agreement": float((p32 == p8).mean()),
-        "fp32_top1_vs_class": float((p32 == labels).mean()),
-        "int8_top1_vs_class": float((p8 == labels).mean()),
+        "held_out": check.get("items", 0),
+        "held_out_seed": check.get("seed"),
+        "agreement": 1.0 - check["flip_rate"] if check.get("flip_rate") is not None else None,
+        "fp32_top1_vs_class": check.get("fp32_top1_vs_class"),
+        "int8_top1_vs_class": check.get("int8_top1_vs_class"),
+        "check": check,
+        "prediction": prediction,
+        "quality": summary(check),
         "timing_batch": len(sample),
         "fp32_images_per_s": round(fps32, 1),
         "int8_images_per_s": round(fps8, 1),

@@ -52,17 +52,43 @@ def class_list(value: str | None) -> list[str] | None:
     return names or None
 
 
+def preview_fit(num_classes: int, image_size: tuple[int, int]) -> int:
+    """The most images per class that a preview of ``num_classes`` classes may hold (0: not even one)."""
+    pixels = num_classes * image_size[0] * image_size[1]
+    return min(MAX_PREVIEW_IMAGES // num_classes, MAX_PREVIEW_PIXELS // pixels)
+
+
+def preview_defaults(num_classes: int, image_size: tuple[int, int], preferred: int) -> dict[str, Any]:
+    """The preview a generator opens with: ``preferred`` images per class (fewer when that is over
+    the caps) of every class, or, when not even one image of every class fits (ImageNet's 1000
+    classes), of classes spread evenly over the list (``classes``: their indices, comma-separated)."""
+    count = min(preferred, preview_fit(num_classes, image_size))
+    if count >= 1:
+        return {"count": count, "classes": ""}
+    k = min(num_classes, preferred)
+    while k > 1 and preview_fit(k, image_size) < 1:
+        k -= 1
+    chosen = [i * num_classes // k for i in range(k)]
+    return {"count": max(1, min(preferred, preview_fit(k, image_size))), "classes": ",".join(map(str, chosen))}
+
+
 def preview_size(count: int, num_classes: int, image_size: tuple[int, int]) -> None:
     """Reject previews over the image or pixel cap."""
     total = count * num_classes
+    most = preview_fit(num_classes, image_size)
+    if most < 1:  # even one image per class is too much: fewer classes, not fewer images per class
+        fewer = max(1, min(MAX_PREVIEW_IMAGES, MAX_PREVIEW_PIXELS // (image_size[0] * image_size[1])))
+        raise SynthcalibError(
+            f"classes: {num_classes} classes of {image_size[0]}x{image_size[1]} images are over the preview limit "
+            f"even at 1 per class; choose at most {fewer} classes"
+        )
     if total > MAX_PREVIEW_IMAGES:
         raise SynthcalibError(
             f"count: {count} per class x {num_classes} classes = {total} images, over the limit of "
-            f"{MAX_PREVIEW_IMAGES} per preview; ask for fewer"
+            f"{MAX_PREVIEW_IMAGES} per preview; ask for at most {most} per class"
         )
     pixels = total * image_size[0] * image_size[1]
     if pixels > MAX_PREVIEW_PIXELS:
-        most = max(1, MAX_PREVIEW_PIXELS // (num_classes * image_size[0] * image_size[1]))
         raise SynthcalibError(
             f"count: {total} images of {image_size[0]}x{image_size[1]} are over the preview limit of "
             f"{MAX_PREVIEW_PIXELS} pixels; ask for at most {most} per class"

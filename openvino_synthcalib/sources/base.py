@@ -76,6 +76,14 @@ class Source:
     def names(self) -> tuple[str, ...]:
         return self.class_names or tuple(f"class{i}" for i in range(self.num_classes))
 
+    @property
+    def why_unlabelled(self) -> str | None:
+        """Why items have no labels (one clause, for errors of what needs them); None when the
+        source is class-conditional."""
+        if self.conditional:
+            return None
+        return f"source '{self.spec}' is not class-conditional, so its items have no labels"
+
     def describe(self) -> dict[str, Any]:
         return {
             "spec": self.spec,

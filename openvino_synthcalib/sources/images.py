@@ -1,4 +1,9 @@
-"""``images:DIR``: real images from a labelled folder, class-balanced and deterministic.
+"""``images:DIR``: real images from a folder, class-balanced and deterministic.
+
+``DIR`` holds class folders (``DIR/<class>/*.jpg``: labelled images, see
+:mod:`~openvino_synthcalib.imagefolder` for how folders map to classes) or images directly
+(``DIR/*.jpg``, a flat folder: unlabelled, like noise, for calibration or agreement with a
+reference model; what needs labels refuses it).
 
 Options: ``size=HxW`` (the size images are resized to; default: the first image's),
 ``class_list=FILE`` (the model's classes, to map class folders by name: see
@@ -11,7 +16,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -37,7 +42,7 @@ class ImageFolderSource(Source):
     Labels are the model's classes: a folder's index in the class list when one is known, else
     its sorted position. ``crop_fraction`` (not None) frames images as :class:`CenterCrop` does, at
     the requested size; otherwise every image is resized to ``image_size`` (default: the first
-    image's size).
+    image's size). A flat folder is one unlabelled pool (class 0), not class-conditional.
     """
 
     scheme = "images"
@@ -54,17 +59,29 @@ class ImageFolderSource(Source):
     ) -> None:
         super().__init__(spec)
         self.folder = folder
-        self.num_classes = folder.num_classes
-        self.class_names = folder.class_names
+        self.conditional = not folder.flat
         self.crop_fraction = crop_fraction
         if crop_fraction is not None:
             self.image_size = image_size  # None: made at the requested size
         else:
             self.image_size = image_size or _first_size(folder)
-        self._files = dict(zip(folder.labels, folder.files))
-        if len(self._files) < self.num_classes:
-            self.available_classes = tuple(sorted(self._files))
         self._orders: dict[tuple[int, int, int], np.ndarray] = {}
+        self._sync()
+
+    def _sync(self) -> None:
+        """Classes and files by label, from the folder's mapping (which :meth:`check_classes` settles)."""
+        folder = self.folder
+        self.num_classes = folder.num_classes
+        self.class_names = folder.class_names
+        self._files = dict(zip(folder.labels, folder.files))
+        self.available_classes = tuple(sorted(self._files)) if len(self._files) < self.num_classes else None
+        self._orders.clear()
+
+    @property
+    def why_unlabelled(self) -> str | None:
+        if self.folder.flat:
+            return f"image folder '{self.folder.root}' has no class subfolders, so its images have no labels"
+        return None
 
     def _file(self, seed: int, label: int, occurrence: int) -> str:
         files = self._files.get(label)
@@ -119,10 +136,14 @@ class ImageFolderSource(Source):
 
     def check_classes(self, model_classes: int | None, what: str = "source", override: str | None = None) -> None:
         fix = CLASS_LIST_FIX + (f", or {override} if the labels do not matter" if override else "")
-        check_folder_classes(self.folder, model_classes, f"{what} '{self.spec}'", fix)
+        try:
+            check_folder_classes(self.folder, model_classes, f"{what} '{self.spec}'", fix)
+        finally:
+            self._sync()  # the folder may have settled its mapping for the model's classes
 
     def describe(self) -> dict[str, Any]:
         out = {**super().describe(), "root": str(self.folder.root), "files": len(self.folder)}
+        out["labels"] = self.folder.describe_labels()
         if self.folder.class_list is not None:
             out["class_list"] = self.folder.class_list.origin
             out["folders"] = len(self.folder.classes)
@@ -143,16 +164,19 @@ class FolderOptions:
     ``class_list`` is the user's (every folder must match it); ``paired`` an inferred one (a
     paired generator's class names, the model's labels: used when folder names match it);
     ``crop``/``crop_fraction`` the framing a preprocessing preset asks for (see
-    :data:`~openvino_synthcalib.defaults.PRESET_FRAMING`).
+    :data:`~openvino_synthcalib.defaults.PRESET_FRAMING`); ``size`` the size images are resized to
+    when the spec says none (``evaluate``: the model's input size, so that each image is resized
+    once).
     """
 
     class_list: Any = None
     paired: ClassList | None = None
     crop: str | None = None
     crop_fraction: float | None = None
+    size: tuple[int, int] | None = None
 
     def with_paired(self, paired: ClassList | None) -> FolderOptions:
-        return FolderOptions(self.class_list, paired, self.crop, self.crop_fraction)
+        return replace(self, paired=paired)
 
 
 @dataclass(frozen=True)
@@ -179,7 +203,7 @@ def read_spec(
     """Check an images spec's options, with ``defaults`` for what the spec leaves out."""
     d = defaults or FolderOptions()
     opts = take_options(spec, options, allowed or OPTIONS, KINDS)
-    size = parse_size(opts["size"], f"{spec}: size") if opts.get("size") is not None else None
+    size = parse_size(opts["size"], f"{spec}: size") if opts.get("size") is not None else d.size
     if opts.get("class_list") is not None:
         class_list: ClassList | None = ClassList.load(opts["class_list"], "class_list")
     elif d.class_list is not None:

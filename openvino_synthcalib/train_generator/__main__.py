@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..cli import Parser
 from ..errors import SynthcalibError
 from .options import COMMANDS, add_arguments, resolve_options
 
@@ -17,18 +18,22 @@ HELP = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="python -m openvino_synthcalib.train_generator",
         description="Distil a tiny conditional generator from a big black-box teacher.",
     )
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     for cmd in COMMANDS:
         add_arguments(sub.add_parser(cmd, help=HELP[cmd], description=HELP[cmd]), cmd)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SynthcalibError as exc:
+        print(f"synthcalib: error: {exc}", file=sys.stderr)
+        return exc.exit_code
     given = {k: v for k, v in vars(args).items() if k != "command" and v is not None}
     try:
         opts = resolve_options(args.command, given)
@@ -52,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
 
             print(markdown_table(evaluate_from_options(opts)))
     except SynthcalibError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"synthcalib: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt as exc:  # train says which checkpoint it saved
         generic = f"{args.command}: interrupted; finished work is kept (rerun the same command to resume)"

@@ -14,17 +14,22 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import SynthcalibError
-from ..files import ensure_dir, write_with
+from ..files import ensure_dir, safe_filename, write_with
 
 CKPT_RE = re.compile(r"checkpoint-(\d+)\.pt$")
 KEEP_CHECKPOINTS = 3
+
+
+def run_name(name: str) -> str:
+    """The run name as its folder carries it: safe on every file system (``my run/v2`` -> ``my_run_v2``)."""
+    return safe_filename(name, "run")
 
 
 def next_run_dir(runs_dir: str | Path, name: str) -> Path:
     """``runs_dir/NNNNN-name`` with NNNNN one above the highest existing run number (not created)."""
     root = ensure_dir(runs_dir, "--runs-dir")
     nums = [int(p.name.split("-", 1)[0]) for p in root.iterdir() if re.match(r"^\d{5}-", p.name)]
-    return root / f"{max(nums, default=-1) + 1:05d}-{name}"
+    return root / f"{max(nums, default=-1) + 1:05d}-{run_name(name)}"
 
 
 def find_run_dir(runs_dir: str | Path, name: str, resume: str) -> Path:
@@ -35,7 +40,11 @@ def find_run_dir(runs_dir: str | Path, name: str, resume: str) -> Path:
             raise SynthcalibError(f"--resume {resume}: not a run folder (no options.json)")
         return p
     root = Path(runs_dir)
-    runs = sorted(p for p in root.glob(f"[0-9][0-9][0-9][0-9][0-9]-{name}") if (p / "options.json").is_file())
+    runs = sorted(
+        p
+        for p in root.glob("[0-9][0-9][0-9][0-9][0-9]-*")
+        if p.name[6:] == run_name(name) and (p / "options.json").is_file()
+    )
     if not runs:
         raise SynthcalibError(f"--resume latest: no run named {name!r} in {runs_dir}")
     return runs[-1]

@@ -306,6 +306,40 @@ NON_SEMANTIC = frozenset(
 )
 
 
+#: Options that only one training method reads: black-box distillation from a teacher set
+#: (``--data``, TinyGAN-style, with a discriminator) or training through a classifier (``--classifier``).
+METHOD_ONLY = {
+    "distillation": frozenset(
+        {"data", "real_data", "d_channels", "lr_d", "w_pixel", "w_feat", "w_adv", "w_real", "adv_ramp"}
+    ),
+    "inversion": frozenset(
+        {
+            "classifier",
+            "classifier_mean",
+            "classifier_std",
+            "classifier_size",
+            "w_bn",
+            "bn_first",
+            "w_ce",
+            "w_div",
+            "jitter",
+            "flip",
+            "precision",
+        }
+    ),
+}
+
+
+def used_options(options: dict[str, Any]) -> dict[str, Any]:
+    """The options of a run (its ``options.json``, a generator's ``provenance.options``) that its
+    method used: not the other method's, not those that do not change what it computes
+    (:data:`NON_SEMANTIC`), not unset ones (None), and not ``w_real`` without ``real_data``."""
+    method = "inversion" if options.get("classifier") is not None else "distillation"
+    other = METHOD_ONLY["distillation" if method == "inversion" else "inversion"]
+    unused = other | NON_SEMANTIC | ({"w_real"} if options.get("real_data") is None else set())
+    return {k: v for k, v in options.items() if k not in unused and v is not None}
+
+
 def options_hash(options: dict[str, Any]) -> str:
     """Short sha256 of the options that define a run's result."""
     keep = {k: v for k, v in jsonable(options).items() if k not in NON_SEMANTIC}
@@ -323,4 +357,7 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
         else:
             kw["help"] = f"{opt.help} (default: {shown})" if opt.default is not None else opt.help
             kw["metavar"] = opt.name.upper()
-        parser.add_argument(opt.flag, **kw)
+        if opt.required:  # checked by resolve_options (one line naming the flag), marked in help and usage
+            kw["help"] += " (required)"
+        action = parser.add_argument(opt.flag, **kw)
+        action.shown_required = opt.required

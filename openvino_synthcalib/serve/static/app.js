@@ -56,11 +56,20 @@ function currentGenerator() {
   return state.config.generators.find((g) => g.id === $("generator").value);
 }
 
+// Everything that depends on the generator starts again from its own defaults: the per-class count
+// and classes that fit its class count under the preview caps, chips, grid, command line.
 async function selectGenerator() {
   state.generator = currentGenerator();
-  $("grid").classList.toggle("pixelated", Math.max(...state.generator.image_size) <= 64);
+  const g = state.generator;
+  $("count").value = String(g.preview.count);
+  $("classes").value = g.preview.classes;
+  $("grid").replaceChildren();
+  $("grid").classList.remove("stale");
+  $("grid").classList.toggle("pixelated", Math.max(...g.image_size) <= 64);
+  $("command-line").hidden = true;
+  showError($("preview-error"), null);
   renderChips();
-  renderCard(state.generator, null);
+  renderCard(g, null);
   clearTimeout(state.timer);
   await updatePreview(); // before the card, whose images/s measurement would compete with it
   const id = state.generator.id;
@@ -118,7 +127,8 @@ function renderChips() {
   if (names.length > MAX_CHIPS) {
     const hint = document.createElement("span");
     hint.className = "muted small";
-    hint.textContent = `${names.length} classes: type names or indices above, comma-separated (empty: all, balanced)`;
+    const empty = state.generator.preview.classes === "" ? "empty: all, balanced" : `all ${names.length} at once are over the preview limit`;
+    hint.textContent = `${names.length} classes: type names or indices above, comma-separated (${empty})`;
     chips.append(hint);
     return;
   }
@@ -188,10 +198,12 @@ async function updatePreview() {
     download.classList.remove("disabled");
     $("preview-status").textContent = `${data.images} images in ${data.seconds.toFixed(2)} s · seed ${data.seed}`;
     $("command").textContent = data.command;
+    $("command-line").hidden = false;
   } catch (e) {
     if (seq !== state.seq) return;
     showError($("preview-error"), e.message);
     $("grid").classList.add("stale"); // the images shown are not those of the fields above
+    $("command-line").hidden = true; // nor is any command
     download.classList.add("disabled");
     $("preview-status").textContent = "";
   } finally {
@@ -239,6 +251,63 @@ function openLightbox(img) {
 
 function closeLightbox() {
   $("lightbox").hidden = true;
+}
+
+// ---- model and preprocessing ------------------------------------------------------------------
+
+function currentModel() {
+  return state.config.models.find((m) => m.id === $("model").value);
+}
+
+// The preset list starts with "" (no preset chosen): the model's declared preprocessing when it
+// declares one, else nothing, and quantizing then stops with the plan's error. Never a guess.
+function selectModel() {
+  const m = currentModel();
+  const first = $("preset").options[0];
+  const declared = m && m.preprocessing;
+  first.textContent = declared
+    ? `${declared.preset || declared.text} (the model's own)`
+    : "— choose one —";
+  $("preset").value = "";
+  renderPresetNote();
+  // A generator of the model's classes, when the one shown is not.
+  const g = state.generator;
+  if (m && m.classes && g && g.num_classes !== m.classes) {
+    const fit = state.config.generators.find((x) => x.num_classes === m.classes);
+    if (fit) {
+      $("generator").value = fit.id;
+      selectGenerator();
+    }
+  }
+}
+
+// A preset's name, with its values when they are short ("inception [-1, 1]"; "cifar10" alone).
+function presetHint(name) {
+  const values = state.config.preset_values[name];
+  return values && values.text.length <= 14 ? `${name} ${values.text}` : name;
+}
+
+function renderPresetNote() {
+  const m = currentModel();
+  const note = $("preset-note");
+  const chosen = $("preset").value;
+  const declared = m && m.preprocessing;
+  note.classList.remove("warning");
+  note.hidden = !m;
+  if (!m) return;
+  if (chosen) {
+    const values = state.config.preset_values[chosen];
+    const over = declared ? `; it replaces what the model states (${declared.text}, from ${declared.origin})` : "";
+    note.textContent = `Preset ${chosen}: ${values ? values.text : chosen}${over}.`;
+  } else if (declared) {
+    note.textContent = `Preprocessing from the model: ${declared.text} (read from ${declared.origin}).`;
+  } else {
+    note.classList.add("warning");
+    note.textContent =
+      "The model does not say how its inputs are normalised: choose the preset it was trained with " +
+      `(${state.config.presets.map(presetHint).join(", ")}). ` +
+      "Quantizing without one stops with an error.";
+  }
 }
 
 // ---- calibration ------------------------------------------------------------------------------
@@ -305,13 +374,28 @@ function emphasis(bold, rest) {
 function renderReport(r) {
   const table = $("report-table");
   table.replaceChildren();
-  const per = Object.values(r.samples_per_class);
-  const perText = Math.min(...per) === Math.max(...per) ? `${per[0]} per class` : `${Math.min(...per)}–${Math.max(...per)} per class`;
+  const per = Object.values(r.samples_per_class).filter((n) => n > 0);
+  let perText = Math.min(...per) === Math.max(...per) ? `${per[0]} per class` : `${Math.min(...per)}–${Math.max(...per)} per class`;
+  if (per.length < r.num_classes) perText = `${per.length} of ${r.num_classes} classes, ${perText}`;
   cell(table, "model", r.model);
-  cell(table, "calibration", `${r.num_samples} synthetic items (${perText}), seed ${r.seed}, preset ${r.preset}, recipe ${r.recipe}`);
+  cell(table, "calibration", `${r.num_samples} synthetic items (${perText}), seed ${r.seed}, recipe ${r.recipe}`);
+  const pre = r.preprocessing;
+  const origin = /^preset /.test(pre.origin || "")
+    ? pre.origin
+    : `from ${pre.origin}${pre.preset ? `, as preset ${pre.preset}` : ""}`;
+  cell(table, "preprocessing", emphasis(pre.text, `(${origin})`));
   cell(table, "time", `${r.quantize_seconds.toFixed(1)} s quantization · ${r.total_seconds.toFixed(1)} s in all`);
   cell(table, "FP32 vs INT8 top-1 agreement", emphasis(fmt.pct(r.agreement), `of ${r.held_out} held-out synthetic items (seed ${r.held_out_seed})`));
-  cell(table, "top-1 vs generator class", `FP32 ${fmt.pct(r.fp32_top1_vs_class)} · INT8 ${fmt.pct(r.int8_top1_vs_class)}`);
+  if (r.fp32_top1_vs_class != null) {
+    cell(table, "top-1 vs generator class", `FP32 ${fmt.pct(r.fp32_top1_vs_class)} · INT8 ${fmt.pct(r.int8_top1_vs_class)}`);
+  }
+  const p = r.prediction;
+  if (p) {
+    const band = `interval ${(100 * p.low).toFixed(1)}–${(100 * p.high).toFixed(1)} %, ${Math.round(100 * p.coverage)} % coverage measured on the benchmark`;
+    cell(table, "predicted real flips", emphasis(`${(100 * p.flip_rate).toFixed(1)} %`, `(${band})`));
+  }
+  const warning = (r.quality || []).find((line) => line.startsWith("warning:"));
+  if (warning) cell(table, "warning", warning.replace(/^warning: /, ""));
   const speed = `FP32 ${fmt.int(r.fp32_images_per_s)} → INT8 ${fmt.int(r.int8_images_per_s)} images/s (batch ${r.timing_batch}, CPU)`;
   cell(table, "speed-up", emphasis(`×${r.speedup.toFixed(2)}`, speed));
   cell(table, "size", `FP32 ${fmt.mb(r.fp32_bytes)} → INT8 ${fmt.mb(r.int8_bytes)}`);
@@ -338,18 +422,25 @@ async function init() {
     const text = m.classes ? `${m.label} (${m.classes} classes)` : m.label;
     $("model").append(option(m.id, text));
   }
+  $("preset").append(option("", ""));
   for (const p of config.presets) $("preset").append(option(p, p));
   for (const r of config.recipes) $("recipe").append(option(r, r));
-  $("preset").value = config.presets.includes(config.defaults.preset) ? config.defaults.preset : config.presets[0];
   $("seed").value = String(config.defaults.seed);
-  $("count").value = String(config.defaults.count);
   $("num-samples").value = String(config.defaults.num_samples);
+  // The page opens on a generator of the first model's classes, when there is one.
+  const model = config.models[0];
+  const fit = model && config.generators.find((g) => g.num_classes === model.classes);
+  if (fit) $("generator").value = fit.id;
+  state.generator = currentGenerator();
+  selectModel();
   if (config.models.length === 0) {
     $("no-models").hidden = false;
     $("calibrate").disabled = true;
   }
 
   $("generator").addEventListener("change", selectGenerator);
+  $("model").addEventListener("change", selectModel);
+  $("preset").addEventListener("change", renderPresetNote);
   $("seed").addEventListener("input", () => schedulePreview(250));
   $("count").addEventListener("input", () => schedulePreview(250));
   $("classes").addEventListener("input", () => {
