@@ -44,6 +44,11 @@ _OV_QUANTIZERS = frozenset({"FakeQuantize", "FakeConvert"})
 _OV_DEQUANTIZE = frozenset({"Convert", "Subtract", "Multiply", "Reshape", "Transpose", "Unsqueeze", "Squeeze"})
 _LOW_PRECISION = frozenset({"i8", "u8", "i4", "u4", "nf4", "f8e4m3", "f8e5m2", "f4e2m1"})
 _ONNX_QUANTIZERS = frozenset({"QuantizeLinear", "DequantizeLinear"})
+#: Bytes of validation items kept in memory after their first pass. NNCF reads the validation set
+#: once per model it validates or ranks (2 + one per group of quantizers + one per iteration), and
+#: making a generator's items again each time cost about 4x their inference on Tiny Darknet here;
+#: a larger set is made again on every pass (memory does not grow without bound).
+VALIDATION_KEEP = 1 << 30
 #: Stage of the restorer -> the report's name for the time spent in it.
 STAGES = ("quantize", "validate", "rank", "iterate")
 

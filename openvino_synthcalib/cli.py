@@ -232,6 +232,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _print_report(report: dict[str, Any], as_json: bool) -> None:
+    from .preprocessing import report_line
+
     report = {k: v for k, v in report.items() if k != "quantized_model"}
     if as_json:
         print(json.dumps(report, indent=2))
@@ -239,9 +241,12 @@ def _print_report(report: dict[str, Any], as_json: bool) -> None:
     per_class = report["samples_per_class"]
     counts = sorted(set(per_class.values()))
     balance = f"{counts[0]} per class" if len(counts) == 1 else f"{counts[0]}-{counts[-1]} per class"
+    if list(per_class) == ["unlabelled"]:  # a flat folder: one pool of images, no classes
+        balance = "unlabelled"
     print(f"source:     {report['source']}")
-    print(f"input:      {preprocessing_line(report['preprocessing'])}")
-    print(f"samples:    {report['num_samples']} ({balance}, {len(per_class)} classes), seed {report['seed']}")
+    print(f"input:      {report_line(report['preprocessing'])}")
+    classes = "" if balance == "unlabelled" else f", {len(per_class)} classes"
+    print(f"samples:    {report['num_samples']} ({balance}{classes}), seed {report['seed']}")
     print(f"recipe:     {report['recipe_summary']}")
     print(f"quantized:  {report['quantize_seconds']:.1f} s")
     if report.get("fp32_bytes"):
@@ -263,16 +268,6 @@ def _print_report(report: dict[str, Any], as_json: bool) -> None:
             print(f"synthcalib: {line}", file=sys.stderr)
         else:
             print(line)
-
-
-def preprocessing_line(pre: dict[str, Any]) -> str:
-    """``[-1, 1] RGB NCHW at 224x224, from preset inception``: what a report says of the input."""
-    from .preprocessing import describe_values
-
-    if "input_range" not in pre:
-        return pre.get("origin", "")
-    size = "x".join(map(str, pre["size"])) if pre.get("size") else "the source's size"
-    return f"{describe_values({**pre, 'channel_order': 'RGB'})} {pre['channel_order']} {pre['layout']} {pre['dtype']} at {size}, from {pre['origin']}"
 
 
 def cmd_quantize(args: argparse.Namespace) -> None:
@@ -340,6 +335,9 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         print(json.dumps(result, indent=2))
         return
     items = f"{result['images']} images" + (f" ({result['classes']} classes)" if result["classes"] else "")
+    from .preprocessing import report_line
+
+    print(f"input:     {report_line(result['preprocessing'])}")
     if "top1" in result:
         print(f"top-1:     {100 * result['top1']:.2f}% on {items}")
         print(f"labels:    {result['labels']}")

@@ -50,7 +50,12 @@ PRESETS = MappingProxyType(
             "channel_order": "RGB",
         },
         # [-1, 1]: TensorFlow-born models (Inception, EfficientNet-Lite, MobileNet from TF-slim)
-        "inception": {"input_range": (0.0, 1.0), "mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5), "channel_order": "RGB"},
+        "inception": {
+            "input_range": (0.0, 1.0),
+            "mean": (0.5, 0.5, 0.5),
+            "std": (0.5, 0.5, 0.5),
+            "channel_order": "RGB",
+        },
         "unit": {"input_range": (0.0, 1.0), "mean": None, "std": None, "channel_order": "RGB"},
         "pixels": {"input_range": (0.0, 255.0), "mean": None, "std": None, "channel_order": "RGB"},
         "caffe": {

@@ -133,6 +133,7 @@ def evaluate(
         folder = getattr(source, "folder", None)
         result: dict[str, Any] = {
             "data": str(spec),
+            "preprocessing": tf.describe() if hasattr(tf, "describe") else {"origin": "the caller's callable"},
             "images": n,
             "classes": len(folder.classes) if folder is not None else (len(np.unique(labels)) if not no_top1 else 0),
         }

@@ -89,6 +89,16 @@ def describe_values(values: Mapping[str, Any]) -> str:
     return text if order == "RGB" else f"{order} {text}"
 
 
+def report_line(values: Mapping[str, Any]) -> str:
+    """``[-1, 1] RGB NCHW float32 at 224x224, from preset inception``: a report's input line, from
+    a Transform's ``describe()`` (a caller's callable: only where it came from)."""
+    if "input_range" not in values:
+        return str(values.get("origin", ""))
+    size = "x".join(map(str, values["size"])) if values.get("size") else "the source's size"
+    order, layout, dtype = values["channel_order"], values["layout"], values["dtype"]
+    return f"{describe_values({**values, 'channel_order': 'RGB'})} {order} {layout} {dtype} at {size}, from {values['origin']}"
+
+
 def _num(v: float) -> str:
     return f"{v:.4g}"
 

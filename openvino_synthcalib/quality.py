@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from functools import lru_cache
 from importlib import resources
 from typing import Any
@@ -192,9 +192,14 @@ def shipped_relation() -> dict[str, Any] | None:
     return json.loads(text)
 
 
-def summary(report: Mapping[str, Any]) -> list[str]:
+def _cli_name(key: str) -> str:
+    return "--" + key.replace("_", "-")
+
+
+def summary(report: Mapping[str, Any], name: Callable[[str], str] = _cli_name) -> list[str]:
     """The quality report as text lines: the synthetic check, the prediction, and a warning line
-    (``warning: ...``) when the prediction says the INT8 model is poor."""
+    (``warning: ...``) when the prediction says the INT8 model is poor; ``name`` names an option as
+    the caller's front-end does (``Settings.name``; default: the CLI's flags)."""
     if "skipped" in report:
         return [f"check:      not run ({report['skipped']})"]
     rate = report["flip_rate"]
@@ -212,6 +217,7 @@ def summary(report: Mapping[str, Any]) -> list[str]:
     if p["poor"]:
         lines.append(
             f"warning: this INT8 model is likely poor (predicted {100 * p['flip_rate']:.1f}% flips, over "
-            f"{100 * p['poor_above']:.0f}%): try accuracy control (--max-drop 0.01) or another recipe (--recipe)"
+            f"{100 * p['poor_above']:.0f}%): try accuracy control ({name('max_drop')} 0.01) or another recipe "
+            f"({name('recipe')})"
         )
     return lines

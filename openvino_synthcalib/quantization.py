@@ -84,7 +84,15 @@ def quantize(
         "check": check,
     }
     settings = options.read(options.from_nested(given, "api"), "api")
-    return quantize_settings(settings)
+    report = quantize_settings(settings)
+    from .quality import summary
+
+    for line in summary(report["check"], settings.name):
+        if line.startswith("warning: "):  # a likely poor INT8 model is never handed over silently
+            import warnings
+
+            warnings.warn(f"synthcalib.quantize: {line[len('warning: ') :]}", UserWarning, stacklevel=2)
+    return report
 
 
 def quantize_settings(settings: options.Settings, progress: Any = None) -> dict[str, Any]:
@@ -182,11 +190,12 @@ def _with_accuracy_control(plan: Any, calibration: Any, nncf_kwargs: dict[str, A
             f"'labels' needs a class-conditional source, not '{source.spec}': {source.why_unlabelled}; use the "
             f"metric 'agreement', or a {plan.settings.name('validation_source')} with labels",
         )
-    validation = Dataset(validation_stream, with_labels=True, model=plan.target)
+    from .accuracy_control import VALIDATION_KEEP, Monitor
+
+    # NNCF reads the validation set once per model it ranks or tries: keep the items, don't remake them
+    validation = Dataset(validation_stream, with_labels=True, model=plan.target, keep=VALIDATION_KEEP)
     fn = top1_agreement(plan.model, device=plan.settings["device"]) if metric == "agreement" else top1_vs_labels
     from nncf.quantization.advanced_parameters import AdvancedAccuracyRestorerParameters
-
-    from .accuracy_control import Monitor
 
     extra: dict[str, Any] = {}
     restorer: dict[str, Any] = {}
@@ -222,6 +231,7 @@ def _with_accuracy_control(plan: Any, calibration: Any, nncf_kwargs: dict[str, A
         "validation_source": validation_stream.source.spec,
         "validation_samples": len(validation_stream),
         "validation_seed": validation_stream.seed,
+        "validation_kept_in_memory": validation._items.kept is not None,
     }
     return quantized
 

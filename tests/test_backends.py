@@ -162,6 +162,7 @@ def test_cli_quantize_backend_onnx_writes_int8_onnx(assets, tmp_path, capsys):
         main([*base, "--num-samples", "16", "--backend", "onnx", "--max-drop", "0.01", "--out", str(controlled)]) == 0
     )
     assert any(n.op_type == "QuantizeLinear" for n in onnx.load(str(controlled)).graph.node)
+    capsys.readouterr()  # accuracy control's progress lines
     int8 = onnx.load(str(out))
     assert any(n.op_type == "QuantizeLinear" for n in int8.graph.node)
     (logits,) = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(

@@ -347,3 +347,78 @@ def test_mct_peer_census_on_a_tiny_zoo(tmp_path):
     assert "python benchmarks/mct_peer.py --models tiny" in md
     run_benchmark("mct_peer.py", "--report-only", "--out", out)
     assert (out / "mct_peer.md").read_text() == md
+
+
+def test_generator_quality_report_is_its_json_rendered():
+    """``generator_quality.md`` is the header ``generator_quality.sh`` writes and the evaluation's
+    table of the committed ``generator_quality.json``: no figure besides those."""
+    import json
+
+    pytest.importorskip("torch")
+    from openvino_synthcalib.train_generator.evaluation import markdown_table
+
+    results = REPO / "benchmarks" / "results"
+    data = json.loads((results / "generator_quality.json").read_text())
+    header = (
+        "# Generator quality: teacher vs shipped student (one evaluation run)\n\n"
+        f"Command: `bash benchmarks/generator_quality.sh` (NUM={data['num_generated']})\n\n"
+    )
+    table = markdown_table(data)
+    assert (results / "generator_quality.md").read_text() == header + table + ("" if table.endswith("\n") else "\n")
+
+
+def test_accuracy_control_imagenet_report_from_a_tiny_csv(tmp_path):
+    """--report-only rebuilds the Markdown from the CSV and the meta record: ratios to the plain row of
+    the same run, accuracy control's own figures, the layers kept in FP32, a refused configuration, and
+    a model that did not qualify."""
+    import json
+
+    ac = _benchmark_module("accuracy_control_imagenet")
+    base = {"model": "darknet", "seed": "0", "samples": "300", "views": "centre+mirror", "images": "250",
+            "fp32_top1": "66.4", "run_id": "r1", "plain_s": "40.0"}  # fmt: skip
+
+    def row(config, flips, wall, kept="", max_drop="", **extra):
+        return {**base, "config": config, "max_drop": max_drop, "validation_samples": "250" if max_drop else "",
+                "max_iterations": "20" if max_drop else "", "flip_rate": flips, "flip_rate_centre": flips,
+                "int8_top1": "60.0", "int8_top1_views": "56.0", "wall_s": wall, "chosen": "mixed_histogram",
+                "kept_fp32": str(len(kept.split(";"))) if kept else "0", "kept_names": kept, "quantized_ops": "17",
+                **extra}  # fmt: skip
+
+    control = {"ac_seconds": "80", "ac_iterations": "3", "ac_fp32_metric": "1.0", "ac_int8_metric": "0.544",
+               "ac_final_metric": "0.8", "ac_reached": "False"}  # fmt: skip
+    rows = [
+        row("plain", "20.0", "40.0"),
+        row("ac-synthetic", "10.0", "120.0", "/0/Conv;/8/Conv", "0.01", **control),
+        row("ignore-first-last", "15.0", "44.0", "/0/Conv;/49/Conv"),
+        {**base, "config": "per-channel", "max_drop": "", "validation_samples": "", "max_iterations": "",
+         "note": "NNCF refused it on every target device (ANY, CPU): ValueError: incompatible"},  # fmt: skip
+    ]
+    with open(tmp_path / f"{ac.NAME}.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=ac.FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+    meta = {"models": {"darknet": {"file": "../shared/models/imagenet/darknet_tiny.onnx"},
+                       "mobilenet_v1": {"qualification": {"plain_flip_rate": 7.0, "threshold": 10.0,
+                                                          "qualifies": False}}}}  # fmt: skip
+    (tmp_path / f"{ac.NAME}.meta.json").write_text(json.dumps(meta))
+    (tmp_path / f"{ac.NAME}.commands.txt").write_text("python benchmarks/accuracy_control_imagenet.py\n")
+    ac.main(["--report-only", "--out", str(tmp_path)])
+    md = (tmp_path / f"{ac.NAME}.md").read_text()
+    assert "    python benchmarks/accuracy_control_imagenet.py\n" in md
+    assert "| plain | – | – | 20.00 | 20.00 | 1.00 | 60.0 | 56.0 | 1 | 0 of 17 | – | – |" in md
+    assert "| ac-synthetic | 0.01 | 250 | 10.00 | 10.00 | 0.50 | 60.0 | 56.0 | x3.00 | 2 of 17 |" in md
+    assert "1.000 -> 0.544 -> 0.800 (not reached) | 3, 80 s |" in md
+    assert "| ignore-first-last | – | – | 15.00 | 15.00 | 0.75 | 60.0 | 56.0 | x1.10 | 2 of 17 |" in md
+    assert "- per-channel: NNCF refused it on every target device (ANY, CPU)" in md
+    assert "- ac-synthetic (max drop 0.01): `/0/Conv`, `/8/Conv`" in md
+    assert "**mobilenet_v1 does not qualify**: its plain INT8 model flips 7.0%" in md
+
+
+@pytest.mark.shared
+def test_accuracy_control_imagenet_split_is_disjoint():
+    """The measured images and the real validation images of accuracy control never overlap."""
+    ac = _benchmark_module("accuracy_control_imagenet")
+    for limit in (None, 32):
+        measured, labels, pool = ac.split(limit)
+        assert len(measured) == len(labels) and not set(measured) & set(pool)
+        assert len(measured) == len(pool) == (limit or 250)

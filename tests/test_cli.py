@@ -181,7 +181,7 @@ def bad_cases(assets, tmp_path):
         (["quantize", cls, "--source", f"images:{tmp_path / 'nodir'}", "--out", o], "does not exist"),
         (["quantize", cls, "--source", f"generator:{gen}", "--mean", "1,2", "--out", o], "mean: expected 1 or 3"),
         (["evaluate", cls, "--data", f"images:{tmp_path}", "--preset", "unit"], "no class folders"),
-        (["evaluate", cls, "--data", "noise:gaussian", "--preset", "unit"], "labelled image folder"),
+        (["evaluate", cls, "--data", "noise:gaussian", "--preset", "unit"], "is not class-conditional"),
         (["generate", "--source", f"generator:{gen}", "-n", 0, "--out", tmp_path / "g"], "--num"),
         (["generate", "--source", "noise:gaussian", "-n", 2, "--out", tmp_path / "g"], "any size"),
         (["generate", "--source", f"generator:{gen}", "--out", "/proc/nope"], "cannot be created"),

@@ -117,9 +117,14 @@ def apply(run_module: Any = None) -> Any:
 
     def create_engine(config: Any, **kwargs: Any) -> Any:
         if _is_synthetic(config):
+            from ..preprocessing import report_line
             from .engine import create_engine as make
 
-            return make(config, **kwargs)
+            engine = make(config, **kwargs)
+            transform = engine.synthcalib_setup.plan.transform
+            if hasattr(transform, "describe"):
+                print(f"synthcalib: input {report_line(transform.describe())}", file=sys.stderr)
+            return engine
         return original_create_engine(config, **kwargs)
 
     def create_pipeline(algo_config: Any, engine: Any, interface: str = "API") -> Any:

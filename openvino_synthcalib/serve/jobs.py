@@ -200,7 +200,8 @@ def calibrate(job: Job, held_out: int = HELD_OUT, timing_seconds: float = TIMING
             job.start_pass(req.num_samples)
         job.add(n)
 
-    result = run_calibration(page_settings(req, job.output, check_samples=held_out), progress)
+    settings = page_settings(req, job.output, check_samples=held_out)
+    result = run_calibration(settings, progress)
     check = result["check"]
     fp32 = models.read_model(req.model.path, "model")
     static = models.static_dims(fp32.inputs[0].get_partial_shape())[0]
@@ -236,7 +237,7 @@ def calibrate(job: Job, held_out: int = HELD_OUT, timing_seconds: float = TIMING
         "int8_top1_vs_class": check.get("int8_top1_vs_class"),
         "check": check,
         "prediction": prediction,
-        "quality": summary(check),
+        "quality": summary(check, settings.name),
         "timing_batch": len(sample),
         "fp32_images_per_s": round(fps32, 1),
         "int8_images_per_s": round(fps8, 1),

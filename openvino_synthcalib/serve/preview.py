@@ -33,7 +33,7 @@ def preview_stream(entry: GeneratorEntry, seed: int, classes: list[str] | None, 
 def sample_files(entry: GeneratorEntry, seed: int, classes: list[str] | None, count: int) -> list[SampleFile]:
     """Every file of the preview (per-class PNGs, then ``grid.png``)."""
     stream = preview_stream(entry, seed, classes, count)
-    return list(sample_pngs(stream.batches(), stream.source.names))
+    return list(sample_pngs(stream.batches(), stream.source.names, ids=getattr(stream.source, "class_ids", None)))
 
 
 def generate_command(entry: GeneratorEntry, seed: int, classes: list[str] | None, total: int) -> str:
@@ -50,7 +50,8 @@ def preview(entry: GeneratorEntry, seed: int, classes: list[str] | None, count: 
     stream = preview_stream(entry, seed, classes, count)
     names = stream.source.names
     rows: dict[int, list[dict[str, Any]]] = {}
-    for index, sample in enumerate(f for f in sample_pngs(stream.batches(), names) if f.label is not None):
+    ids = getattr(stream.source, "class_ids", None)
+    for index, sample in enumerate(f for f in sample_pngs(stream.batches(), names, ids=ids) if f.label is not None):
         item = {"index": index, "path": sample.path, "png": base64.b64encode(sample.data).decode("ascii")}
         rows.setdefault(sample.label, []).append(item)
     return {
