@@ -18,10 +18,12 @@ writes the relation the product ships (``openvino_synthcalib/data/flip_relation.
   200 sample images, so that no measured image was seen in calibration.
 * INT8 models. Each (model, source, seed) cell runs the product's adaptive recipe once, through the
   product's own plan (``plan.build`` then what ``quantization.run`` does for ``adaptive``), keeping every
-  candidate (``nncf`` = NNCF's defaults, ``mixed_minmax``, ``mixed_histogram``): three INT8 models.
-  ``--extra-recipes`` (e.g. ``minmax``) adds fixed recipes on the same calibration items. The
-  ``adaptive`` row is the candidate it chose, the same model: it is listed, but the fit and every
-  figure count each INT8 model once.
+  candidate (``nncf`` = NNCF's defaults, ``mixed_minmax``, ``mixed_histogram``). Measured: on CIFAR-10
+  every candidate (``--cifar-candidates``), on ImageNet ``nncf`` and the adaptive choice
+  (``--imagenet-candidates``; a 224 px check costs several times a CIFAR-10 one); ``--extra-recipes``
+  (e.g. ``minmax``) adds fixed recipes on the same calibration items. The ``adaptive`` row is the
+  candidate it chose, the same model: it is listed, but the fit and every figure count each INT8
+  model once.
 * The check: ``quality.check`` of the plan on each INT8 model, with the check source fixed to the
   domain's generator (``generator:cifar10``, ``generator:imagenet``) whatever the calibration source,
   1,000 items by default; its statistics and its seconds go in the row.
@@ -59,8 +61,8 @@ import numpy as np
 from commands import record, recorded
 from paths import CIFAR_TEST, CIFAR_TRAIN, REPO, RESULTS, SHARED, TEACHER, shown
 from rows import appending, done_keys
-from testset import compile_f32, crop_views, load_test, predictions, resized, sample_images
 from testset import IMAGENET_CLASSES as CLASSES_TSV
+from testset import compile_f32, crop_views, load_test, resized, sample_images
 from zoo import resolve_models
 
 NAME = "flip_prediction"
@@ -229,7 +231,9 @@ def run_cell(args, dom: str, model: str, path: Path, preset: str, source: str, s
     from openvino_synthcalib.recipes import recipe as fixed_recipe
 
     if tuple(ADAPTIVE_CANDIDATES) != CANDIDATES:
-        log(f"note: the adaptive recipe's candidates are now {ADAPTIVE_CANDIDATES} (this script's text says {CANDIDATES})")
+        log(
+            f"note: the adaptive recipe's candidates are now {ADAPTIVE_CANDIDATES} (this script's text says {CANDIDATES})"
+        )
     check_spec = args.check_source.get(dom) or CHECK_SOURCES[dom]
     given = {
         "model": str(path),
@@ -342,8 +346,9 @@ def run(args) -> None:
     csv_path = args.out / f"{NAME}.csv"
     args.out.mkdir(parents=True, exist_ok=True)
     done = done_keys(csv_path, KEY)
-    recipes = [*CANDIDATES, *args.extra_recipes, "adaptive"]
     for dom in args.domains:
+        recipes = [*(args.cifar_candidates if dom == "cifar10" else args.imagenet_candidates), *args.extra_recipes,
+                   "adaptive"]  # fmt: skip
         models = domain_models(args, dom)
         sources = domain_sources(args, dom)
         check_spec = args.check_source.get(dom) or CHECK_SOURCES[dom]
@@ -500,7 +505,6 @@ def summarise(args) -> str:
     doms = list(dict.fromkeys(r["domain"] for r in rows))
     models = {d: list(dict.fromkeys(r["model"] for r in rows if r["domain"] == d)) for d in doms}
     sources = {d: list(dict.fromkeys(r["source"] for r in rows if r["domain"] == d)) for d in doms}
-    recipes = list(dict.fromkeys(r["recipe"] for r in rows))
     checks = sorted({(r["domain"], r["check_source"], r["check_samples"]) for r in rows})
     tests = {r["domain"]: r["test_items"] for r in rows}
     lines += [
@@ -514,14 +518,19 @@ def summarise(args) -> str:
         f" the FP32 model gives >= {0.5} probability), `mean_kl` (mean KL divergence of the INT8 softmax from"
         " FP32's).",
         "",
-        "**INT8 models.** " + "; ".join(
+        "**INT8 models.** "
+        + "; ".join(
             f"{d}: {len(models[d])} models ({', '.join(models[d])}) x {len(sources[d])} calibration sources"
             f" ({', '.join(sources[d])}), real flips on {tests[d]} items"
             for d in doms
-        ) + f". Recipes: {', '.join(recipes)}, all from one run of the product's adaptive recipe per model,"
-        " source and seed (its candidates kept; extra fixed recipes on the same calibration items). The product's"
-        " default, `adaptive`, gives the candidate it chose: the same INT8 model, so it is counted once (marked"
-        " `*` below). " + _setup_text(rows),
+        )
+        + ". Recipes, all from one run of the product's adaptive recipe per model, source and seed (its candidates"
+        " `nncf` = NNCF's defaults, `mixed_minmax`, `mixed_histogram` kept; fixed extra recipes on the same"
+        " calibration items): "
+        + "; ".join(f"{d}: {', '.join(dict.fromkeys(r['recipe'] for r in rows if r['domain'] == d))}" for d in doms)
+        + ". The product's default, `adaptive`, gives the candidate it chose: the same INT8 model, so it is counted"
+        " once (marked `*` below); on ImageNet only `nncf` and that choice are measured (a 224 px check costs"
+        " several times a CIFAR-10 one). " + _setup_text(rows),
         "",
         f"**The fit** (`quality.fit`): `log(real + {_floor()}) = a + b log(statistic + {_floor()})` by least"
         f" squares on all {len(rows)} INT8 models, with a {round(100 * COVERAGE)}% interval from the 5% and 95%"
@@ -578,7 +587,11 @@ def summarise(args) -> str:
         f"In words: predicted real flips = exp({rel['a']:.3f}) x (statistic + {_floor()})^{rel['b']:.3f} -"
         f" {_floor()}, interval x{math.exp(rel['residual_low']):.2f} to x{math.exp(rel['residual_high']):.2f} of"
         f" (prediction + {_floor()}); the product warns from {100 * POOR_ABOVE:.2f}% predicted, i.e. from"
-        + (f" {pick} = {_stat(pick, threshold(rel))} on the check." if rel["b"] > 0 else " (the fit is not increasing!)"),
+        + (
+            f" {pick} = {_stat(pick, threshold(rel))} on the check."
+            if rel["b"] > 0
+            else " (the fit is not increasing!)"
+        ),
         "",
     ]
     lines += _failures(ev)
@@ -650,9 +663,7 @@ def _why(evals: dict, pick: str, cover: bool, flags: bool) -> str:
 def _failures(ev: dict) -> list[str]:
     """Where the relation fails: the held-out misses, and each domain's offset from the line."""
     pts, held, shipped = ev["points"], ev["held"], ev["shipped"]
-    misses = [
-        (r, h) for r, h in zip(pts, held) if h is not None and not (h["low"] <= r["real_flip_rate"] <= h["high"])
-    ]
+    misses = [(r, h) for r, h in zip(pts, held) if h is not None and not (h["low"] <= r["real_flip_rate"] <= h["high"])]
     lines = ["## Where the relation fails", ""]
     for dom, v in ev["summary"].items():
         if dom == "all":
@@ -722,22 +733,23 @@ def _per_model(ev: dict, pick: str) -> list[str]:
     ]
     for r, h, p in zip(ev["points"], ev["held"], ev["shipped"]):
         real = r["real_flip_rate"]
-
-        def cells(q: dict | None) -> str:
-            if q is None:
-                return "– | – | –"
-            inside = "yes" if q["low"] <= real <= q["high"] else "**no**"
-            flag = "yes" if q["poor"] else "no"
-            if q["poor"] and real < FINE or not q["poor"] and real >= POOR:
-                flag = f"**{flag}**"
-            return f"{pct(q['flip_rate'])} [{pct(q['low'])}-{pct(q['high'])}] | {inside} | {flag}"
-
         lines.append(
             f"| {r['domain']} | {r['model']} | {r['source']} | {r['recipe']}{' *' if r['adaptive_choice'] else ''} |"
             f" {pct(real)} | {pct(r['check_flip_rate'])} | {pct(r['check_confident_flip_rate'])} |"
-            f" {r['check_mean_kl']:.4g} | {cells(h)} | {cells(p)} |"
+            f" {r['check_mean_kl']:.4g} | {_cells(h, real)} | {_cells(p, real)} |"
         )
     return [*lines, ""]
+
+
+def _cells(q: dict | None, real: float) -> str:
+    """Prediction [interval] | in | flagged (bold where the flag rule is broken) of one INT8 model."""
+    if q is None:
+        return "– | – | –"
+    inside = "yes" if q["low"] <= real <= q["high"] else "**no**"
+    flag = "yes" if q["poor"] else "no"
+    if q["poor"] and real < FINE or not q["poor"] and real >= POOR:
+        flag = f"**{flag}**"
+    return f"{pct(q['flip_rate'])} [{pct(q['low'])}-{pct(q['high'])}] | {inside} | {flag}"
 
 
 def _plot(evals: dict, pick: str, out: Path) -> None:
@@ -829,6 +841,10 @@ def main(argv: list[str] | None = None) -> None:
         help=f"the check's generator per domain (default {', '.join(f'{k}={v}' for k, v in CHECK_SOURCES.items())})",
     )  # fmt: skip
     p.add_argument("--check-samples", type=int, default=1000)
+    p.add_argument("--cifar-candidates", nargs="*", default=list(CANDIDATES), choices=CANDIDATES,
+                   help="the adaptive recipe's candidates measured besides its choice (cifar10)")  # fmt: skip
+    p.add_argument("--imagenet-candidates", nargs="*", default=["nncf"], choices=CANDIDATES,
+                   help="the same for imagenet")  # fmt: skip
     p.add_argument("--extra-recipes", nargs="*", default=[], help="fixed recipes beside the adaptive candidates")
     p.add_argument("--seeds", nargs="*", type=int, default=[0])
     p.add_argument("--num-samples", type=int, default=300)

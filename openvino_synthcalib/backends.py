@@ -328,15 +328,17 @@ def load(
         raise SynthcalibError(f"cannot read ONNX model file '{path}': {_first_line(exc)}") from None
 
 
-def check_accuracy_control(backend: str, name: str = "accuracy_control") -> None:
-    """NNCF 3.4 runs ``quantize_with_accuracy_control`` for OpenVINO and ONNX models only."""
+def check_accuracy_control(backend: str) -> None:
+    """NNCF 3.4 runs ``quantize_with_accuracy_control`` for OpenVINO and ONNX models only (an error
+    keyed ``max_drop``, the option that turns it on)."""
     if backend == "torch":
         import nncf
 
         raise SynthcalibError(
-            f"{name}: nncf.quantize_with_accuracy_control (NNCF {nncf.__version__}) supports OpenVINO and "
+            f"nncf.quantize_with_accuracy_control (NNCF {nncf.__version__}) supports OpenVINO and "
             "ONNX models only, not PyTorch: quantize the module with nncf.quantize, or convert it "
-            "(ov.convert_model) and use accuracy control on the OpenVINO model"
+            "(ov.convert_model) and use accuracy control on the OpenVINO model",
+            key="max_drop",
         )
 
 

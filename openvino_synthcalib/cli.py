@@ -98,13 +98,6 @@ def _add_preprocessing(p: argparse.ArgumentParser) -> None:
     g.add_argument("--layout", choices=("NCHW", "NHWC"))
 
 
-CLASS_LIST_HELP = (
-    "the model's classes in output order, to map class folders of images: sources by name (WordNet id, "
-    "name or index), e.g. when a folder holds only some classes: a text file (one name per line), a TSV "
-    "(index<TAB>wnid<TAB>name), a JSON list, or a generator whose metadata names its classes (cifar10)"
-)
-
-
 def _preprocessing(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "preset": args.preset,
@@ -190,7 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
         "only; options ?class_list=FILE, ?crop=center|none), generator:imagenet or generator:PATH.xml (labels: the "
         "conditioning classes), noise:gaussian, fractal:ifs (agreement only)",
     )
-    e.add_argument("--class-list", metavar="FILE", help=CLASS_LIST_HELP)
+    e.add_argument("--class-list", metavar="FILE", help=options.BY_KEY["class_list"].help)
     e.add_argument(
         "--reference",
         help="FP32 model: also report top-1 agreement with it (needs no labels: any folder, any source)",
@@ -329,8 +322,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     from .evaluation import evaluate
 
     pre = {k: v for k, v in _preprocessing(args).items() if v is not None}
-    with _flags_named(EVALUATE_FLAGS):
-        result = _evaluate(evaluate, args, pre)
+    result = _evaluate(evaluate, args, pre)
     if args.json:
         print(json.dumps(result, indent=2))
         return
@@ -348,34 +340,13 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         print(f"reference: {ref}top-1 agreement: {100 * result['agreement']:.2f}% on {items}")
 
 
-#: ``evaluate``'s keyword arguments as its command line names them (errors are rendered so).
-EVALUATE_FLAGS = {
-    "data": "--data",
-    "reference": "--reference",
-    "class_list": "--class-list",
-    "layout": "--layout",
-    "input_range": "--input-range",
-    "mean": "--mean",
-    "std": "--std",
-    "channel_order": "--channel-order",
-}
+#: Keys of errors about ``evaluate``'s own arguments (beyond the option table's) and their flags.
+OWN_FLAGS = {"data": "--data", "reference": "--reference"}
 
 
-@contextlib.contextmanager
-def _flags_named(flags: dict[str, str]) -> Iterator[None]:
-    """A library error that leads with a keyword (``data '...': ...``) leads with its flag instead."""
-    from .preprocessing import PreprocessingUnstated
-
-    try:
-        yield
-    except PreprocessingUnstated as exc:
-        raise SynthcalibError(f"--preset: {exc.render('--preset', '--mean/--std/--input-range')}") from None
-    except SynthcalibError as exc:
-        text = str(exc)
-        for key, flag in flags.items():
-            if text.startswith((f"{key} ", f"{key}:")):
-                raise SynthcalibError(flag + text[len(key) :]) from None
-        raise
+def flag(key: str) -> str:
+    """The flag of an error's key: the option table's (``transform.mean``: ``--mean``) or a command's own."""
+    return OWN_FLAGS.get(key) or options.name_in("cli", key)
 
 
 def _evaluate(evaluate: Any, args: argparse.Namespace, pre: dict[str, Any]) -> dict[str, Any]:
@@ -550,7 +521,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         COMMANDS[args.command](args)
     except SynthcalibError as exc:
-        print(f"synthcalib: error: {exc}", file=sys.stderr)
+        print(f"synthcalib: error: {exc.render(flag)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("synthcalib: interrupted", file=sys.stderr)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import sys
 import time
 from pathlib import Path
@@ -42,7 +43,7 @@ def run(
     from . import models
     from .dataset import Dataset
     from .files import created_dirs, save_ir
-    from .inference import predict
+    from .quality import CHECK_SEED_OFFSET, predict, synthetic_flips
     from .stream import SyntheticStream
 
     generator = generator or GENERATORS[DEFAULT_GENERATOR]
@@ -56,15 +57,14 @@ def run(
         with created_dirs(out, "--out"):
             save_ir(int8, out / "classifier_int8.xml")
         stream = calibration.stream
-        test = SyntheticStream(stream.source, held_out, seed=1, transform=stream.transform)
-        inputs = [x for x, _ in test.batches()]
-        labels = test.labels()
+        # the data-free quality check every front-end runs: fresh items (seed + CHECK_SEED_OFFSET)
+        seed = CHECK_SEED_OFFSET
+        with SyntheticStream(stream.source, held_out, seed=seed, transform=stream.transform) as test:
+            check = synthetic_flips(model, int8, test, "CPU")
+            batch = np.concatenate([x for x, _ in itertools.islice(test.batches(), 2)])[:64]
     cfg = {"INFERENCE_PRECISION_HINT": "f32"}
     fp32_c = models.compile_model(models.read_model(classifier), "CPU", cfg)
     int8_c = models.compile_model(int8, "CPU", cfg)
-    p32 = np.concatenate(list(predict(fp32_c, iter(inputs))))
-    p8 = np.concatenate(list(predict(int8_c, iter(inputs))))
-    batch = np.concatenate(inputs)[:64]
     fps32 = _throughput(fp32_c, batch, 3.0)
     fps8 = _throughput(int8_c, batch, 3.0)
     return {
@@ -72,10 +72,13 @@ def run(
         "classifier": str(classifier),
         "calibration_samples": num_samples,
         "quantize_seconds": quantize_s,
-        "held_out": held_out,
-        "agreement": float((p32 == p8).mean()),
-        "fp32_vs_label": float((p32 == labels).mean()),
-        "int8_vs_label": float((p8 == labels).mean()),
+        "held_out": check["items"],
+        "held_out_seed": seed,
+        "agreement": 1.0 - check["flip_rate"],
+        "fp32_vs_label": check["fp32_top1_vs_class"],
+        "int8_vs_label": check["int8_top1_vs_class"],
+        "check": check,
+        "prediction": predict(check),
         "fp32_images_per_s": fps32,
         "int8_images_per_s": fps8,
         "output": str(out / "classifier_int8.xml"),
@@ -112,7 +115,16 @@ def main(argv: list[str] | None = None) -> int:
     print(f"classifier:  {r['classifier']}")
     print(f"calibrated:  {r['calibration_samples']} synthetic images, nncf.quantize {r['quantize_seconds']:.1f} s")
     print(f"INT8 model:  {r['output']}")
-    print(f"FP32 vs INT8 top-1 agreement on {r['held_out']} held-out synthetic images: {100 * r['agreement']:.2f}%")
+    print(
+        f"FP32 vs INT8 top-1 agreement on {r['held_out']} fresh synthetic images (seed {r['held_out_seed']}): "
+        f"{100 * r['agreement']:.2f}%"
+    )
+    p = r["prediction"]
+    if p is not None:
+        print(
+            f"predicted real flips: {100 * p['flip_rate']:.1f}% (interval {100 * p['low']:.1f}-{100 * p['high']:.1f}%, "
+            f"{round(100 * p['coverage'])}% coverage on benchmarks/results/flip_prediction.md)"
+        )
     print(
         f"top-1 against the conditioning class: FP32 {100 * r['fp32_vs_label']:.2f}%, INT8 {100 * r['int8_vs_label']:.2f}%"
     )

@@ -4,7 +4,9 @@ conditioning classes), noise, fractals, a flat folder of photos (agreement only:
 
 The data is read through the same sources and stream as calibration
 (:mod:`~openvino_synthcalib.sources`, :class:`~openvino_synthcalib.stream.SyntheticStream`), with
-the same folder options (:func:`~openvino_synthcalib.plan.folder_options`: class lists, framing).
+the same folder options (:class:`~openvino_synthcalib.sources.images.FolderOptions`: class lists,
+framing). Errors are keyed by the argument at fault (``data``, ``reference``, ``class_list``,
+``transform.mean``), so that the command line names its flags.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ from .classifier import check_same_input, classifier_classes
 from .defaults import DEFAULTS
 from .errors import SynthcalibError
 from .inference import predict
-from .sources.base import Source
+from .sources.base import Source, SourceContext
+from .sources.images import FolderOptions, is_folder_spec, open_source
 from .transforms import as_transform
 
 #: Items of a generated source (a generator, noise, fractals) ``evaluate`` draws unless told ``limit``.
@@ -98,17 +101,11 @@ def evaluate(
         spec = source.spec
         no_top1 = _why_no_top1(source, num_classes, reference is not None)
         if getattr(source, "crop_fraction", None) is not None and size is None:
-            raise SynthcalibError(f"data '{spec}': crop=center needs the model's input size, which is not static")
+            raise SynthcalibError(f"'{spec}': crop=center needs the model's input size, which is not static", "data")
         compiled, batch = _compile_for_batches(model, batch_size, device, precision)
         compiled_ref = None
         if reference is not None:
-            ref_model = reference if hasattr(reference, "inputs") else models.read_model(reference, "reference model")
-            check_same_input(
-                model, ref_model, f"reference '{reference}'" if not hasattr(reference, "inputs") else "reference"
-            )
-            compiled_ref, ref_batch = _compile_for_batches(ref_model, batch, device, precision)
-            if ref_batch != batch:
-                raise SynthcalibError(f"reference '{reference}' has a fixed batch of {ref_batch}, the model {batch}")
+            compiled_ref = _compile_reference(model, reference, batch, device, precision)
         stream = _stream(source, limit, seed, tf)
         stack.callback(stream.close)
         labels = stream.labels()
@@ -159,6 +156,20 @@ def evaluate(
         return result
 
 
+def _compile_reference(model: Any, reference: Any, batch: int, device: str, precision: str | None) -> Any:
+    """The reference model compiled for batches of ``batch``; errors keyed ``reference``."""
+    what = "the reference model" if hasattr(reference, "inputs") else f"'{reference}'"
+    try:
+        ref_model = reference if hasattr(reference, "inputs") else models.read_model(reference, "reference model")
+        check_same_input(model, ref_model, what)
+        compiled, ref_batch = _compile_for_batches(ref_model, batch, device, precision)
+    except SynthcalibError as exc:
+        raise exc.about("reference") from None
+    if ref_batch != batch:
+        raise SynthcalibError(f"{what} has a fixed batch of {ref_batch}, the model {batch}", key="reference")
+    return compiled
+
+
 def _open_data(
     data: Any,
     model: Any,
@@ -172,30 +183,30 @@ def _open_data(
 ) -> Source:
     """``data`` opened as calibration opens a source: an image folder with the folder options (class
     list, framing; each image resized once, to the model's size), anything else by its scheme."""
-    from .plan import folder_options
     from .plugins import resolve_source
-    from .sources.base import SourceContext
-    from .sources.images import is_folder_spec, open_source
 
     if isinstance(data, Source):
         return data
     if not isinstance(data, (str, os.PathLike)) or not os.fspath(data).strip():
         raise SynthcalibError(
-            f"data: expected a source spec such as images:DIR, generator:imagenet or noise:gaussian, got {data!r}"
+            f"expected a source spec such as images:DIR, generator:imagenet or noise:gaussian, got {data!r}", "data"
         )
     spec = os.fspath(data).strip()
     folder = is_folder_spec(spec)
     if class_list is not None and not folder:
         raise SynthcalibError(
-            f"{class_list_name}: maps the class folders of an image folder (images:DIR) to the model's classes; "
-            f"data '{spec}' is not one (a generator's items are labelled by its own classes)"
+            lambda name: (
+                f"maps the class folders of an image folder (images:DIR) to the model's classes; "
+                f"{name('data')} '{spec}' is not one (a generator's items are labelled by its own classes)"
+            ),
+            key="class_list",
         )
-    opened: Any = spec
-    if folder:
-        options = folder_options(model, transform, class_list, class_list_name)
-        opened = open_source(spec, replace(options, size=size))
-    context = SourceContext(num_classes=num_classes, device=device, precision=precision)
-    return resolve_source(opened, context)
+    options = FolderOptions.for_model(model, transform, class_list, class_list_name) if folder else None
+    try:
+        opened = open_source(spec, replace(options, size=size)) if options is not None else spec
+        return resolve_source(opened, SourceContext(num_classes=num_classes, device=device, precision=precision))
+    except SynthcalibError as exc:
+        raise exc.about("data") from None
 
 
 def _why_no_top1(source: Source, num_classes: int | None, has_reference: bool) -> str | None:
@@ -204,16 +215,19 @@ def _why_no_top1(source: Source, num_classes: int | None, has_reference: bool) -
     why = source.why_unlabelled
     if why is None:
         try:
-            source.check_classes(num_classes, "data", None if has_reference else "give --reference MODEL")
+            source.check_classes(num_classes, "data", None if has_reference else "reference")
         except SynthcalibError as exc:
             if not has_reference:
                 raise
-            return str(exc).removeprefix("data ")
+            return exc.detail()
         return None
     if not has_reference:
         raise SynthcalibError(
-            f"data '{source.spec}': top-1 needs labels and {why}; give a reference model to measure agreement "
-            "with it instead (--reference MODEL, or reference= in Python)"
+            lambda name: (
+                f"top-1 needs labels and {why}; give a reference model to measure agreement with it "
+                f"instead ({name('reference')} MODEL)"
+            ),
+            key="data",
         )
     return why
 

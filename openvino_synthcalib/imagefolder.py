@@ -1,11 +1,12 @@
-"""Labelled image folders (``root/<class>/*.png|jpg``), the class lists that name their classes,
-and image files (read whole, or framed as torchvision's ImageNet evaluation does).
+"""Labelled image folders (``root/<class>/*.png|jpg``) and image files (read whole, or framed as
+torchvision's ImageNet evaluation does).
 
 Hidden entries are not data: files and folders whose names start with ``.`` (``.DS_Store``,
 macOS ``._photo.jpg`` AppleDouble files, ``.ipynb_checkpoints/``) are skipped at every level.
 
-Class folders map to the model's classes by name when a :class:`ClassList` is known (a file the
-user passes, a generator's metadata, the model's labels): folder ``n01440764``, ``tench``, ``0``,
+Class folders map to the model's classes by name when a :class:`~.classes.ClassList` is known
+(:func:`~.classes.folder_class_list` says which: a file the user passes, a paired generator's
+classes, the model's labels): folder ``n01440764``, ``tench``, ``0``,
 ``n01440764_tench`` or ``0_tench`` (``ID_name`` and ``INDEX_name``, as ``synthcalib generate``
 writes them) is class 0 of an ImageNet list, whatever other folders are present. Without a class
 list, folders named by class index (``3``, ``03_cat``) are that class; folders named by WordNet id
@@ -23,12 +24,9 @@ never for anything that needs labels. A folder that holds both images and class 
 
 from __future__ import annotations
 
-import functools
-import json
 import math
 import os
 import re
-import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,16 +34,12 @@ from typing import Any
 
 import numpy as np
 
-from .errors import SynthcalibError
+from .classes import ClassList, imagenet_class_list, pass_class_list
+from .errors import Namer, SynthcalibError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".ppm")
 #: The preview ``synthcalib generate`` writes beside its class folders: not an image of any class.
 GRID_FILE = "grid.png"
-#: Header words of a class-list table (a first row made only of these is not a class).
-_HEADER_WORDS = {"index", "idx", "id", "wnid", "synset", "name", "names", "class", "classes", "label", "labels"}
-_WNID_LINE = re.compile(r"^(n\d{8})\s+(\S.*)$")  # LOC_synset_mapping.txt: "n01440764 tench, Tinca tinca"
-#: A folder named ``ID_name`` or ``INDEX_name`` (as ``synthcalib generate`` writes them): the id, the name.
-_PREFIXED = re.compile(r"^([^_\s]+)[_\s]+(\S.*)$")
 #: A folder named by class index, alone or before a name (``7``, ``007_cat``).
 _INDEXED = re.compile(r"^(\d+)(?:[_\s]+\S.*)?$")
 #: A folder named by WordNet id, alone or before a name (``n01440764``, ``n01440764_tench``).
@@ -58,315 +52,6 @@ DEFAULT_CROP_FRACTION = 0.875
 def is_hidden(name: str) -> bool:
     """Dot files and folders (``.DS_Store``, ``._x.jpg``, ``.ipynb_checkpoints``) are not data."""
     return name.startswith(".")
-
-
-def _norm(name: str) -> str:
-    """Folder and class names compare case-insensitively, with spaces and underscores alike."""
-    return " ".join(name.replace("_", " ").casefold().split())
-
-
-def _loose(name: str) -> str:
-    """A name's letters and digits only, in ASCII and lower case: ``tench_Tinca_tinca`` (a name made
-    safe for a file system) compares equal to ``tench, Tinca tinca``."""
-    text = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode("ascii").casefold()
-    return re.sub(r"[^0-9a-z]", "", text)
-
-
-# ----------------------------------------------------------------------------- class lists
-
-
-@dataclass(frozen=True)
-class ClassList:
-    """The model's classes in output order, with the names a folder may carry for each.
-
-    ``names[i]`` is class ``i``'s name (shown in reports, matched by ``--classes``); ``aliases[i]``
-    are every name a folder of class ``i`` may have (WordNet id, name, synonyms), besides its
-    index. ``origin`` says where the list came from (named in errors). An ``explicit`` list (the
-    user's) must match every folder; an inferred one (a paired generator's metadata, the model's
-    labels) is ignored when no folder matches it, and must match all folders otherwise.
-    ``labels[i]``, for lists whose rows give an identifier and a name (``classes.tsv``: WordNet id,
-    name), is the name; None otherwise. ``ids[i]`` is class ``i``'s identifier (a WordNet id) where
-    the list has them: a folder ``ID_name`` is the class of ``ID``.
-    """
-
-    names: tuple[str, ...]
-    aliases: tuple[tuple[str, ...], ...]
-    origin: str
-    explicit: bool = True
-    labels: tuple[str, ...] | None = None
-    ids: tuple[str, ...] | None = None
-
-    def __len__(self) -> int:
-        return len(self.names)
-
-    @classmethod
-    def from_names(
-        cls, names: Sequence[str], origin: str, explicit: bool = True, ids: Sequence[str] | None = None
-    ) -> ClassList:
-        """Names (and, if given, identifiers such as WordNet ids, which folders may be named by too)."""
-        names = tuple(str(n).strip() for n in names)
-        if not names or not all(names):
-            raise SynthcalibError(f"{origin}: expected a non-empty list of non-empty class names")
-        has_ids = ids is not None and len(ids) == len(names)
-        extra = tuple((str(i).strip(),) for i in ids) if has_ids else ((),) * len(names)
-        return cls(
-            names,
-            tuple(tuple(dict.fromkeys((n, *_parts(n), *e))) for n, e in zip(names, extra)),
-            origin,
-            explicit,
-            ids=tuple(e[0] for e in extra) if has_ids else None,
-        )
-
-    @classmethod
-    def load(cls, value: Any, where: str = "class_list", explicit: bool = True) -> ClassList:
-        """A class list from a file (text: one name per line; TSV: ``index<TAB>wnid<TAB>name``;
-        JSON: a list of names or ``{index: name or [wnid, name]}``), a generator (a shipped one
-        by name, ``generator:PATH`` or a model file) whose metadata names its classes, a
-        sequence of names, or a :class:`ClassList`. ``where`` names the option in errors."""
-        if isinstance(value, ClassList):
-            return value
-        if isinstance(value, (list, tuple)):
-            return cls.from_names([str(v) for v in value], f"{where} ({len(value)} names)", explicit)
-        if not isinstance(value, (str, os.PathLike)) or not os.fspath(value).strip():
-            raise SynthcalibError(f"{where}: expected a class-list file or a generator, got {value!r}")
-        text = os.fspath(value).strip()
-        if _is_generator(text):
-            return generator_class_list(text, where, explicit)
-        path = Path(text)
-        if not path.is_file():
-            raise SynthcalibError(
-                f"{where} '{text}' does not exist: expected a class-list file (one name per line, or "
-                "index<TAB>wnid<TAB>name) or a generator with class names"
-            )
-        origin = f"{where} '{text}'"
-        try:
-            content = path.read_text(encoding="utf-8-sig")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise SynthcalibError(f"{origin}: cannot read it as UTF-8 text ({exc})") from None
-        rows = _json_rows(content, origin) if path.suffix.lower() == ".json" else _text_rows(content)
-        return cls._from_rows(rows, origin, explicit)
-
-    @classmethod
-    def _from_rows(cls, rows: list[tuple[int | None, list[str]]], origin: str, explicit: bool) -> ClassList:
-        if not rows:
-            raise SynthcalibError(f"{origin}: no class names in it")
-        indexed = [i for i, _ in rows if i is not None]
-        if indexed and len(indexed) != len(rows):
-            raise SynthcalibError(f"{origin}: either every row starts with a class index or none does")
-        order = indexed or list(range(len(rows)))
-        if sorted(order) != list(range(len(rows))):
-            missing = sorted(set(range(len(rows))) - set(order))
-            raise SynthcalibError(
-                f"{origin}: class indices must be 0..{len(rows) - 1}, each once"
-                + (f" (missing {missing[0]})" if missing else "")
-            )
-        table: list[list[str]] = [[] for _ in rows]
-        for i, (_, fields) in zip(order, rows):
-            table[i] = [f for f in fields if f]
-            if not table[i]:
-                raise SynthcalibError(f"{origin}: class {i} has no name")
-        # the first column names the class (a WordNet id in classes.tsv: unique, unlike ImageNet's names)
-        aliases = tuple(tuple(dict.fromkeys(a for f in fields for a in (f, *_parts(f)))) for fields in table)
-        labels = tuple(fields[1] for fields in table) if all(len(f) >= 2 for f in table) else None
-        names = tuple(fields[0] for fields in table)
-        return cls(names, aliases, origin, explicit, labels, names if labels is not None else None)
-
-    def lookup(self, folder: str) -> list[int]:
-        """Every class a folder name may mean: its names, else its index, else (``ID_name``,
-        ``INDEX_name``) the class of its id or index."""
-        return self._resolve(folder)[0]
-
-    def _resolve(self, folder: str) -> tuple[list[int], str | None]:
-        """``(classes, conflict)``: the classes a folder may mean, and why an ``INDEX_name`` folder
-        means none (its index is one class, its name another's), else None."""
-        found = self._index().get(_norm(folder), [])
-        text = folder.strip()
-        if not found and text.isdigit() and int(text) < len(self.names):
-            found = [int(text)]
-        m = _PREFIXED.match(text)
-        if found or m is None:
-            return found, None
-        prefix, rest = m.groups()
-        if prefix.isdigit():
-            c = int(prefix)
-            if c >= len(self.names):
-                return [], None
-            named = self._named(rest)
-            if named and c not in named:  # the name says another class: the index is of another list
-                return [], (
-                    f"its index {c} is class {self.describe_class(c)} of {self.origin} but its name is "
-                    f"class {self.describe_class(named[0])}"
-                )
-            return [c], None
-        if self.ids is not None:
-            return [i for i, x in enumerate(self.ids) if x.casefold() == prefix.casefold()], None
-        return [], None
-
-    def _named(self, rest: str) -> list[int]:
-        """Classes whose name (or a synonym) is ``rest`` as a folder name writes it: made safe for a file
-        system (``great_white_shark``) and maybe cut short."""
-        key = _loose(rest)
-        loose = self.__dict__.get("_loose_lookup")
-        if loose is None:
-            loose = {}
-            for i, aliases in enumerate(self.aliases):
-                for k in dict.fromkeys(_loose(a) for a in aliases):
-                    loose.setdefault(k, []).append(i)
-            object.__setattr__(self, "_loose_lookup", loose)
-        if not key:
-            return []
-        if key in loose:
-            return loose[key]
-        if len(key) < 8:
-            return []
-        return sorted({i for k, found in loose.items() if k.startswith(key) for i in found})
-
-    def _index(self) -> dict[str, list[int]]:
-        cached = self.__dict__.get("_lookup")
-        if cached is None:
-            cached = {}
-            for i, names in enumerate(self.aliases):
-                for name in dict.fromkeys(_norm(n) for n in names):
-                    cached.setdefault(name, []).append(i)
-            object.__setattr__(self, "_lookup", cached)
-        return cached
-
-    def describe_class(self, i: int) -> str:
-        extra = [a for a in self.aliases[i][1:2] if _norm(a) != _norm(self.names[i])]
-        return f"{i} ({self.names[i]}{', ' + extra[0] if extra else ''})"
-
-    def match(self, folders: Sequence[str], where: str) -> list[int] | None:
-        """The class of each folder; ``None`` for an inferred list that matches no folder."""
-        resolved = [self._resolve(f) for f in folders]
-        found = [classes for classes, _ in resolved]
-        if not self.explicit and not any(found):
-            return None
-        labels: list[int] = []
-        owner: dict[int, str] = {}
-        for folder, (classes, conflict) in zip(folders, resolved):
-            if conflict is not None:
-                raise SynthcalibError(
-                    f"{where}: class folder '{folder}' does not match {self.origin}: {conflict}; "
-                    "rename the folder, or pass the class list its indices come from"
-                )
-            if not classes:
-                shown = ", ".join(self.names[:5]) + (", ..." if len(self.names) > 5 else "")
-                raise SynthcalibError(
-                    f"{where}: class folder '{folder}' matches no class of {self.origin} "
-                    f"({len(self.names)} classes: {shown}); name class folders by class name, WordNet id or index "
-                    "(alone, or before _name)"
-                )
-            if len(classes) > 1:
-                which = " and ".join(self.describe_class(c) for c in classes[:3])
-                raise SynthcalibError(
-                    f"{where}: class folder '{folder}' matches classes {which} of {self.origin}: "
-                    "name it by its WordNet id or class index"
-                )
-            c = classes[0]
-            if c in owner:
-                raise SynthcalibError(
-                    f"{where}: class folders '{owner[c]}' and '{folder}' both map to class "
-                    f"{self.describe_class(c)} of {self.origin}"
-                )
-            owner[c] = folder
-            labels.append(c)
-        return labels
-
-
-def _parts(name: str) -> tuple[str, ...]:
-    """Synonyms of a name such as ``tench, Tinca tinca``."""
-    parts = tuple(p.strip() for p in name.split(",") if p.strip())
-    return parts if len(parts) > 1 else ()
-
-
-def _text_rows(content: str) -> list[tuple[int | None, list[str]]]:
-    lines = [line.strip() for line in content.splitlines()]
-    lines = [line for line in lines if line and not line.startswith("#")]
-    if any("\t" in line for line in lines):
-        rows = [[f.strip() for f in line.split("\t")] for line in lines]
-        if rows and (
-            all(f.casefold() in _HEADER_WORDS for f in rows[0] if f)
-            or (not rows[0][0].isdigit() and len(rows) > 1 and all(r[0].isdigit() for r in rows[1:]))
-        ):
-            rows = rows[1:]
-        if rows and all(r[0].isdigit() for r in rows):
-            return [(int(r[0]), r[1:]) for r in rows]
-        return [(None, r) for r in rows]
-    out: list[tuple[int | None, list[str]]] = []
-    for line in lines:
-        m = _WNID_LINE.match(line)
-        out.append((None, [m.group(1), m.group(2)] if m else [line]))
-    return out
-
-
-def _json_rows(content: str, origin: str) -> list[tuple[int | None, list[str]]]:
-    try:
-        data = json.loads(content)
-    except json.JSONDecodeError as exc:
-        raise SynthcalibError(f"{origin}: not valid JSON ({exc})") from None
-    if isinstance(data, dict) and isinstance(data.get("id2label"), dict):  # a Hugging Face config.json
-        data = data["id2label"]
-
-    def fields(value: Any) -> list[str]:
-        if isinstance(value, str):
-            return [value.strip()]
-        if isinstance(value, list) and all(isinstance(v, str) for v in value):
-            return [v.strip() for v in value]
-        raise SynthcalibError(f"{origin}: expected class names (strings or lists of strings), got {value!r}")
-
-    if isinstance(data, list):
-        return [(None, fields(v)) for v in data]
-    if isinstance(data, dict) and all(str(k).strip().isdigit() for k in data):
-        return [(int(k), fields(v)) for k, v in data.items()]
-    raise SynthcalibError(f"{origin}: expected a list of names or a mapping of class index to name(s)")
-
-
-def _is_generator(text: str) -> bool:
-    from .models import MODEL_SUFFIXES
-    from .shipped import GENERATORS
-
-    if text.startswith("generator:"):
-        return True
-    return text.lower().endswith(MODEL_SUFFIXES) or (text in GENERATORS and not os.path.exists(text))
-
-
-def generator_class_list(spec: str, where: str = "class_list", explicit: bool = True) -> ClassList:
-    """The class list in a generator's metadata (read, not compiled): its names and, where it has
-    them, its class ids. ``spec`` is a shipped generator's name, a model file or
-    ``generator:PATH[?class_names=...]``."""
-    from . import contract, models
-    from .shipped import generator_path
-    from .sources.base import parse_spec
-
-    scheme, arg, options = parse_spec(spec if spec.startswith("generator:") else f"generator:{spec}")
-    label = f"the class names of generator '{arg}'"
-    names, ids = options.get("class_names"), None
-    if names is None:
-        info = contract.read_info(models.read_model(generator_path(arg), f"{where} generator"))
-        names, ids = info.get("class_names"), info.get("class_ids")
-    if isinstance(names, str):
-        names = [names]
-    if not names:
-        raise SynthcalibError(f"{where} '{spec}': the generator names no classes in its metadata")
-    ids = [str(i) for i in ids] if isinstance(ids, list) and len(ids) == len(names) else None
-    return ClassList.from_names([str(n) for n in names], label, explicit, ids)
-
-
-def model_class_list(model: Any) -> ClassList | None:
-    """An inferred class list from an OpenVINO model's ``model_info/labels`` rt_info (the OpenVINO
-    Model API's convention: names separated by spaces), or None."""
-    path = ["model_info", "labels"]
-    try:
-        if not model.has_rt_info(path):
-            return None
-        raw = model.get_rt_info(path)
-    except Exception:
-        return None
-    text = raw.astype(str) if hasattr(raw, "astype") else str(raw)
-    names = text.split()
-    if not names:
-        return None
-    return ClassList.from_names(names, "the model's labels (rt_info model_info/labels)", explicit=False)
 
 
 # ----------------------------------------------------------------------------- folders
@@ -474,6 +159,11 @@ class ImageFolder:
             return tuple(by_label.get(i, f"class{i}") for i in range(self._size))
         return self.classes
 
+    @property
+    def class_ids(self) -> tuple[str, ...] | None:
+        """The class list's ids (WordNet ids), where the folders were matched to one that has them."""
+        return self.class_list.ids if self.class_list is not None else None
+
     def describe_labels(self) -> str:
         """Where the labels come from, in a few words (for reports)."""
         if self.flat:
@@ -508,53 +198,57 @@ def _indexed(folders: Sequence[str], where: str) -> list[int] | None:
     return labels
 
 
-@functools.lru_cache(maxsize=1)
-def imagenet_class_list() -> ClassList | None:
-    """ImageNet-1k's classes in sorted WordNet-id order (the order ImageNet-1k classifiers output
-    them in), as the shipped ``imagenet`` generator names them; None without that generator."""
-    from dataclasses import replace
-
-    try:
-        found = generator_class_list("imagenet", "ImageNet class list", explicit=False)
-    except SynthcalibError:
-        return None
-    if found.ids is None or list(found.ids) != sorted(found.ids):
-        return None
-    return replace(found, origin="ImageNet-1k's classes (WordNet ids in sorted order)")
-
-
-def check_folder_classes(folder: ImageFolder, model_classes: int | None, what: str, fix: str) -> None:
+def check_folder_classes(
+    folder: ImageFolder,
+    model_classes: int | None,
+    key: str,
+    what: str,
+    override: str | None = None,
+) -> None:
     """The folder's labels must be the model's: a class list of the model's size, class indices
     below the model's class count, or (without either) exactly the model's number of class
-    folders. A subset is refused rather than mapped by sorted position; ``fix`` says how to pass a
-    class list. A flat folder has no labels to check (what needs labels refuses it itself)."""
+    folders. A subset is refused rather than mapped by sorted position. Errors are keyed ``key``
+    (the option that gave the folder) and name the folder as ``what``; they say how to pass a
+    class list or, where labels do not matter, to use option ``override``. A flat folder has no
+    labels to check (what needs labels refuses it itself)."""
     if model_classes is None or folder.flat:
         return
     folder.bind(model_classes)
+
+    def fix(name: Namer) -> str:
+        return pass_class_list(name) + (f", or use {name(override)} if the labels do not matter" if override else "")
+
     if folder.mapping == "index":
         top = max(folder.labels)
         if top >= model_classes:
             name = folder.classes[folder.labels.index(top)]
             raise SynthcalibError(
-                f"{what}: class folder '{name}' is named by class index {top} but the model outputs "
-                f"{model_classes} classes (indices 0..{model_classes - 1}); {fix}"
+                lambda n: (
+                    f"{what}: class folder '{name}' is named by class index {top} but the model outputs "
+                    f"{model_classes} classes (indices 0..{model_classes - 1}); {fix(n)}"
+                ),
+                key=key,
             )
         return
     if folder.class_list is not None:
         if len(folder.class_list) != model_classes:
             raise SynthcalibError(
                 f"{what}: {folder.class_list.origin} has {len(folder.class_list)} classes "
-                f"but the model outputs {model_classes}"
+                f"but the model outputs {model_classes}",
+                key=key,
             )
         return
     n = len(folder.classes)
     if n > model_classes:
-        raise SynthcalibError(f"{what} has {n} class folders but the model outputs {model_classes} classes")
+        raise SynthcalibError(f"{what} has {n} class folders but the model outputs {model_classes} classes", key=key)
     if n < model_classes:
         shown = ", ".join(folder.classes[:4]) + (", ..." if n > 4 else "")
         raise SynthcalibError(
-            f"{what} holds {n} class folders ({shown}) but the model outputs {model_classes} classes: "
-            f"they would be mapped to classes 0..{n - 1} by sorted position; {fix}"
+            lambda name: (
+                f"{what} holds {n} class folders ({shown}) but the model outputs {model_classes} classes: "
+                f"they would be mapped to classes 0..{n - 1} by sorted position; {fix(name)}"
+            ),
+            key=key,
         )
 
 

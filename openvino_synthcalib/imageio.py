@@ -10,7 +10,6 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import forksafe
 from .defaults import DEFAULTS
 from .files import class_folder_names, safe_filename, write_bytes
 from .imagefolder import GRID_FILE
@@ -31,8 +30,7 @@ def png_bytes(image_hwc: np.ndarray) -> bytes:
     from PIL import Image
 
     buffer = io.BytesIO()
-    with forksafe.section():  # PIL's encoder, in a web server's worker thread too
-        Image.fromarray(image_hwc).save(buffer, format="PNG", optimize=False)
+    Image.fromarray(image_hwc).save(buffer, format="PNG", optimize=False)
     return buffer.getvalue()
 
 

@@ -8,7 +8,6 @@ from typing import Any
 
 import numpy as np
 
-from . import forksafe
 from .errors import SynthcalibError
 from .models import first_line
 
@@ -41,42 +40,38 @@ def run_ordered(
     yield ``read(request)`` in submission order. ``read`` must copy what it keeps.
 
     A failed inference raises :class:`SynthcalibError` naming ``what`` (waiting on each request
-    rethrows its error, where a callback queue would silently never report back). Starting a
-    request and waiting for (and reading) one are fork-safe sections (see :mod:`.forksafe`).
+    rethrows its error, where a callback queue would silently never report back).
     """
     pool = [compiled.create_infer_request() for _ in range(num_requests(compiled, requests))]
     free: deque[Any] = deque(pool)
     busy: deque[Any] = deque()
 
     def finish(request: Any) -> Any:
-        with forksafe.section():
-            try:
-                request.wait()
-            except Exception as exc:
-                raise _failure(what, exc) from None
-            free.append(request)
-            return read(request)
+        try:
+            request.wait()
+        except Exception as exc:
+            raise _failure(what, exc) from None
+        free.append(request)
+        return read(request)
 
     try:
         for item in inputs:
             if not free:
                 yield finish(busy.popleft())
             request = free.popleft()
-            with forksafe.section():
-                try:
-                    request.start_async(item)
-                except Exception as exc:
-                    raise _failure(what, exc) from None
+            try:
+                request.start_async(item)
+            except Exception as exc:
+                raise _failure(what, exc) from None
             busy.append(request)
         while busy:
             yield finish(busy.popleft())
     finally:
-        with forksafe.section():
-            for request in busy:  # the consumer stopped early, or something failed: drain quietly
-                try:
-                    request.wait()
-                except Exception:
-                    pass
+        for request in busy:  # the consumer stopped early, or something failed: drain quietly
+            try:
+                request.wait()
+            except Exception:
+                pass
 
 
 def top1(request: Any) -> np.ndarray:

@@ -49,19 +49,28 @@ class Option:
     cli_choices: tuple[str, ...] | None = None
     switch: bool = False  # true or false: a CLI switch (--flag, or --flag/--no-flag when it has no default)
 
-    def name(self, frontend: str) -> str | None:
-        """How ``frontend`` names this option (None: it does not offer it)."""
+    def name(self, frontend: str, sub: str | None = None, section: bool = False) -> str | None:
+        """How ``frontend`` names this option (None: it does not offer it); with ``sub``, its key
+        ``sub`` (the ``mean`` of ``transform``: ``--mean``, ``preprocessing.mean``,
+        ``transform['mean']``); with ``section``, the section that holds it (``accuracy_control``
+        for ``accuracy_control.max_drop``; a flag is its own section)."""
+        if sub is not None and frontend in ("cli", "page"):  # a mapping's keys are flags and fields of their own
+            return f"--{sub.replace('_', '-')}" if frontend == "cli" else sub
         raw = getattr(self, frontend)
         if raw is None:
             return None
-        if frontend == "pot":
-            return f"engine.{raw}"
         head, _, tail = raw.partition(".")
-        if tail == "name":  # the section's own value (``recipe: adaptive``)
-            return head
-        if frontend == "api" and tail:
-            return f"{head}[{tail!r}]"
-        return raw
+        if tail == "name" or section:  # the section's own value (``recipe: adaptive``), or the section
+            raw, tail = head, ""
+        if frontend == "pot":
+            name = f"engine.{raw}"
+        elif frontend == "api" and tail:
+            name = f"{head}[{tail!r}]"
+        else:
+            name = raw
+        if sub is None:
+            return name
+        return f"{name}[{sub!r}]" if frontend == "api" else f"{name}.{sub}"
 
     def default_for(self, frontend: str) -> Any:
         return self.pot_default if frontend == "pot" and self.pot_default is not _SAME else self.default
@@ -219,7 +228,7 @@ OPTIONS: tuple[Option, ...] = (
         "classes",
         check=_optional(checks.names),
         default=None,
-        help="only these classes (indices or names), comma-separated",
+        help="only these classes, comma-separated: indices, ids (WordNet ids) or names, matched as class folders are",
         cli="--classes",
         config="dataset.classes",
         pot="classes",
@@ -599,6 +608,16 @@ def offered(frontend: str) -> Iterator[Option]:
     return (o for o in OPTIONS if getattr(o, frontend) is not None)
 
 
+def name_in(frontend: str, key: str, section: bool = False) -> str:
+    """How ``frontend`` names the option of settings key ``key``, or ``OPTION.KEY`` for a key of a
+    mapping option (``transform.mean``): see :meth:`Option.name`. A key the table does not hold, or
+    an option the front-end does not offer, is named by the key itself."""
+    head, _, sub = key.partition(".")
+    option = BY_KEY.get(head)
+    found = option.name(frontend, sub or None, section) if option is not None else None
+    return found or key
+
+
 # ----------------------------------------------------------------------------- reading a front-end's values
 
 
@@ -618,13 +637,17 @@ class Settings(Mapping):
     def __len__(self) -> int:
         return len(self.data)
 
-    def name(self, key: str) -> str:
-        """The option's name in this front-end (its settings key where it has none there)."""
-        return BY_KEY[key].name(self.frontend) or key
+    def name(self, key: str, section: bool = False) -> str:
+        """The option's name in this front-end (see :func:`name_in`)."""
+        return name_in(self.frontend, key, section)
 
     def error(self, key: str, message: str) -> SynthcalibError:
         """A one-line error about option ``key``, named as this front-end names it."""
-        return SynthcalibError(f"{self.name(key)}: {message}")
+        return SynthcalibError(message, key=key).named(self.name)
+
+    def named(self, exc: SynthcalibError) -> SynthcalibError:
+        """``exc`` with the options it names in this front-end's words."""
+        return exc.named(self.name)
 
     def nncf_kwargs(self) -> dict[str, Any]:
         """``nncf.quantize`` keyword arguments (NNCF's own types) for the options given."""

@@ -18,14 +18,17 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from . import backends
 from .errors import SynthcalibError
 from .files import same_file
-from .options import Settings
+from .options import BY_KEY, Settings
+from .preprocessing import PreprocessingUnstated
+from .sources.images import FolderOptions, open_source
 from .transforms import Transform
 
 
@@ -63,6 +66,15 @@ class CalibrationPlan:
         """A one-line error about option ``key``, as the plan's front-end names it."""
         return self.settings.error(key, message)
 
+    @contextlib.contextmanager
+    def _named(self) -> Any:
+        """Errors raised inside name the options at fault in the front-end's words."""
+        try:
+            yield
+        except SynthcalibError as exc:
+            self.settings.named(exc)
+            raise
+
     def nncf_kwargs(self) -> dict[str, Any]:
         """``nncf.quantize`` keyword arguments; ``subset_size`` defaults to every calibration item."""
         return {"subset_size": self.settings["num_samples"], **self.settings.nncf_kwargs()}
@@ -85,19 +97,20 @@ class CalibrationPlan:
         from .stream import make_stream
 
         s = self.settings
-        stream = make_stream(
-            self.source if source is None else source,
-            s["num_samples"] if num_samples is None else num_samples,
-            model=self.target,
-            transform=self.transform,
-            seed=s["seed"] if seed is None else seed,
-            classes=None if all_classes else s["classes"],
-            class_weights=None if all_classes else s["class_weights"],
-            device=s["device"],
-            batch_size=s["batch_size"],
-            precision=s["precision"],
-            progress=progress,
-        )
+        with self._named():
+            stream = make_stream(
+                self.source if source is None else source,
+                s["num_samples"] if num_samples is None else num_samples,
+                model=self.target,
+                transform=self.transform,
+                seed=s["seed"] if seed is None else seed,
+                classes=None if all_classes else s["classes"],
+                class_weights=None if all_classes else s["class_weights"],
+                device=s["device"],
+                batch_size=s["batch_size"],
+                precision=s["precision"],
+                progress=progress,
+            )
         self._stack.callback(stream.close)
         return stream
 
@@ -121,31 +134,33 @@ class CalibrationPlan:
         seed = s["validation_seed"] if s["validation_seed"] is not None else s["seed"] + 1
         stream = self.stream(self.validation_source or self.source, s["validation_samples"], seed)
         if stream.source is not self.source and not self.settings["allow_class_mismatch"]:
-            stream.source.check_classes(self.model_classes, self.settings.name("validation_source"), self._override)
+            with self._named():
+                stream.source.check_classes(self.model_classes, "validation_source", self._override)
         return stream
 
     @property
     def _override(self) -> str | None:
-        """How the front-end names the option that accepts a class mismatch (None: it has none)."""
-        from .options import BY_KEY
+        """The option that accepts a class mismatch, where the front-end offers it."""
+        return "allow_class_mismatch" if BY_KEY["allow_class_mismatch"].name(self.frontend) else None
 
-        return BY_KEY["allow_class_mismatch"].name(self.frontend)
-
-    def open_source(self, spec: Any, partner: Any = None) -> Any:
-        """A source spec opened with the plan's folder options (an image folder paired with the class
-        names of ``partner`` when that is a generator), kept open until the plan closes."""
+    def open_source(self, spec: Any, key: str, partner: Any = None) -> Any:
+        """A source spec (option ``key``'s) opened with the plan's folder options (an image folder
+        paired with the classes of ``partner`` when that is a generator), kept open until the plan
+        closes; errors are about option ``key``."""
         from .plugins import resolve_source
         from .sources.base import SourceContext
 
         s = self.settings
-        opened = _open_folder(spec, self.folders, partner)
         context = SourceContext(
             num_classes=self.target.classes if self.target is not None else None,
             device=s["device"],
             batch_size=s["batch_size"],
             precision=s["precision"],
         )
-        source = resolve_source(opened, context)
+        try:
+            source = resolve_source(open_source(spec, replace(self.folders, partner=partner)), context)
+        except SynthcalibError as exc:
+            raise exc.about(key) from None
         if source is not spec:
             self._stack.callback(source.close)
         return source
@@ -205,8 +220,11 @@ def build(
 
     model, model_path, backend = load_model(settings, model)
     output = check_output(settings, model_path, backend)
-    if settings.accuracy_control() is not None:  # named as the option that turns it on, or its section
-        backends.check_accuracy_control(backend, settings.name("max_drop").split("[")[0].split(".")[0])
+    if settings.accuracy_control() is not None:
+        try:
+            backends.check_accuracy_control(backend)
+        except SynthcalibError as exc:  # named as the option that turns it on, or its section
+            raise exc.named(partial(settings.name, section=True)) from None
     if settings["source"] is None:
         raise settings.error("source", "missing; expected a source spec such as generator:PATH.xml or images:DIR")
     target = backends.target(model)
@@ -220,29 +238,26 @@ def build(
         source=None,  # the rest is resolved below, closing what was opened if a step fails
         transform=None,
         recipe="nncf",
-        folders=_folder_options(target, settings),
+        folders=FolderOptions.for_model(
+            target.model, settings["transform"], settings["class_list"], settings.name("class_list")
+        ),
         progress=progress,
     )
     try:
-        _check_device(settings)
-        try:
-            plan.source = plan.open_source(settings["source"], partner=settings["validation_source"])
-        except SynthcalibError as exc:
-            raise _named(settings, "source", exc) from None
-        for key, partner in (("validation_source", plan.source), ("score_source", None), ("check_source", None)):
-            spec = settings[key]  # a validation source only with accuracy control (options.read)
-            if spec is not None:
-                try:
-                    setattr(plan, key, plan.open_source(spec, partner=partner))
-                except SynthcalibError as exc:
-                    raise _named(settings, key, exc) from None
-        plan.transform = _fitted_transform(plan)
-        if isinstance(plan.transform, Transform):  # a torch module is probed here, which tells its classes
-            how = f"layout {plan.transform.layout}, dtype {plan.transform.dtype}"
-            target.check_item(plan.source, plan.transform, how)
-        if not settings["allow_class_mismatch"]:
-            plan.source.check_classes(plan.model_classes, settings.name("source"), plan._override)
-        plan.recipe = settings["recipe"] or default_for(plan.source)
+        with plan._named():
+            _check_device(settings)
+            plan.source = plan.open_source(settings["source"], "source", partner=settings["validation_source"])
+            for key, partner in (("validation_source", plan.source), ("score_source", None), ("check_source", None)):
+                spec = settings[key]  # a validation source only with accuracy control (options.read)
+                if spec is not None:
+                    setattr(plan, key, plan.open_source(spec, key, partner=partner))
+            plan.transform = _fitted_transform(plan)
+            if isinstance(plan.transform, Transform):  # a torch module is probed here, which tells its classes
+                how = f"layout {plan.transform.layout}, dtype {plan.transform.dtype}"
+                target.check_item(plan.source, plan.transform, how)
+            if not settings["allow_class_mismatch"]:
+                plan.source.check_classes(plan.model_classes, "source", plan._override)
+            plan.recipe = settings["recipe"] or default_for(plan.source)
     except BaseException:
         plan.close()
         raise
@@ -263,86 +278,12 @@ def _check_device(settings: Settings) -> None:
         raise settings.error("device", f"expected a device of this machine ({', '.join(available)}), got {device!r}")
 
 
-def _named(settings: Settings, key: str, exc: SynthcalibError) -> SynthcalibError:
-    """``exc`` led by the option's name in the front-end's words, unless it already names it."""
-    name, text = settings.name(key), str(exc)
-    return exc if text.startswith(name) else SynthcalibError(f"{name}: {text}")
-
-
 def _fitted_transform(plan: CalibrationPlan) -> Any:
-    """The settings' transform fitted to the model's input; a bad preprocessing value is named as
-    the front-end names the transform (``--mean``, ``preprocessing.mean``, ``transform['mean']``)."""
-    from .preprocessing import PreprocessingUnstated
-    from .transforms import TRANSFORM_KEYS
-
-    settings = plan.settings
+    """The settings' transform fitted to the model's input (errors keyed ``transform.KEY``); an
+    unstated normalisation names the model file."""
     try:
-        return plan.target.transform(settings["transform"])
+        return plan.target.transform(plan.settings["transform"])
     except PreprocessingUnstated as exc:
-        name = transform_name(settings, exc.key)
-        values = "/".join(transform_name(settings, k) for k in ("mean", "std", "input_range"))
-        what = f"model '{plan.model_path.name}'" if plan.model_path is not None else None
-        raise SynthcalibError(f"{name}: {exc.render(name, values, what)}") from None
-    except SynthcalibError as exc:
-        text = str(exc)
-        key = text.partition(":")[0]
-        if key in TRANSFORM_KEYS:
-            raise SynthcalibError(f"{transform_name(plan.settings, key)}:{text.partition(':')[2]}") from None
-        if text.startswith("unknown preset"):
-            raise SynthcalibError(f"{transform_name(plan.settings, 'preset')}: {text}") from None
-        raise _named(plan.settings, "transform", exc) from None
-
-
-def transform_name(settings: Settings, key: str) -> str:
-    """How a front-end names preprocessing option ``key``."""
-    if settings.frontend == "cli":
-        return "--" + ("preset" if key == "preset" else key.replace("_", "-"))
-    if settings.frontend == "api":
-        return f"transform[{key!r}]"
-    if settings.frontend == "page":
-        return key
-    return f"{settings.name('transform')}.{key}"
-
-
-def _folder_options(target: Any, settings: Settings) -> Any:
-    model = target.model if target is not None else None
-    return folder_options(model, settings["transform"], settings["class_list"], settings.name("class_list"))
-
-
-def folder_options(model: Any, transform: Any, class_list: Any, name: str = "class_list") -> Any:
-    """How image folders are read for ``model``: the user's class list (``name``: how the caller
-    names it), the model's labels, the preprocessing preset's framing (``evaluate`` too)."""
-    from .defaults import preset_framing
-    from .imagefolder import ClassList, model_class_list
-    from .sources.images import FolderOptions
-
-    framing = preset_framing(transform)
-    explicit = ClassList.load(class_list, name) if class_list is not None else None
-    labels = model_class_list(model) if hasattr(model, "get_rt_info") else None
-    return FolderOptions(explicit, labels, framing.get("crop"), framing.get("crop_fraction"))
-
-
-def _open_folder(source: Any, folders: Any, partner: Any) -> Any:
-    """An image-folder spec opened with the folder options, paired with the class names of
-    ``partner`` (the other stream's source or spec) when that is a generator; anything else as is."""
-    from .imagefolder import ClassList, generator_class_list
-    from .sources.base import Source, parse_spec
-    from .sources.images import is_folder_spec, open_source
-
-    if not is_folder_spec(source):
-        return source
-    paired = folders.paired
-    if isinstance(partner, Source) and partner.scheme == "generator" and partner.class_names:
-        paired = ClassList.from_names(
-            partner.class_names,
-            f"the class names of generator '{partner.spec}'",
-            explicit=False,
-            ids=getattr(partner, "class_ids", None),
-        )
-    elif isinstance(partner, str):
-        try:
-            if parse_spec(partner)[0] in ("generator", "") and not is_folder_spec(partner):
-                paired = generator_class_list(partner, "validation source", explicit=False)
-        except Exception:
-            pass  # not a generator, or one without class names: its own stream reports its problems
-    return open_source(source, folders.with_paired(paired))
+        if plan.model_path is not None:
+            exc.what = f"model '{plan.model_path.name}'"
+        raise

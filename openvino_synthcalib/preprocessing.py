@@ -31,7 +31,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .errors import SynthcalibError
+from .errors import Namer, SynthcalibError
 
 #: The transform keys that say how values are normalised; a user stating any of them states it.
 NORMALISATION_KEYS = ("preset", "input_range", "mean", "std")
@@ -41,23 +41,23 @@ ONNX_KEY = "synthcalib preprocessing"
 
 
 class PreprocessingUnstated(SynthcalibError):
-    """Neither the user nor the model says how the model's inputs are normalised. ``key`` is the
-    option a front-end names in its own words (``--preset``, ``preprocessing.preset`` ...):
-    :meth:`render` writes the message with those names; as raised, it names the API's."""
-
-    key = "preset"
+    """Neither the user nor the model says how the model's inputs are normalised. Its key is the
+    preset option (``preset``; ``transform.preset`` once raised through the ``transform`` option),
+    and its message names that option and the value options beside it (``mean``, ``std``,
+    ``input_range``) as the front-end that shows it does: ``--preset``, ``preprocessing.preset``,
+    ``transform['preset']``. ``what`` names the model."""
 
     def __init__(self, what: str = "the model", int8: bool = False) -> None:
         self.what, self.int8 = what, int8
-        super().__init__("transform: " + self.render("transform='PRESET'", "{'mean', 'std', 'input_range'}"))
+        super().__init__(self._text, key="preset")
 
-    def render(self, preset: str, values: str, what: str | None = None) -> str:
-        """The message after the option's name, naming the preset option ``preset`` and the value
-        options ``values`` as the caller's front-end does."""
-        what = what or self.what
+    def _text(self, name: Namer) -> str:
+        option = self.key.rpartition(".")[0] if self.key else ""
+        preset = name(self.key or "preset")
+        values = "/".join(name(f"{option}.{k}" if option else k) for k in ("mean", "std", "input_range"))
         if self.int8:
-            return f"{what}'s input is int8 and nothing states its value range: state {values} or {preset}"
-        return unstated_message(what, preset, values)
+            return f"{self.what}'s input is int8 and nothing states its value range: state {values} or {preset}"
+        return unstated_message(self.what, preset, values)
 
 
 def preset_help() -> str:
@@ -124,7 +124,12 @@ def resolve(options: dict[str, Any], read: Mapping[str, Any], declared_by_model:
     if states_normalisation(options):
         given = [k for k in NORMALISATION_KEYS if options.get(k) is not None]
         origin = f"preset {options['preset']}" if given == ["preset"] else "given: " + ", ".join(given)
-        return {**options, "origin": options.get("origin") or origin}
+        size = {"size": declared_by_model["size"]} if (declared_by_model or {}).get("size") else {}
+        return {
+            **size,
+            **{k: v for k, v in options.items() if v is not None},
+            "origin": options.get("origin") or origin,
+        }
     if declared_by_model:
         merged = {k: v for k, v in declared_by_model.items() if k != "origin"}
         merged.update({k: v for k, v in options.items() if v is not None and k != "origin"})

@@ -27,7 +27,6 @@ from typing import Any
 
 import numpy as np
 
-from . import forksafe
 from .defaults import DEFAULTS
 from .errors import SynthcalibError
 
@@ -284,8 +283,7 @@ def predict_logits(model: Any, batches: list[np.ndarray]) -> np.ndarray:
     if not hasattr(model, "create_infer_request"):
         outs = []
         for b in batches:
-            with forksafe.section():  # ONNX Runtime or torch inference: one fork-safe batch at a time
-                outs.append(logits(model, b).reshape(len(b), -1))
+            outs.append(logits(model, b).reshape(len(b), -1))
         return np.concatenate(outs)
     from .inference import run_ordered
 
@@ -438,13 +436,11 @@ def adaptive_choice(
             break
         for c, model in compiled.items():
             outputs = predict_logits(model, new)
-            with forksafe.section():
-                k, f = per_item(reference, outputs)
+            k, f = per_item(reference, outputs)
             kl[c].append(k)
             flips[c].append(f)
-        with forksafe.section():
-            if _decided({c: np.concatenate(v) for c, v in kl.items()}):
-                break
+        if _decided({c: np.concatenate(v) for c, v in kl.items()}):
+            break
     scores = {
         c: {
             "flip_rate": float(np.concatenate(flips[c]).mean()),

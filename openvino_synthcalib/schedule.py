@@ -25,27 +25,20 @@ MAX_LENGTH = 2**53
 TAG_CLASS_ORDER = 0xC1A55
 
 
-def resolve_classes(names: Sequence[str], classes: Sequence[int | str] | int | str | None) -> list[int] | None:
-    """Class indices from indices or names (names are matched against ``names``)."""
-    if classes is None:
-        return None
-    if isinstance(classes, (str, int)):
-        classes = [classes]
-    out = []
-    for c in classes:
-        if isinstance(c, str) and not c.strip().lstrip("-").isdigit():
-            if c not in names:
-                shown = ", ".join(names[:20]) + (", ..." if len(names) > 20 else "")
-                raise SynthcalibError(f"classes: unknown class name {c!r}; the source has {shown}")
-            out.append(list(names).index(c))
-        elif isinstance(c, (bool, float)) or not isinstance(c, (int, str, np.integer)):
-            raise SynthcalibError(f"classes: expected class indices or names, got {c!r}")
-        else:
-            out.append(int(c))
-    return out
+class _Schedule:
+    """What a stream asks of a schedule: each item's class and its occurrence within that class."""
+
+    def labels_and_occurrences(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        raise NotImplementedError
+
+    def labels(self, indices: np.ndarray) -> np.ndarray:
+        return self.labels_and_occurrences(indices)[0]
+
+    def occurrences(self, indices: np.ndarray) -> np.ndarray:
+        return self.labels_and_occurrences(indices)[1]
 
 
-class ClassSchedule:
+class ClassSchedule(_Schedule):
     """Maps item indices to (class label, occurrence of that class so far)."""
 
     def __init__(
@@ -64,12 +57,12 @@ class ClassSchedule:
         self.length = int(length)
         chosen = list(range(num_classes)) if classes is None else [int(c) for c in classes]
         if not chosen:
-            raise SynthcalibError("classes: expected at least one class, got an empty list")
+            raise SynthcalibError("expected at least one class, got an empty list", key="classes")
         for c in chosen:
             if not 0 <= c < num_classes:
-                raise SynthcalibError(f"classes: class {c} is out of range 0..{num_classes - 1}")
+                raise SynthcalibError(f"class {c} is out of range 0..{num_classes - 1}", key="classes")
         if len(set(chosen)) != len(chosen):
-            raise SynthcalibError(f"classes: expected distinct classes, got {chosen}")
+            raise SynthcalibError(f"expected distinct classes, got {chosen}", key="classes")
         self.classes = np.asarray(chosen, dtype=np.int64)
         perm = item_rng(seed, TAG_CLASS_ORDER, 0).permutation(len(chosen))
         #: The chosen classes in this seed's order (round-robin order for uniform weights).
@@ -79,12 +72,14 @@ class ClassSchedule:
             try:
                 w = np.asarray(list(weights), dtype=np.float64)
             except (TypeError, ValueError):
-                raise SynthcalibError(f"class_weights: expected numbers, got {weights!r}") from None
+                raise SynthcalibError(f"expected numbers, got {weights!r}", key="class_weights") from None
             if w.shape != (len(chosen),):
-                raise SynthcalibError(f"class_weights: expected {len(chosen)} weights (one per class), got {w.size}")
+                raise SynthcalibError(
+                    f"expected {len(chosen)} weights (one per class), got {w.size}", key="class_weights"
+                )
             if not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
                 raise SynthcalibError(
-                    f"class_weights: expected non-negative numbers with a positive sum, got {list(weights)}"
+                    f"expected non-negative numbers with a positive sum, got {list(weights)}", key="class_weights"
                 )
             if not np.allclose(w, w[0]):
                 w = w[perm]
@@ -153,12 +148,6 @@ class ClassSchedule:
             labels[run], occurrences[run] = self.order[slots], k
         return labels, occurrences
 
-    def labels(self, indices: np.ndarray) -> np.ndarray:
-        return self.labels_and_occurrences(indices)[0]
-
-    def occurrences(self, indices: np.ndarray) -> np.ndarray:
-        return self.labels_and_occurrences(indices)[1]
-
     def counts(self, length: int | None = None) -> np.ndarray:
         """Items per class (length ``num_classes``) among the first ``length`` items (default: all)."""
         n = self.length if length is None else int(length)
@@ -178,7 +167,7 @@ class ClassSchedule:
         return per
 
 
-class ItemSchedule:
+class ItemSchedule(_Schedule):
     """A schedule given item by item: ``labels[i]`` and ``occurrences[i]`` of each item (what
     :class:`ClassSchedule` computes). ``synthcalib evaluate`` walks every image of a folder once
     this way: class ``c``'s occurrences ``0..n_c - 1`` are its ``n_c`` files."""
@@ -198,12 +187,6 @@ class ItemSchedule:
         if indices.size and (indices.min() < 0 or indices.max() >= self.length):
             raise IndexError(f"item indices must be in 0..{self.length - 1}")
         return self._labels[indices], self._occurrences[indices]
-
-    def labels(self, indices: np.ndarray) -> np.ndarray:
-        return self.labels_and_occurrences(indices)[0]
-
-    def occurrences(self, indices: np.ndarray) -> np.ndarray:
-        return self.labels_and_occurrences(indices)[1]
 
     def counts(self, length: int | None = None) -> np.ndarray:
         n = self.length if length is None else int(length)

@@ -15,12 +15,11 @@ from typing import Any
 
 import numpy as np
 
-from . import forksafe
 from .defaults import DEFAULTS
 from .errors import SynthcalibError
-from .schedule import ClassSchedule, resolve_classes
+from .schedule import ClassSchedule
 from .sources.base import Source, SourceContext
-from .transforms import Transform, as_transform
+from .transforms import Transform, as_transform, compile_steps
 
 _CACHED_BLOCKS = 4
 
@@ -248,8 +247,7 @@ class SyntheticStream:
             self.schedule = schedule or ClassSchedule(
                 self.source.num_classes,
                 self.num_samples,
-                # by default a source holding some classes only (a folder of a subset) draws those
-                resolve_classes(self.source.names, classes if classes is not None else self.source.available_classes),
+                self.source.choose(classes),  # by default, those with items (a folder of some classes)
                 class_weights,
                 seed=self.seed,
             )
@@ -277,41 +275,37 @@ class SyntheticStream:
     def _generate(
         self, start: int, stop: int, activity: Activity | None = None
     ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """Each batch is made inside a fork-safe section (never held across the ``yield``); what is
-        being done is kept in ``activity``."""
+        """Batches of items; what is being done is kept in ``activity``."""
         activity = activity or Activity()
         spec = self.source.spec
         step = max(self.block, 1)
         for chunk in range(start, stop, 64 * step):  # class schedule per chunk: flat in the stream length
             indices = np.arange(chunk, min(stop, chunk + 64 * step), dtype=np.int64)
-            with forksafe.section():
-                labels, occurrences = self.schedule.labels_and_occurrences(indices)
-                batches = iter(self.source.iter_images(indices, labels, self.seed, self.target_size, occurrences))
+            labels, occurrences = self.schedule.labels_and_occurrences(indices)
+            batches = iter(self.source.iter_images(indices, labels, self.seed, self.target_size, occurrences))
             pos = 0
             try:
                 while True:
                     if pos < len(indices):
                         first, last = int(indices[pos]), int(indices[min(pos + step, len(indices)) - 1])
                         activity.set(f"generating items {first}..{last} of '{spec}'")
-                    with forksafe.section():
-                        images = next(batches, None)
+                    images = next(batches, None)
                     if images is None:
                         break
                     n = len(images)
                     first = int(indices[pos])
                     activity.set(self._doing(images, f"items {first}..{first + n - 1} of '{spec}'"))
-                    with forksafe.section():
-                        if not np.isfinite(images).all():
-                            raise SynthcalibError(
-                                f"source '{spec}' produced NaN or inf pixels (items {first}..{first + n - 1}): "
-                                "the source is broken or its output_range is wrong"
-                            )
-                        x = self._prepare(images)
-                        if not np.isfinite(x).all():
-                            raise SynthcalibError(
-                                f"preprocessing {self._describe_transform()} turned items {first}..{first + n - 1} "
-                                f"of '{spec}' into NaN or inf values: check mean, std and input_range"
-                            )
+                    if not np.isfinite(images).all():
+                        raise SynthcalibError(
+                            f"source '{spec}' produced NaN or inf pixels (items {first}..{first + n - 1}): "
+                            "the source is broken or its output_range is wrong"
+                        )
+                    x = self._prepare(images)
+                    if not np.isfinite(x).all():
+                        raise SynthcalibError(
+                            f"preprocessing {self._describe_transform()} turned items {first}..{first + n - 1} "
+                            f"of '{spec}' into NaN or inf values: check mean, std and input_range"
+                        )
                     if self.progress is not None:
                         self.progress(first, n)
                     yield x, labels[pos : pos + n]
@@ -319,8 +313,7 @@ class SyntheticStream:
             finally:
                 close = getattr(batches, "close", None)
                 if close is not None:
-                    with forksafe.section():  # finishes the source's inference requests in flight
-                        close()
+                    close()  # finishes the source's inference requests in flight
 
     def _doing(self, images: np.ndarray, items: str) -> str:
         """``resizing ITEMS from 32x32 to 224x224`` or ``preprocessing ITEMS`` (for a stall error)."""
@@ -336,12 +329,25 @@ class SyntheticStream:
             return f"(mean={d['mean']}, std={d['std']}, input_range={d['input_range']}, dtype={d['dtype']})"
         return repr(self.transform)
 
+    def _compile_steps(self) -> None:
+        """Compile the OpenVINO steps of the items (resize, grey) in this thread, before a prefetch
+        thread runs them: OpenVINO names new nodes from one process-wide counter, and compiling them
+        while NNCF builds its graph in this thread would make the counter-made names in a saved INT8
+        IR vary from run to run."""
+        steps = set()
+        if isinstance(self.transform, Transform):
+            steps.update(self.transform.steps(getattr(self.source, "image_size", None)))
+        if getattr(self.source, "folder", None) is not None:  # an image folder resizes its images
+            steps.add("resize")
+        compile_steps(sorted(steps))
+
     def batches(self, start: int = 0, stop: int | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """``(inputs [n, ...], labels [n])`` for items ``start..stop``, ``batch_size`` at a time."""
         stop = self.num_samples if stop is None else min(stop, self.num_samples)
         if self.prefetch <= 0:
             return self._generate(start, stop)
         timeout = stall_timeout()  # a bad $SYNTHCALIB_STALL_TIMEOUT fails here, before any thread starts
+        self._compile_steps()
         spec = self.source.spec
         activity = Activity(f"starting to generate items {start}..{stop - 1} of '{spec}'")
         items = self._generate(start, stop, activity)

@@ -143,7 +143,8 @@ def test_onnx_items_quantize_accuracy_control_and_onnxruntime(assets):
     accuracy, per_item = synthcalib.top1_vs_labels(int8, val)
     assert len(per_item) == 12 and 0 <= accuracy <= 1
     with pytest.raises(
-        SynthcalibError, match="size: '16x16' does not fit: the model's input is NCHW with 3 channels at 8x8"
+        SynthcalibError,
+        match=r"^transform\['size'\]: '16x16' does not fit: the model's input is NCHW with 3 channels at 8x8",
     ):
         synthcalib.Dataset(str(assets["generator"]), 8, model=model, transform={"size": "16x16"})
     with pytest.raises(SynthcalibError, match="items have shape \\[8, 8, 3\\] .* input 'input' takes \\[3, 8, 8\\]"):

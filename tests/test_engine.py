@@ -128,7 +128,7 @@ def test_shipped_imagenet_generator(tmp_path):
     torch = pytest.importorskip("torch")
     from tiny_models import make_classifier
 
-    from openvino_synthcalib.imagefolder import ClassList
+    from openvino_synthcalib.classes import ClassList
     from openvino_synthcalib.shipped import GENERATORS
     from openvino_synthcalib.stream import make_stream
 

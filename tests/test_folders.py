@@ -13,11 +13,12 @@ from conftest import SHARED
 from PIL import Image
 from tiny_models import make_classifier, make_generator, make_image_folder
 
+from openvino_synthcalib.classes import ClassList, generator_class_list
 from openvino_synthcalib.cli import main
 from openvino_synthcalib.errors import SynthcalibError
 from openvino_synthcalib.evaluation import evaluate
 from openvino_synthcalib.files import class_folder_names, safe_filename
-from openvino_synthcalib.imagefolder import ClassList, ImageFolder, check_folder_classes, generator_class_list
+from openvino_synthcalib.imagefolder import ImageFolder, check_folder_classes
 from openvino_synthcalib.plugins import resolve_source
 from openvino_synthcalib.stream import SyntheticStream
 
@@ -120,13 +121,13 @@ def test_index_named_folders_need_no_class_list(assets, tmp_path):
     root = make_image_folder(tmp_path / "idx", classes=("3_gray", "1_green"), per_class=3)
     folder = ImageFolder(root)
     assert folder.mapping == "index" and folder.labels == (1, 3) and folder.num_classes == 4
-    check_folder_classes(folder, 4, "data", "fix")
+    check_folder_classes(folder, 4, "data", "the folder")
     result = evaluate(assets["classifier"], f"images:{root}", transform="unit")
     assert result["top1"] == 1.0 and result["labels"] == "folders named by class index" and result["images"] == 6
     with pytest.raises(
         SynthcalibError, match=r"class folder '3_gray' is named by class index 3 but the model outputs 3"
     ):
-        check_folder_classes(ImageFolder(root), 3, "data", "fix")
+        check_folder_classes(ImageFolder(root), 3, "data", "the folder")
     (root / "01_green").mkdir()
     Image.new("RGB", (8, 8)).save(root / "01_green" / "a.png")
     with pytest.raises(SynthcalibError, match="'01_green' and '1_green' both name class index 1"):
@@ -141,7 +142,7 @@ def test_wordnet_folders_map_to_imagenet_classes(tmp_path):
     result = evaluate(model, f"images:{root}", transform="unit")
     assert result["top1"] == 1.0 and "ImageNet-1k" in result["labels"]  # red = class 0 (tench), green = 1
     folder = ImageFolder(root)
-    check_folder_classes(folder, 2, "data", "fix")
+    check_folder_classes(folder, 2, "data", "the folder")
     assert folder.mapping == "position" and folder.labels == (0, 1)
 
 
@@ -207,7 +208,7 @@ def test_evaluate_flat_folder_needs_a_reference(flat, assets, capsys):
     cls = assets["classifier"]
     code, _, err = run(capsys, "evaluate", cls, "--data", f"images:{flat}", "--preset", "unit")
     assert code == 2 and one_line(err), err
-    assert err.startswith(f"synthcalib: error: --data 'images:{flat}': top-1 needs labels")
+    assert err.startswith(f"synthcalib: error: --data: top-1 needs labels and image folder '{flat}' has no class")
     assert "has no class subfolders" in err and "--reference MODEL" in err
     code, out, err = run(capsys, "evaluate", cls, "--data", f"images:{flat}", "--preset", "unit", "--reference", cls)
     assert code == 0, err
@@ -246,14 +247,17 @@ def test_evaluate_any_source(assets, capsys):
         assert r["agreement"] == 1.0 and "top1" not in r and "not class-conditional" in r["no_top1"]
     code, _, err = run(capsys, "evaluate", cls, "--data", "noise:gaussian", "--preset", "unit")
     assert code == 2 and one_line(err)
-    assert "--data 'noise:gaussian': top-1 needs labels and source 'noise:gaussian' is not class-conditional" in err
+    assert "--data: top-1 needs labels and source 'noise:gaussian' is not class-conditional" in err
     # a generator of other classes: agreement only with a reference, else the class error
     gen5 = make_generator(assets["root"] / "gen5.xml", num_classes=5, class_names=None)
     r = evaluate(cls, f"generator:{gen5}", transform="unit", limit=10, reference=cls)
     assert "has 5 classes but the model outputs 4" in r["no_top1"] and r["agreement"] == 1.0
     code, _, err = run(capsys, "evaluate", cls, "--data", f"generator:{gen5}", "--preset", "unit")
     assert (
-        code == 2 and one_line(err) and "--data 'generator:" in err and "has 5 classes but the model outputs 4" in err
+        code == 2
+        and one_line(err)
+        and "--data: source 'generator:" in err
+        and "has 5 classes but the model outputs 4" in err
     )
     # a class list maps folders only
     code, _, err = run(
@@ -346,7 +350,7 @@ def test_generate_imagenet_round_trip(tmp_path, capsys):
         result = json.loads(stdout)
         assert result["images"] == 8 and result["classes"] == 4 and "top1" in result
         folder = ImageFolder(out, ClassList.load(class_list) if class_list else None)
-        check_folder_classes(folder, 1000, "data", "fix")
+        check_folder_classes(folder, 1000, "data", "the folder")
         assert sorted(folder.labels) == [0, 264, 474, 999]
         for path, label in folder.samples():
             assert label == stream_labels[int(path[-10:-4])], path
@@ -380,3 +384,59 @@ def test_cifar10_generator_round_trip_with_resnet20(tmp_path, capsys):
     for class_list in (None, "cifar10"):
         result = evaluate(RESNET20, f"images:{out}", transform="cifar10", class_list=class_list)
         assert result["classes"] == 10 and abs(result["top1"] - direct["top1"]) <= 2 / 30
+
+
+# ----------------------------------------------------------------------------- --classes on every source
+
+SAMPLE_TSV = (
+    "index\twnid\tname\n0\tn01440764\ttench, Tinca tinca\n1\tn01443537\tgoldfish\n2\tn01484850\tgreat white shark\n"
+)
+
+
+def _first_labels(spec, classes, n=3):
+    with SyntheticStream(spec, n, classes=classes, prefetch=0) as stream:
+        return stream.labels().tolist()
+
+
+def test_classes_by_id_name_or_index_on_a_generator_and_a_folder(tmp_path, capsys):
+    """--classes tench and --classes n01440764 pick the same class on generator:imagenet and on an
+    image folder with a class list, as folder names match: any case, synonyms, ids, indices."""
+    tsv = tmp_path / "classes.tsv"
+    tsv.write_text(SAMPLE_TSV)
+    root = make_image_folder(tmp_path / "data", classes=("n01440764", "goldfish", "2"), per_class=2)
+    folder = f"images:{root}?class_list={tsv}"
+    for spec in ("generator:imagenet", folder):
+        for chosen in ("tench", "n01440764", "TENCH", "0", 0):
+            assert _first_labels(spec, [chosen]) == [0, 0, 0], (spec, chosen)
+        assert sorted(set(_first_labels(spec, ["Great_White_Shark", "N01443537"], 4))) == [1, 2], spec
+    assert _first_labels(folder, ["Tinca tinca"]) == [0, 0, 0]  # the list's synonym
+    for spec, name in (("generator:imagenet", "generator"), (folder, "folder")):
+        paths = []
+        for chosen in ("tench", "n01440764"):
+            out = tmp_path / f"{name}_{chosen}"
+            code, _, err = run(capsys, "generate", "--source", spec, "--classes", chosen, "-n", 2, "--out", out)
+            assert code == 0, err
+            paths.append(sorted(str(p.relative_to(out)) for p in out.rglob("*.png")))
+        assert paths[0] == paths[1] and len(paths[0]) == 3 and paths[0][1].startswith("n01440764_tench"), paths
+    # one error wording on every source, naming the option as the front-end does
+    for spec in ("generator:imagenet", folder):
+        code, _, err = run(capsys, "generate", "--source", spec, "--classes", "trout", "--out", tmp_path / "x")
+        assert (
+            code == 2 and one_line(err) and err.startswith("synthcalib: error: --classes: unknown class name 'trout'")
+        )
+    with pytest.raises(SynthcalibError, match=r"^classes: 'crane' matches classes 134 \(n02012849, crane\) and 517"):
+        SyntheticStream("generator:imagenet", 2, classes=["crane"])
+
+
+@pytest.mark.shared
+def test_classes_on_the_imagenet_sample_folder(tmp_path):
+    """The shared sample (ImageNet class folders) with ImageNet's classes.tsv and generator:imagenet:
+    a class is the same class by id, name or index."""
+    sample = SHARED / "datasets" / "imagenet-sample"
+    spec = f"images:{sample / 'images'}?class_list={sample / 'classes.tsv'}"
+    for source in ("generator:imagenet", spec):
+        assert _first_labels(source, ["tench"]) == _first_labels(source, ["n01440764"]) == [0, 0, 0]
+        assert _first_labels(source, ["Cardigan"]) == _first_labels(source, ["n02113186"]) == [264] * 3
+    with resolve_source("generator:imagenet") as generator:
+        by_generator, by_file = generator.class_list, ClassList.load(sample / "classes.tsv")
+    assert (by_file.names, by_file.ids, by_file.aliases) == (by_generator.names, by_generator.ids, by_generator.aliases)

@@ -14,11 +14,12 @@ from conftest import CIFAR, ZOO
 from PIL import Image
 from tiny_models import CLASS_NAMES, make_image_folder
 
+from openvino_synthcalib.classes import ClassList
 from openvino_synthcalib.cli import main
 from openvino_synthcalib.defaults import preset_framing
 from openvino_synthcalib.errors import SynthcalibError
 from openvino_synthcalib.evaluation import evaluate
-from openvino_synthcalib.imagefolder import CenterCrop, ClassList, ImageFolder, load_image
+from openvino_synthcalib.imagefolder import CenterCrop, ImageFolder, load_image
 from openvino_synthcalib.plugins import resolve_source
 from openvino_synthcalib.stream import SyntheticStream
 
@@ -72,7 +73,8 @@ def test_tsv_class_list_matches_wnid_name_and_index(tmp_path):
     path = tmp_path / "classes.tsv"
     path.write_text(TSV)
     cl = ClassList.load(path, "--class-list")
-    assert cl.names == ("n01440764", "n01443537", "n01484850") and "--class-list" in cl.origin
+    assert cl.names == ("tench", "goldfish", "great white shark") and "--class-list" in cl.origin
+    assert cl.ids == ("n01440764", "n01443537", "n01484850")
     for folder, label in [
         ("n01440764", 0),
         ("tench", 0),
@@ -95,7 +97,7 @@ def test_class_list_formats(tmp_path, assets):
     assert cl.lookup("tinca tinca") == [0] and cl.lookup("goldfish") == [1] and cl.lookup("n01443537") == [1]
     keras = tmp_path / "imagenet_class_index.json"
     keras.write_text(json.dumps({"1": ["n01443537", "goldfish"], "0": ["n01440764", "tench"]}))
-    assert ClassList.load(keras).names == ("n01440764", "n01443537") and ClassList.load(keras).lookup("tench") == [0]
+    assert ClassList.load(keras).ids == ("n01440764", "n01443537") and ClassList.load(keras).lookup("tench") == [0]
     assert ClassList.load(["a", "b"]).lookup("B") == [1]
     # a generator's metadata (by path, or generator:PATH)
     for spec in (assets["generator"], f"generator:{assets['generator']}"):
@@ -185,11 +187,13 @@ def test_stream_over_a_subset_has_model_labels(subset, assets):
     src.check_classes(4)  # the class list is the model's
     with pytest.raises(SynthcalibError, match="has 4 classes but the model outputs 10"):
         src.check_classes(10)
-    with pytest.raises(SynthcalibError, match=r"no images of class 0 \(red\).*--classes blue,gray"):
+    with pytest.raises(SynthcalibError, match=r"^classes: .* no items of class 0 \(red\).*with classes: blue,gray"):
+        SyntheticStream(src, 8, classes=["red"])
+    with pytest.raises(SynthcalibError, match=r"no images of class 0 \(red\)"):
         next(src.iter_images(np.array([0]), np.array([0]), seed=0))
     plain = resolve_source(f"images:{root}")
-    with pytest.raises(SynthcalibError, match="sorted position.*class_list=FILE.*--allow-class-mismatch"):
-        plain.check_classes(4, override="--allow-class-mismatch")
+    with pytest.raises(SynthcalibError, match="sorted position.*class_list=FILE.*use allow_class_mismatch"):
+        plain.check_classes(4, override="allow_class_mismatch")
 
 
 def test_quantize_subset_folder_with_class_list(subset, assets, tmp_path):
@@ -205,17 +209,16 @@ def test_quantize_subset_folder_with_class_list(subset, assets, tmp_path):
 
 
 def test_paired_generator_names_a_validation_folder(subset, assets):
-    from openvino_synthcalib.plan import _open_folder
-    from openvino_synthcalib.sources.images import FolderOptions
+    from openvino_synthcalib.sources.images import FolderOptions, open_source
 
     root, _ = subset
     with contextlib.ExitStack() as stack:
-        opened = _open_folder(f"images:{root}", FolderOptions(), str(assets["generator"]))
+        opened = open_source(f"images:{root}", FolderOptions(partner=str(assets["generator"])))
         stack.callback(opened.close)
         assert opened.folder.labels == (2, 3) and "generator" in opened.describe()["class_list"]
         gen = resolve_source(f"generator:{assets['generator']}")
         stack.callback(gen.close)
-        opened = _open_folder(f"images:{root}", FolderOptions(), gen)
+        opened = open_source(f"images:{root}", FolderOptions(partner=gen))
         stack.callback(opened.close)
         assert opened.folder.labels == (2, 3)
 
@@ -224,11 +227,16 @@ def test_pot_engine_class_list(subset, assets):
     from openvino_synthcalib.pot.engine_config import make_setup
 
     root, names = subset
-    engine = {"source": f"images:{root}", "preprocessing": {"preset": "unit"}, "subset_size": 6, "class_list": str(names)}
+    engine = {
+        "source": f"images:{root}",
+        "preprocessing": {"preset": "unit"},
+        "subset_size": 6,
+        "class_list": str(names),
+    }
     setup = make_setup(engine, assets["classifier"])
     assert set(setup.stream.labels().tolist()) == {2, 3}
     setup.stream.close()
-    with pytest.raises(SynthcalibError, match="engine.source '.*sorted position"):
+    with pytest.raises(SynthcalibError, match="engine.source: source '.*sorted position.*engine.class_list"):
         make_setup({**engine, "class_list": None}, assets["classifier"])
 
 

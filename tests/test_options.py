@@ -172,6 +172,49 @@ def test_accuracy_options_need_max_drop_in_each_frontend():
     assert options.read(values, "api").accuracy_control() == {"max_drop": 0.01, "metric": "labels"}
 
 
+def test_errors_carry_the_option_key_and_each_frontend_names_it(assets, tmp_path, capsys):
+    """A bad value deep in the plan (a transform's mean, an unknown class) is one line naming the
+    option as the front-end names it, from the key the error carries (no message text is read)."""
+    from openvino_synthcalib import plan
+    from openvino_synthcalib.pot.engine_config import make_setup
+
+    cls, gen = str(assets["classifier"]), f"generator:{assets['generator']}"
+    assert [options.name_in(f, "transform.mean") for f in options.FRONTENDS] == [
+        "--mean", "preprocessing.mean", "engine.preprocessing.mean", "transform['mean']", "mean",
+    ]  # fmt: skip
+    bad_mean = {"preset": "unit", "mean": [0.1, 0.2]}
+    cases = [
+        (lambda: quantize(cls, gen, transform=bad_mean), "transform['mean']: expected 1 or 3 numbers, got 2"),
+        (lambda: quantize(cls, gen, transform="unit", classes=["purple"]), "classes: unknown class name 'purple'"),
+        (
+            lambda: make_setup({"type": "synthetic", "source": gen, "preprocessing": bad_mean}, cls),
+            "engine.preprocessing.mean: expected 1 or 3 numbers, got 2",
+        ),
+        (
+            lambda: make_setup({"type": "synthetic", "source": gen, "preprocessing": "unit", "classes": "purple"}, cls),
+            "engine.classes: unknown class name 'purple'",
+        ),
+        (
+            lambda: plan.build(options.read({"model": cls, "source": gen, "transform": "nope"}, "page")),
+            "preset: unknown preset 'nope'",
+        ),
+    ]
+    for call, start in cases:
+        with pytest.raises(SynthcalibError) as err:
+            call()
+        assert str(err.value).startswith(start) and "\n" not in str(err.value), str(err.value)
+    argv = ["quantize", cls, "--source", gen, "--out", str(tmp_path / "o.xml"), "--preset", "unit"]
+    for extra, start in (
+        (["--mean", "1,2"], "--mean: expected 1 or 3"),
+        (["--classes", "purple"], "--classes: unknown"),
+    ):
+        assert main([*argv, *extra]) == 2
+        assert capsys.readouterr().err.startswith(f"synthcalib: error: {start}")
+    # accuracy control on a PyTorch module: named as the option that turns it on, or its section
+    assert options.name_in("cli", "max_drop", section=True) == "--max-drop"
+    assert options.name_in("api", "max_drop", section=True) == "accuracy_control"
+
+
 def _normalized_ir(xml: str) -> str:
     """An IR's XML without the numbers OpenVINO gives unnamed nodes from a process-wide counter
     (``Constant_45994``): they count the nodes the process made before, not the model."""

@@ -139,7 +139,7 @@ def test_api_and_dataset_name_the_transform(assets):
     text = str(err.value)
     assert text.startswith("transform['preset']: model 'cls.xml' does not say how its inputs are normalised")
     assert "inception ([-1, 1])" in text and "transform['mean']" in text and "\n" not in text
-    with pytest.raises(SynthcalibError, match=r"^transform: the model does not say"):
+    with pytest.raises(SynthcalibError, match=r"^transform\['preset'\]: the model does not say.*transform\['mean'\]"):
         synthcalib.Dataset(str(assets["generator"]), 8, model=str(assets["classifier"]))
     with pytest.warns(UserWarning, match="no model and no transform"):
         synthcalib.Dataset(str(assets["generator"]), 8).close()

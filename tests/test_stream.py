@@ -5,7 +5,7 @@ from openvino_synthcalib.errors import SynthcalibError
 from openvino_synthcalib.schedule import ClassSchedule
 from openvino_synthcalib.sources.base import parse_spec
 from openvino_synthcalib.stream import SyntheticStream, make_stream
-from openvino_synthcalib.transforms import Transform, resize
+from openvino_synthcalib.transforms import Transform, _resize_matrix, resize
 
 
 def test_round_robin_is_exactly_balanced():
@@ -95,6 +95,80 @@ def test_resize_keeps_constants_and_shapes():
     ramp = np.tile(np.linspace(0, 1, 8, dtype=np.float32), (1, 1, 8, 1))
     up = resize(ramp, (8, 16))[0, 0, 0]
     assert np.all(np.diff(up) >= -1e-6)  # monotone, no ringing
+
+
+def _numpy_transform(t: Transform, images: np.ndarray) -> np.ndarray:
+    """``Transform.__call__`` as it was while resizing and grey ran in NumPy (BLAS), kept as the
+    reference the OpenVINO steps are checked against."""
+    x = np.asarray(images, dtype=np.float32)
+    if t.size is not None and x.shape[-2:] != t.size:
+        ry, rx = _resize_matrix(x.shape[-2], t.size[0]), _resize_matrix(x.shape[-1], t.size[1])
+        x = np.matmul(np.matmul(ry, x), rx.T)
+    if t.channels == 1 and x.shape[1] == 3:
+        x = np.tensordot(np.array([0.299, 0.587, 0.114], np.float32), x, axes=([0], [1]))[:, None]
+    elif t.channel_order == "BGR":
+        x = x[:, ::-1]
+    lo, hi = t.input_range
+    if (lo, hi) != (0.0, 1.0):
+        x = x * np.float32(hi - lo) + np.float32(lo)
+    if t.mean is not None:
+        x = x - np.asarray(t.mean, np.float32).reshape(1, -1, 1, 1)
+    if t.std is not None:
+        x = x / np.asarray(t.std, np.float32).reshape(1, -1, 1, 1)
+    if t.layout == "NHWC":
+        x = x.transpose(0, 2, 3, 1)
+    if t.dtype in ("uint8", "int8"):
+        info = np.iinfo(t.dtype)
+        x = np.clip(np.rint(x), info.min, info.max)
+    return np.ascontiguousarray(x, dtype=t.dtype)
+
+
+def test_cifar10_items_at_their_own_size_are_the_numpy_items_byte_for_byte(tmp_path):
+    """Items that are not resized never meet the OpenVINO steps: the shipped CIFAR-10 generator's
+    items for a 32-px model are byte for byte what the NumPy transform made of them."""
+    from tiny_models import make_classifier
+
+    model = make_classifier(tmp_path / "cls32.xml", num_classes=10, size=32)
+    canonical = np.concatenate([x for x, _ in SyntheticStream("generator:cifar10", 96, seed=3).batches()])
+    with make_stream("generator:cifar10", 96, model=model, transform="cifar10", seed=3) as stream:
+        items = np.concatenate([x for x, _ in stream.batches()])
+        assert stream.transform.size == (32, 32) and stream.transform.steps((32, 32)) == ()
+        assert items.tobytes() == _numpy_transform(stream.transform, canonical).tobytes()
+    for options in (
+        {"preset": "caffe"},
+        {"preset": "imagenet", "layout": "NHWC"},
+        {"preset": "pixels", "dtype": "uint8"},
+    ):
+        t = Transform.from_options(**options)
+        assert t(canonical).tobytes() == _numpy_transform(t, canonical).tobytes(), options
+
+
+@pytest.mark.parametrize(
+    "shape, size", [((8, 3, 32, 32), (224, 224)), ((2, 3, 375, 500), (224, 224)), ((4, 3, 224, 224), (32, 32))]
+)
+def test_resize_and_grey_in_openvino_are_the_numpy_sums_within_float_rounding(shape, size):
+    """The same triangle-filter sums as np.matmul, rounded in another order: within 1e-6 relative
+    (a few float32 ulps; about 5% of values differ in their last bits when enlarging), and the same
+    on every call."""
+    x = np.random.default_rng(1).random(shape, dtype=np.float32)
+    for t in (Transform(size=size), Transform(size=size, channels=1)):
+        got, want = t(x), _numpy_transform(t, x)
+        assert got.shape == want.shape and got.dtype == np.float32
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=0)
+        assert t(x).tobytes() == got.tobytes()
+    assert resize(x, shape[-2:]) is x  # nothing to resize: the array itself, untouched
+
+
+def test_resize_from_several_threads_at_once_and_at_several_sizes_in_one():
+    """Each thread has its own infer request, which serves any shape."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    x = np.random.default_rng(2).random((8, 3, 32, 32), dtype=np.float32)
+    sizes = [(64, 64), (20, 30), (64, 64), (32, 48)]
+    want = [resize(x[: 2 + i], size) for i, size in enumerate(sizes)]
+    with ThreadPoolExecutor(4) as pool:
+        runs = list(pool.map(lambda _: [resize(x[: 2 + i], size) for i, size in enumerate(sizes)], range(8)))
+    assert all(g.tobytes() == w.tobytes() for got in runs for g, w in zip(got, want))
 
 
 def test_transform_presets_layout_order(assets):

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import forksafe, models
+from .. import models
 from ..errors import SynthcalibError
 from ..recipes import RECIPES as PRODUCT_RECIPES
 from .catalog import GeneratorEntry, ModelEntry
@@ -167,14 +167,11 @@ def check_request(request: JobRequest) -> None:
 
 
 def _images_per_s(compiled: Any, x: np.ndarray, seconds: float) -> float:
-    """Images/s of synchronous inference on batch ``x`` for about ``seconds`` (each inference a
-    fork-safe section: this runs in a worker thread)."""
-    with forksafe.section():
-        compiled(x)
+    """Images/s of synchronous inference on batch ``x`` for about ``seconds``."""
+    compiled(x)
     n, started = 0, time.perf_counter()
     while time.perf_counter() - started < seconds or n == 0:
-        with forksafe.section():
-            compiled(x)
+        compiled(x)
         n += 1
     return n * len(x) / (time.perf_counter() - started)
 

@@ -10,7 +10,6 @@ import zipfile
 from typing import Any
 
 from ..imageio import SampleFile, sample_pngs
-from ..schedule import resolve_classes
 from ..stream import SyntheticStream
 from .catalog import GeneratorEntry
 from .params import preview_size
@@ -24,7 +23,7 @@ def preview_stream(entry: GeneratorEntry, seed: int, classes: list[str] | None, 
     A new stream per request (its block cache is not thread-safe); the compiled engine is shared.
     """
     source = entry.source
-    chosen = resolve_classes(source.names, classes)
+    chosen = source.choose(classes)
     k = source.num_classes if chosen is None else len(chosen)
     preview_size(count, k, source.image_size)
     return SyntheticStream(source, count * k, seed=seed, classes=chosen)

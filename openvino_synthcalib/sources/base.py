@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from ..classes import ClassList
 from ..defaults import DEFAULTS
 from ..errors import SynthcalibError
 
@@ -26,15 +27,17 @@ class SourceContext:
 class Source:
     """A source of canonical images: RGB float32 NCHW in [0, 1].
 
-    Subclasses set ``num_classes`` (and ``class_names`` where known), ``image_size`` (``None``
-    when images are made at any requested size), ``conditional`` (whether the label of an item
-    actually determines its content) and ``real`` (real data rather than synthetic), and
+    Subclasses set ``num_classes`` (and ``class_names``, ``class_ids`` where known), ``image_size``
+    (``None`` when images are made at any requested size), ``conditional`` (whether the label of
+    an item actually determines its content) and ``real`` (real data rather than synthetic), and
     implement :meth:`iter_images`.
     """
 
     scheme: str = ""
     num_classes: int = 1
     class_names: tuple[str, ...] | None = None
+    #: Each class's identifier (a WordNet id), where the source has them.
+    class_ids: tuple[str, ...] | None = None
     image_size: tuple[int, int] | None = None
     conditional: bool = False
     #: The classes that have items, where not all do (an image folder holding some of the classes of
@@ -77,6 +80,31 @@ class Source:
         return self.class_names or tuple(f"class{i}" for i in range(self.num_classes))
 
     @property
+    def class_list(self) -> ClassList:
+        """The source's classes: names, ids and aliases in the one type every class list has."""
+        return ClassList.from_names(self.names, f"source '{self.spec}'", explicit=False, ids=self.class_ids)
+
+    def choose(self, classes: Any, key: str = "classes") -> list[int] | None:
+        """The classes a stream of this source draws: those ``classes`` names (indices, ids, names
+        or synonyms, matched as class folders are: :meth:`ClassList.select`; errors keyed ``key``),
+        else every class (those that have items, where not all do: ``available_classes``)."""
+        if classes is None:
+            return list(self.available_classes) if self.available_classes is not None else None
+        chosen = self.class_list.select(classes, key)
+        absent = [c for c in chosen if self.available_classes is not None and c not in self.available_classes]
+        if absent:
+            present = [self.names[c] for c in self.available_classes or ()]
+            shown = ",".join(present[:10]) + (",..." if len(present) > 10 else "")
+            raise SynthcalibError(
+                lambda name: (
+                    f"source '{self.spec}' has no items of class {absent[0]} ({self.names[absent[0]]}): "
+                    f"it holds {len(present)} of its {self.num_classes} classes; choose among them with {name(key)}: {shown}"
+                ),
+                key=key,
+            )
+        return chosen
+
+    @property
     def why_unlabelled(self) -> str | None:
         """Why items have no labels (one clause, for errors of what needs them); None when the
         source is class-conditional."""
@@ -94,13 +122,18 @@ class Source:
             "image_size": list(self.image_size) if self.image_size else None,
         }
 
-    def check_classes(self, model_classes: int | None, what: str = "source", override: str | None = None) -> None:
-        """A class-conditional source must have the classes of the classifier it calibrates
-        (``override``: how the caller names the option that accepts a mismatch, if it has one)."""
+    def check_classes(self, model_classes: int | None, key: str = "source", override: str | None = None) -> None:
+        """A class-conditional source must have the classes of the classifier it calibrates. Errors
+        are keyed ``key`` (the option that gave the source); ``override`` is the key of an option
+        that accepts a mismatch, where the caller has one."""
         if self.conditional and model_classes is not None and self.num_classes != model_classes:
             raise SynthcalibError(
-                f"{what} '{self.spec}' has {self.num_classes} classes but the model outputs {model_classes}: "
-                "use a source for this model's classes" + (f", or set {override}" if override else "")
+                lambda name: (
+                    f"source '{self.spec}' has {self.num_classes} classes but the model outputs "
+                    f"{model_classes}: use a source for this model's classes"
+                    + (f", or use {name(override)}" if override else "")
+                ),
+                key=key,
             )
 
     def close(self) -> None:
@@ -192,7 +225,7 @@ def parse_spec(spec: str) -> tuple[str, str, dict[str, Any]]:
 
 
 def parse_size(value: Any, name: str = "size") -> tuple[int, int]:
-    """``32``, ``32x48``, ``[32, 48]`` -> (H, W)."""
+    """``32``, ``32x48``, ``[32, 48]`` -> (H, W); errors are keyed ``name``."""
     if isinstance(value, str):
         value = value.lower().replace("x", ",").split(",")
     if isinstance(value, (int, float)):
@@ -202,11 +235,11 @@ def parse_size(value: Any, name: str = "size") -> tuple[int, int]:
     try:
         h, w = (int(v) for v in value)
     except (TypeError, ValueError):
-        raise SynthcalibError(f"{name}: expected H, HxW or [H, W], got {value!r}") from None
+        raise SynthcalibError(f"expected H, HxW or [H, W], got {value!r}", key=name) from None
     if h <= 0 or w <= 0:
-        raise SynthcalibError(f"{name}: expected positive sizes, got {value!r}")
+        raise SynthcalibError(f"expected positive sizes, got {value!r}", key=name)
     if max(h, w) > MAX_IMAGE_SIDE:
-        raise SynthcalibError(f"{name}: {h}x{w} is too large; expected at most {MAX_IMAGE_SIDE} pixels a side")
+        raise SynthcalibError(f"{h}x{w} is too large; expected at most {MAX_IMAGE_SIDE} pixels a side", key=name)
     return h, w
 
 

@@ -106,5 +106,5 @@ def make(arg: str, options: dict[str, Any], context: SourceContext) -> FractalSo
     opts = take_options(
         spec, options, {"size": None, "points": 0, "num_classes": None}, {"points": "int>=0", "num_classes": "int>0"}
     )
-    size = parse_size(opts["size"], f"{spec}: size") if opts["size"] is not None else None
+    size = parse_size(opts["size"], f"source '{spec}': option size") if opts["size"] is not None else None
     return FractalSource(spec, int(opts["num_classes"] or context.num_classes or 1), size, int(opts["points"]))

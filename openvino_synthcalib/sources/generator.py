@@ -91,7 +91,7 @@ def make(arg: str, options: dict[str, Any], context: SourceContext) -> Generator
     if isinstance(overrides["class_names"], str):
         overrides["class_names"] = [overrides["class_names"]]
     if opts["image_size"] is not None:
-        overrides["image_size"] = parse_size(opts["image_size"], f"{spec}: image_size")
+        overrides["image_size"] = parse_size(opts["image_size"], f"source '{spec}': option image_size")
     engine = GeneratorEngine(
         arg,
         device=opts["device"] or context.device,

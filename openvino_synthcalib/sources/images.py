@@ -7,7 +7,7 @@ reference model; what needs labels refuses it).
 
 Options: ``size=HxW`` (the size images are resized to; default: the first image's),
 ``class_list=FILE`` (the model's classes, to map class folders by name: see
-:class:`~openvino_synthcalib.imagefolder.ClassList`), ``crop=center`` (frame each image as
+:class:`~openvino_synthcalib.classes.ClassList`), ``crop=center`` (frame each image as
 torchvision's ImageNet evaluation does: resize the short side to ``size / crop_fraction``, then
 crop the centre; ``crop_fraction`` defaults to 0.875) or ``crop=none``.
 """
@@ -16,24 +16,21 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from ..classes import ClassList, folder_class_list, model_class_list
+from ..defaults import preset_framing
 from ..errors import SynthcalibError
-from ..imagefolder import CenterCrop, ClassList, ImageFolder, check_crop, check_folder_classes, image_size, load_image
+from ..imagefolder import CenterCrop, ImageFolder, check_crop, check_folder_classes, image_size, load_image
 from ..rng import TAG_ORDER, item_rng
 from ..transforms import resize
 from .base import Source, SourceContext, parse_size, parse_spec, take_options
 
 OPTIONS: dict[str, Any] = {"size": None, "class_list": None, "crop": None, "crop_fraction": None}
 KINDS = {"crop": "str", "crop_fraction": "float>0"}
-#: How to pass a class list, for messages.
-CLASS_LIST_FIX = (
-    "pass the model's class list (--class-list FILE, or images:DIR?class_list=FILE: one name per line, "
-    "or index<TAB>wnid<TAB>name)"
-)
 
 
 class ImageFolderSource(Source):
@@ -73,9 +70,15 @@ class ImageFolderSource(Source):
         folder = self.folder
         self.num_classes = folder.num_classes
         self.class_names = folder.class_names
+        self.class_ids = folder.class_ids
         self._files = dict(zip(folder.labels, folder.files))
         self.available_classes = tuple(sorted(self._files)) if len(self._files) < self.num_classes else None
         self._orders.clear()
+
+    @property
+    def class_list(self) -> ClassList:
+        """The class list the folders were matched to, else the folders' own names."""
+        return self.folder.class_list if self.folder.class_list is not None else super().class_list
 
     @property
     def why_unlabelled(self) -> str | None:
@@ -85,8 +88,8 @@ class ImageFolderSource(Source):
 
     def _file(self, seed: int, label: int, occurrence: int) -> str:
         files = self._files.get(label)
-        if files is None:
-            raise SynthcalibError(self._absent(label))
+        if files is None:  # a stream's classes are chosen among those with files (Source.choose)
+            raise SynthcalibError(f"source '{self.spec}' has no images of class {label} ({self.names[label]})")
         epoch, k = divmod(occurrence, len(files))
         key = (seed, label, epoch)
         if key not in self._orders:
@@ -94,16 +97,6 @@ class ImageFolderSource(Source):
                 self._orders.clear()
             self._orders[key] = item_rng(seed, TAG_ORDER, label * 1_000_003 + epoch).permutation(len(files))
         return files[self._orders[key][k]]
-
-    def _absent(self, label: int) -> str:
-        present = [self.names[c] for c in sorted(self._files)]
-        shown = ",".join(present[:10]) + (",..." if len(present) > 10 else "")
-        origin = self.folder.class_list.origin if self.folder.class_list is not None else "the folder"
-        return (
-            f"source '{self.spec}' has no images of class {label} ({self.names[label]}): it holds "
-            f"{len(present)} of the {self.num_classes} classes of {origin}; choose among them "
-            f"(--classes {shown}, or classes=[...] in the API)"
-        )
 
     def iter_images(
         self,
@@ -134,10 +127,9 @@ class ImageFolderSource(Source):
             )
         return super().output_size(size)
 
-    def check_classes(self, model_classes: int | None, what: str = "source", override: str | None = None) -> None:
-        fix = CLASS_LIST_FIX + (f", or {override} if the labels do not matter" if override else "")
+    def check_classes(self, model_classes: int | None, key: str = "source", override: str | None = None) -> None:
         try:
-            check_folder_classes(self.folder, model_classes, f"{what} '{self.spec}'", fix)
+            check_folder_classes(self.folder, model_classes, key, f"source '{self.spec}'", override)
         finally:
             self._sync()  # the folder may have settled its mapping for the model's classes
 
@@ -161,22 +153,32 @@ class FolderOptions:
     """What a caller (the CLI, ``quantize``, ``evaluate``) knows about reading image folders beyond
     a spec's own options, which win over these.
 
-    ``class_list`` is the user's (every folder must match it); ``paired`` an inferred one (a
-    paired generator's class names, the model's labels: used when folder names match it);
-    ``crop``/``crop_fraction`` the framing a preprocessing preset asks for (see
+    ``class_list`` is the user's, ``partner`` the generator a folder is paired with (the other
+    stream's source), ``labels`` the model's labels: :func:`~.classes.folder_class_list` chooses
+    among them; ``crop``/``crop_fraction`` the framing a preprocessing preset asks for (see
     :data:`~openvino_synthcalib.defaults.PRESET_FRAMING`); ``size`` the size images are resized to
     when the spec says none (``evaluate``: the model's input size, so that each image is resized
     once).
     """
 
-    class_list: Any = None
-    paired: ClassList | None = None
+    class_list: ClassList | None = None
+    labels: ClassList | None = None
+    partner: Any = None
     crop: str | None = None
     crop_fraction: float | None = None
     size: tuple[int, int] | None = None
 
-    def with_paired(self, paired: ClassList | None) -> FolderOptions:
-        return replace(self, paired=paired)
+    @classmethod
+    def for_model(cls, model: Any, transform: Any, class_list: Any, name: str = "class_list") -> FolderOptions:
+        """How image folders are read for ``model``: the user's class list (loaded now, ``name``: how
+        the caller names it), the model's labels, the preprocessing preset's framing."""
+        framing = preset_framing(transform)
+        return cls(
+            ClassList.load(class_list, name) if class_list is not None else None,
+            model_class_list(model),
+            crop=framing.get("crop"),
+            crop_fraction=framing.get("crop_fraction"),
+        )
 
 
 @dataclass(frozen=True)
@@ -203,13 +205,8 @@ def read_spec(
     """Check an images spec's options, with ``defaults`` for what the spec leaves out."""
     d = defaults or FolderOptions()
     opts = take_options(spec, options, allowed or OPTIONS, KINDS)
-    size = parse_size(opts["size"], f"{spec}: size") if opts.get("size") is not None else d.size
-    if opts.get("class_list") is not None:
-        class_list: ClassList | None = ClassList.load(opts["class_list"], "class_list")
-    elif d.class_list is not None:
-        class_list = ClassList.load(d.class_list, "--class-list")
-    else:
-        class_list = d.paired
+    size = parse_size(opts["size"], f"source '{spec}': option size") if opts.get("size") is not None else d.size
+    class_list = folder_class_list(opts.get("class_list"), d.class_list, d.partner, d.labels)
     crop, fraction = opts["crop"], opts["crop_fraction"]
     if crop is None:
         crop = d.crop

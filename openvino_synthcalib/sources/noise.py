@@ -52,6 +52,6 @@ def make(arg: str, options: dict[str, Any], context: SourceContext) -> NoiseSour
     )
     if kind == "uniform" and ({"mean", "std"} & set(options)):
         raise SynthcalibError(f"source '{spec}': mean/std apply to noise:gaussian only")
-    size = parse_size(opts["size"], f"{spec}: size") if opts["size"] is not None else None
+    size = parse_size(opts["size"], f"source '{spec}': option size") if opts["size"] is not None else None
     num_classes = int(opts["num_classes"] or context.num_classes or 1)
     return NoiseSource(spec, kind, opts["mean"], opts["std"], num_classes, size)

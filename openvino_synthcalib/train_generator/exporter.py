@@ -117,7 +117,7 @@ def export_from_options(opts: dict[str, Any]) -> Path:
     teacher = data["teacher"]
     names = teacher.get("class_names")
     if names and teacher.get("class_ids") and len(set(names)) != len(names):
-        from .inversion import distinct
+        from ..classes import distinct
 
         names = list(distinct(list(names), list(teacher["class_ids"])))
     if teacher.get("kind") == "classifier":

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from ..classes import ClassList
 from ..errors import SynthcalibError
 from .classifiers import BatchNormStatistics, load_classifier
 from .student import generator_from_options, image_size
@@ -31,28 +32,16 @@ DEFAULT_Z_DIM = 128
 
 def read_class_list(spec: Any, flag: str = "--class-names") -> tuple[tuple[str, ...], tuple[str, ...] | None]:
     """Class names from a comma-separated list, or from a class-list file in any form
-    :class:`~openvino_synthcalib.imagefolder.ClassList` reads (one name a line; ImageNet's
-    ``classes.tsv`` of index, WordNet id, name; ...). Returns the names and, for a list whose rows
-    give an id and a name, the ids."""
-    from ..imagefolder import ClassList
-
+    :class:`~openvino_synthcalib.classes.ClassList` reads (one name a line; ImageNet's
+    ``classes.tsv`` of index, WordNet id, name; ...). Returns the display names (distinct) and,
+    for a list whose rows give an id and a name, the ids."""
     if isinstance(spec, (list, tuple)) and len(spec) != 1:
         return tuple(str(v) for v in spec), None
     text = str(spec[0] if isinstance(spec, (list, tuple)) else spec)
     if not Path(text).is_file():
         return tuple(v.strip() for v in text.split(",") if v.strip()), None
     classes = ClassList.load(text, flag)
-    if classes.labels is None:
-        return classes.names, None
-    return distinct(list(classes.labels), list(classes.names)), classes.names
-
-
-def distinct(names: list[str], ids: list[str]) -> tuple[str, ...]:
-    """Names made distinct by their id where two classes share one (ImageNet has two "crane")."""
-    counts: dict[str, int] = {}
-    for n in names:
-        counts[n] = counts.get(n, 0) + 1
-    return tuple(f"{n} ({i})" if counts[n] > 1 else n for n, i in zip(names, ids))
+    return classes.names, classes.ids
 
 
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
