@@ -50,12 +50,16 @@ def _compiled(step: str) -> Any:
     """The OpenVINO model of a linear ``step``, compiled once for every shape (CPU, f32 arithmetic):
 
     - ``resize``: inputs images [N, C, H, W], ry [h, H], rx [w, W]; output ``ry @ images @ rx.T``
-      [N, C, h, w] (the same products as ``np.matmul``, within an ulp or two, see ``resize``);
+      [N, C, h, w] (the same sums as ``np.matmul``, within a few ulps, see ``resize``);
     - ``grey``: input images [N, 3, H, W]; output the :data:`_GREY` weighted sum of the channels
       [N, 1, H, W].
     """
     import openvino as ov
-    import openvino.opset13 as ops
+
+    try:
+        import openvino.opset13 as ops
+    except ImportError:  # OpenVINO 2023 (the legacy POT environment)
+        import openvino.runtime.opset13 as ops
 
     from .models import compile_model
 
