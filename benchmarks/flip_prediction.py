@@ -376,25 +376,35 @@ def run(args) -> None:
 
 
 def read_rows(csv_path: Path) -> tuple[list[dict], list[dict]]:
-    """The CSV's rows, each INT8 model once (an ``adaptive`` row is its chosen candidate's model:
-    marked ``adaptive_choice`` on that candidate's row), and the ``adaptive`` rows."""
+    """The CSV's rows, each INT8 model once, and the ``adaptive`` rows. An ``adaptive`` row is its
+    chosen candidate's model: that candidate's row is marked ``adaptive_choice``, or where the
+    candidate was not measured on its own (``--imagenet-candidates``), the adaptive row stands for
+    it under the candidate's name."""
     if not csv_path.exists():
         return [], []
     rows = list(csv.DictReader(open(csv_path)))
-    chosen = {
-        tuple(r[k] for k in KEY if k != "recipe") + (r["same_model_as"],)
-        for r in rows if r["recipe"] == "adaptive"
-    }  # fmt: skip
+
+    def cell(r: dict) -> tuple:
+        return tuple(r[k] for k in KEY if k != "recipe")
+
+    adaptive = [r for r in rows if r["recipe"] == "adaptive"]
+    measured = {cell(r) + (r["recipe"],) for r in rows if r["recipe"] != "adaptive"}
+    chosen = {cell(r) + (r["same_model_as"],) for r in adaptive}
+    distinct = [r for r in rows if r["recipe"] != "adaptive"]
+    distinct += [
+        {**r, "recipe": r["same_model_as"]} for r in adaptive if cell(r) + (r["same_model_as"],) not in measured
+    ]
     out = []
-    for r in rows:
-        if r["recipe"] == "adaptive":
-            continue
+    for r in distinct:
         r = dict(r)
-        r["adaptive_choice"] = tuple(r[k] for k in KEY if k != "recipe") + (r["recipe"],) in chosen
+        r["adaptive_choice"] = cell(r) + (r["recipe"],) in chosen
         for k in ("real_flip_rate", *(f"check_{s}" for s in STATISTICS)):
             r[k] = float(r[k]) if r[k] not in ("", None) else None
         out.append(r)
-    return out, [r for r in rows if r["recipe"] == "adaptive"]
+    order = {c: i for i, c in enumerate(dict.fromkeys(cell(r) for r in rows))}
+    out.sort(key=lambda r: (order[cell(r)], r["recipe"] not in CANDIDATES, CANDIDATES.index(r["recipe"])
+                            if r["recipe"] in CANDIDATES else r["recipe"]))  # fmt: skip
+    return out, adaptive
 
 
 def evaluate(rows: list[dict], statistic: str) -> dict | None:

@@ -338,7 +338,7 @@ class Monitor:
             logger.setLevel(logging.INFO)
         logger.addHandler(handler)
         self.started = self._stage_started = self._last_line = self.clock()
-        more = f"; at most {self.items} items per validation" if self.items else ""
+        more = f"; validation on {self.items} items" if self.items else ""
         self.line(f"max drop {self.max_drop:g} ({self.drop_type}) of {self.metric}{more}; quantizing")
         try:
             with tempfile.TemporaryDirectory(prefix="synthcalib-ac-") as folder:
@@ -399,6 +399,16 @@ class Monitor:
             "reached": None if drop is None else drop <= self.max_drop,
             "iterations": len(self.iterations),
             "iterations_undone": sum(1 for i in self.iterations if i.get("undone")),
+            # each iteration: the operations it reverted, the metric and drop after it, undone when NNCF stepped back
+            "iteration_log": [
+                {
+                    "reverted": i["reverted"],
+                    "metric": i.get("metric"),
+                    "drop": i.get("drop"),
+                    "undone": bool(i.get("undone")),
+                }
+                for i in self.iterations
+            ],
             "rankings": self.rankings,
             "evaluations": self.evaluations,
             "evaluated_items": self.evaluated_items,

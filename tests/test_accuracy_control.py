@@ -142,6 +142,11 @@ def test_monitor_follows_nncf_stages_and_an_undone_iteration():
     assert [r["groups"] for r in report["rankings"]] == [2, 0] and report["evaluations"] == 8
     assert report["time_split"]["quantize"] == 5 and report["seconds"] == 13
     assert report["notes"] == ["Maximum number of iteration was reached"]
+    assert [(i["reverted"], i["undone"]) for i in report["iteration_log"]] == [
+        (["conv_a", "conv_b"], False),
+        (["conv_c"], True),
+        (["conv_d"], False),
+    ]
     text = "\n".join(lines)
     assert "INT8 model: agreement 0.8000 on 10 items (1.0 s), drop 0.2000 over max 0.04; restoring" in text
     assert "iteration 1: reverted 2 operation(s) to floating point (conv_a, conv_b), 2 in all" in text

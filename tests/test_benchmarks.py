@@ -389,7 +389,7 @@ def test_accuracy_control_imagenet_report_from_a_tiny_csv(tmp_path):
     rows = [
         row("plain", "20.0", "40.0"),
         row("ac-synthetic", "10.0", "120.0", "/0/Conv;/8/Conv", "0.01", **control),
-        row("ignore-first-last", "15.0", "44.0", "/0/Conv;/49/Conv"),
+        row("ignore-first-last", "15.0", "44.0", "/0/Conv;/49/Conv", synthetic_kl="0.25", score_items="256"),
         {**base, "config": "per-channel", "max_drop": "", "validation_samples": "", "max_iterations": "",
          "note": "NNCF refused it on every target device (ANY, CPU): ValueError: incompatible"},  # fmt: skip
     ]
@@ -405,10 +405,10 @@ def test_accuracy_control_imagenet_report_from_a_tiny_csv(tmp_path):
     ac.main(["--report-only", "--out", str(tmp_path)])
     md = (tmp_path / f"{ac.NAME}.md").read_text()
     assert "    python benchmarks/accuracy_control_imagenet.py\n" in md
-    assert "| plain | – | – | 20.00 | 20.00 | 1.00 | 60.0 | 56.0 | 1 | 0 of 17 | – | – |" in md
-    assert "| ac-synthetic | 0.01 | 250 | 10.00 | 10.00 | 0.50 | 60.0 | 56.0 | x3.00 | 2 of 17 |" in md
+    assert "| plain | – | – | 20.00 | 20.00 | 1.00 | 60.0 | 56.0 | 1 | – | 0 of 17 | – | – |" in md
+    assert "| ac-synthetic | 0.01 | 250 | 10.00 | 10.00 | 0.50 | 60.0 | 56.0 | x3.00 | – | 2 of 17 |" in md
     assert "1.000 -> 0.544 -> 0.800 (not reached) | 3, 80 s |" in md
-    assert "| ignore-first-last | – | – | 15.00 | 15.00 | 0.75 | 60.0 | 56.0 | x1.10 | 2 of 17 |" in md
+    assert "| ignore-first-last | – | – | 15.00 | 15.00 | 0.75 | 60.0 | 56.0 | x1.10 | 250.0 (256) | 2 of 17 |" in md
     assert "- per-channel: NNCF refused it on every target device (ANY, CPU)" in md
     assert "- ac-synthetic (max drop 0.01): `/0/Conv`, `/8/Conv`" in md
     assert "**mobilenet_v1 does not qualify**: its plain INT8 model flips 7.0%" in md
