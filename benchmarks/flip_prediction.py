@@ -33,10 +33,10 @@ writes the relation the product ships (``openvino_synthcalib/data/flip_relation.
   once, so the later candidates show only their own work), for an ``adaptive`` row the recipe's wall
   time; ``cell_s`` the whole cell (quantization, checks, real evaluation).
 
-    python benchmarks/flip_prediction.py                    # the committed grid (est. 60-75 min on 2 cores)
+    python benchmarks/flip_prediction.py                    # the committed grid (75 min here, 2 shared cores)
     python benchmarks/flip_prediction.py --domains cifar10  # one domain
     python benchmarks/flip_prediction.py --report-only      # rebuild the report and the relation from the CSV
-    python benchmarks/flip_prediction.py --quick            # under a minute: resnet20 and a copy, 2 sources
+    python benchmarks/flip_prediction.py --quick            # a minute: 3 models, 2 sources, 32 items
 
 Rows are appended to ``OUT/flip_prediction.csv`` as they finish (a rerun skips rows already there);
 the report ``flip_prediction.{md,png}`` and the relation are rebuilt from the CSV at the end of every
@@ -539,8 +539,14 @@ def summarise(args) -> str:
         " calibration items): "
         + "; ".join(f"{d}: {', '.join(dict.fromkeys(r['recipe'] for r in rows if r['domain'] == d))}" for d in doms)
         + ". The product's default, `adaptive`, gives the candidate it chose: the same INT8 model, so it is counted"
-        " once (marked `*` below); on ImageNet only `nncf` and that choice are measured (a 224 px check costs"
-        " several times a CIFAR-10 one). " + _setup_text(rows),
+        " once (marked `*` below)"
+        + (
+            "; on ImageNet only `nncf` and that choice are measured (a 224 px check costs several times a CIFAR-10 one)"
+            if "imagenet" in doms
+            else ""
+        )
+        + ". "
+        + _setup_text(rows),
         "",
         f"**The fit** (`quality.fit`): `log(real + {_floor()}) = a + b log(statistic + {_floor()})` by least"
         f" squares on all {len(rows)} INT8 models, with a {round(100 * COVERAGE)}% interval from the 5% and 95%"
@@ -583,6 +589,16 @@ def summarise(args) -> str:
                 f"{v['fine_fit']} | x{v['bias']:.2f} |"
             )
     lines.append("")
+    confident = {}
+    for r in rows:
+        confident.setdefault(r["domain"], {})[r["model"]] = int(r["check_confident_items"])
+    lines += [
+        "Items of the check the FP32 model gives >= 0.5 probability (what `confident_flip_rate` counts on), of"
+        f" the check's {'/'.join(sorted({r['check_items'] for r in rows}))} items: "
+        + "; ".join(f"{d}: " + ", ".join(f"{m} {n}" for m, n in v.items()) for d, v in confident.items())
+        + ".",
+        "",
+    ]
     ev = evals[pick]
     cover, flags = meets(ev)
     lines += [f"**Chosen: `{pick}`.** " + _why(evals, pick, cover, flags), ""]
@@ -667,7 +683,8 @@ def _why(evals: dict, pick: str, cover: bool, flags: bool) -> str:
         if not cover:
             worst = min(evals[pick]["summary"].items(), key=lambda kv: kv[1]["coverage"])
             parts.append(f"its held-out coverage falls short in {worst[0]} ({pct(worst[1]['coverage'], 1)}%)")
-    return "; ".join(parts) + "."
+    text = "; ".join(parts) + "."
+    return text[0].upper() + text[1:]
 
 
 def _failures(ev: dict) -> list[str]:
@@ -694,6 +711,19 @@ def _failures(ev: dict) -> list[str]:
         + ", ".join(f"{m} x{math.exp(np.median(v)):.2f}" for m, v in worst)
         + "."
     )
+    poor = [(h["flip_rate"], r) for r, h in zip(pts, held) if h and r["real_flip_rate"] >= POOR]
+    fine = [(h["flip_rate"], r) for r, h in zip(pts, held) if h and r["real_flip_rate"] < FINE]
+    middle = [h for r, h in zip(pts, held) if h and FINE <= r["real_flip_rate"] < POOR]
+    if poor and fine:
+        (lo, lo_r), (hi, hi_r) = min(poor, key=lambda t: t[0]), max(fine, key=lambda t: t[0])
+        lines.append(
+            f"- Flag margin (held out): the lowest prediction for an INT8 model with >= {round(100 * POOR)}% real flips"
+            f" is {pct(lo)}% ({_name(lo_r)}, measured {pct(lo_r['real_flip_rate'])}%), the highest for one under"
+            f" {round(100 * FINE)}% is {pct(hi)}% ({_name(hi_r)}, measured {pct(hi_r['real_flip_rate'])}%);"
+            f" poor_above {100 * POOR_ABOVE:.2f}% {'lies between' if hi < POOR_ABOVE <= lo else 'does not separate them'}."
+            f" Between {round(100 * FINE)}% and {round(100 * POOR)}% real flips (no requirement):"
+            f" {sum(h['poor'] for h in middle)} of {len(middle)} flagged."
+        )
     if misses:
         lines.append(
             f"- {len(misses)} INT8 models outside their held-out interval: "
@@ -705,6 +735,10 @@ def _failures(ev: dict) -> list[str]:
             + "."
         )
     return [*lines, ""]
+
+
+def _name(r: dict) -> str:
+    return f"{r['domain']}/{r['model']} {r['source']} {r['recipe']}"
 
 
 def _per_domain_fits(ev: dict) -> list[str]:
@@ -852,6 +886,8 @@ def _plot(evals: dict, pick: str, out: Path) -> None:
 def relation_record(ev: dict, commands: list[str]) -> dict:
     return {
         **ev["relation"],
+        # what the interval held on models left out of the fit, per domain: what a user is told
+        "held_out_coverage": {dom: round(v["coverage"], 3) for dom, v in ev["summary"].items()},
         "measured_by": "benchmarks/flip_prediction.py",
         "command": "; ".join(commands),
     }
@@ -895,7 +931,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--num-samples", type=int, default=300)
     p.add_argument("--cache", type=Path, default=CACHE, help="ImageNet views and calibration links")
     p.add_argument("--relation", type=Path, default=None, help="where the fitted relation goes (see above)")
-    p.add_argument("--quick", action="store_true", help="tiny grid: resnet20 (or --cifar-models), 2 sources")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="tiny grid: resnet20, vgg11_bn, shufflenetv2 (or --cifar-models), student and gaussian (or --cifar-sources), 32 "
+        "calibration and 100 check items, 500 test images",
+    )
     p.add_argument("--report-only", action="store_true")
     p.add_argument("--out", type=Path, default=RESULTS)
     args = p.parse_args(argv)
@@ -909,7 +950,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.quick:
         args.domains = ["cifar10"]
         if args.cifar_models == list(CIFAR_MODELS):
-            args.cifar_models = ["resnet20", "vgg11_bn"]
+            args.cifar_models = ["resnet20", "vgg11_bn", "shufflenetv2"]  # three: one is left out of the fit
         if args.cifar_sources == list(CIFAR_SOURCES):
             args.cifar_sources = ["student", "gaussian"]
         args.num_samples, args.check_samples, args.seeds = 32, min(args.check_samples, 100), [0]

@@ -179,6 +179,7 @@ def predict(check: Mapping[str, Any], relation: Mapping[str, Any] | None = None)
         "coverage": relation["coverage"],
         "poor": point >= relation["poor_above"],
         "poor_above": relation["poor_above"],
+        "held_out_coverage": relation.get("held_out_coverage"),
     }
 
 
@@ -203,16 +204,22 @@ def summary(report: Mapping[str, Any], name: Callable[[str], str] = _cli_name) -
     if "skipped" in report:
         return [f"check:      not run ({report['skipped']})"]
     rate = report["flip_rate"]
+    kl = f", mean KL {report['mean_kl']:.4f}" if report.get("mean_kl") is not None else ""
     lines = [
-        f"check:      {report['flips']} of {report['items']} fresh synthetic items ({100 * rate:.2f}%) change top-1 "
-        f"(source {report['source']}, seed {report['seed']})"
+        f"check:      {report['flips']} of {report['items']} fresh synthetic items ({100 * rate:.2f}%) change top-1"
+        f"{kl} (source {report['source']}, seed {report['seed']})"
     ]
     p = report.get("prediction")
     if p is None:
         return lines
+    held = dict(p.get("held_out_coverage") or {})
+    overall = held.pop("all", None)
+    measured = f"; it held for {round(100 * overall)}% of held-out models" if overall is not None else ""
+    if held:
+        measured += " (" + ", ".join(f"{dom} {round(100 * v)}%" for dom, v in held.items()) + ")"
     lines.append(
-        f"predicted:  {100 * p['flip_rate']:.1f}% of real predictions flip (interval {100 * p['low']:.1f}-"
-        f"{100 * p['high']:.1f}%, {round(100 * p['coverage'])}% coverage measured on benchmarks/results/flip_prediction.md)"
+        f"predicted:  {100 * p['flip_rate']:.1f}% of real predictions flip ({round(100 * p['coverage'])}% interval "
+        f"{100 * p['low']:.1f}-{100 * p['high']:.1f}%{measured}; benchmarks/results/flip_prediction.md)"
     )
     if p["poor"]:
         lines.append(

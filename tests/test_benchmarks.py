@@ -291,6 +291,7 @@ def test_every_report_is_written_by_a_committed_script():
         "recipe_cost",
         "imagenet",
         "mct_peer",
+        "flip_prediction",
         # these group models by what the shared zoo holds, or read its models
         pytest.param("calibration_sources", marks=pytest.mark.shared),
         pytest.param("backends", marks=pytest.mark.shared),
@@ -390,8 +391,14 @@ def test_accuracy_control_imagenet_report_from_a_tiny_csv(tmp_path):
         row("plain", "20.0", "40.0"),
         row("ac-synthetic", "10.0", "120.0", "/0/Conv;/8/Conv", "0.01", **control),
         row("ignore-first-last", "15.0", "44.0", "/0/Conv;/49/Conv", synthetic_kl="0.25", score_items="256"),
-        {**base, "config": "per-channel", "max_drop": "", "validation_samples": "", "max_iterations": "",
-         "note": "NNCF refused it on every target device (ANY, CPU): ValueError: incompatible"},  # fmt: skip
+        {
+            **base,
+            "config": "per-channel",
+            "max_drop": "",
+            "validation_samples": "",
+            "max_iterations": "",
+            "note": "NNCF refused it on every target device (ANY, CPU): ValueError: incompatible",
+        },  # fmt: skip
     ]
     with open(tmp_path / f"{ac.NAME}.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=ac.FIELDS)
