@@ -16,7 +16,7 @@ figure) and with their labels.
   accuracy control (``--max-drop``, metric: top-1 agreement with FP32) validated on the generator's
   stream (seed + 1); ``ac-real`` the same accuracy control validated on real sample images;
   ``ignore-first-last`` the default recipe with the first and last convolution/MatMul in NNCF's ignored
-  scope; ``transformer`` the default recipe with ``--model-type transformer`` (NNCF's transformer
+  scope (``ignore-first``, ``ignore-last``: one of them); ``transformer`` the default recipe with ``--model-type transformer`` (NNCF's transformer
   patterns, and SmoothQuant, which acts on MatMul inputs only); ``per-channel`` per-channel activation
   quantizers (``AdvancedQuantizationParameters``), tried on every NNCF target device: NNCF's OpenVINO
   backend refuses them on all (the row records its error).
@@ -66,7 +66,17 @@ from testset import VIEWS, compile_f32, crop_views, resized, sample_images
 NAME = "accuracy_control_imagenet"
 MODELS_DIR = SHARED / "models" / "imagenet"
 CACHE = REPO / "runs" / "accuracy_control"
-CONFIGS = ("plain", "ac-synthetic", "ac-synthetic-remade", "ac-real", "ignore-first-last", "transformer", "per-channel")
+CONFIGS = (
+    "plain",
+    "ac-synthetic",
+    "ac-synthetic-remade",
+    "ac-real",
+    "ignore-first-last",
+    "ignore-first",
+    "ignore-last",
+    "transformer",
+    "per-channel",
+)
 CONFIG_TEXT = {
     "plain": "the default recipe (adaptive), nothing else",
     "ac-synthetic": "accuracy control validated on `generator:imagenet` (seed + 1), agreement with FP32",
@@ -74,6 +84,8 @@ CONFIG_TEXT = {
     " kept in memory (the first max drop only: what keeping them saves)",
     "ac-real": "accuracy control validated on real sample images (disjoint from the measured ones), agreement with FP32",
     "ignore-first-last": "NNCF ignored scope: the first and last convolution/MatMul",
+    "ignore-first": "NNCF ignored scope: the first convolution/MatMul",
+    "ignore-last": "NNCF ignored scope: the last convolution/MatMul",
     "transformer": "`--model-type transformer` (transformer patterns; SmoothQuant acts on MatMul only)",
     "per-channel": "per-channel activation quantizers (`AdvancedQuantizationParameters`)",
 }
@@ -257,8 +269,10 @@ class Bench:
                 folder = validation_folder(a.cache, self.pool)
                 control["source"] = f"images:{folder}?class_list={CLASSES_TSV}&crop=center"
             kwargs["accuracy_control"] = control
-        elif config == "ignore-first-last":
-            kwargs["nncf_options"] = {"ignored_scope": {"names": first_last(clf.path)}}
+        elif config.startswith("ignore-"):
+            first, last = first_last(clf.path)
+            names = {"ignore-first-last": [first, last], "ignore-first": [first], "ignore-last": [last]}[config]
+            kwargs["nncf_options"] = {"ignored_scope": {"names": names}}
         elif config == "transformer":
             kwargs["nncf_options"] = {"model_type": "transformer"}
         import openvino_synthcalib.accuracy_control as control_module

@@ -119,12 +119,11 @@ def main(argv: list[str] | None = None) -> int:
         f"FP32 vs INT8 top-1 agreement on {r['held_out']} fresh synthetic images (seed {r['held_out_seed']}): "
         f"{100 * r['agreement']:.2f}%"
     )
-    p = r["prediction"]
-    if p is not None:
-        print(
-            f"predicted real flips: {100 * p['flip_rate']:.1f}% (interval {100 * p['low']:.1f}-{100 * p['high']:.1f}%, "
-            f"{round(100 * p['coverage'])}% coverage on benchmarks/results/flip_prediction.md)"
-        )
+    from .quality import summary
+
+    check = {**r["check"], "source": r["generator"], "seed": r["held_out_seed"], "prediction": r["prediction"]}
+    for line in summary(check)[1:]:  # the prediction (and a warning, if any) from the measured relation
+        print(line.replace("predicted:  ", "predicted:   "))
     print(
         f"top-1 against the conditioning class: FP32 {100 * r['fp32_vs_label']:.2f}%, INT8 {100 * r['int8_vs_label']:.2f}%"
     )

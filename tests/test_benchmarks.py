@@ -291,6 +291,7 @@ def test_every_report_is_written_by_a_committed_script():
         "recipe_cost",
         "imagenet",
         "mct_peer",
+        "accuracy_control_imagenet",
         "flip_prediction",
         # these group models by what the shared zoo holds, or read its models
         pytest.param("calibration_sources", marks=pytest.mark.shared),
