@@ -9,8 +9,9 @@ figure) and with their labels.
 * Models: ``darknet`` (``../shared/models/imagenet/darknet_tiny.onnx``, input [0, 1]: ``--preset unit``)
   and ``mobilenet_v1`` (``mobilenet_v1_075.onnx``, input [-1, 1]: ``--mean 0.5 --std 0.5``). A model
   qualifies for the other rows when its ``plain`` row flips at least ``--qualify`` % of the views
-  (10: the rate the product's quality check calls poor); otherwise only its plain row is measured and
-  the report says why.
+  (default 10: issue 26 calls a model with 10% real flips or more one INT8 hurts; most ImageNet models
+  flip 3-6%); otherwise only its plain row is measured and the report says why. ``--qualify 0``
+  measures a model anyway, and the report says so.
 * Configurations (rows), every one on the same 300 calibration items (``generator:imagenet``, seed 0):
   ``plain`` the product's default recipe (adaptive) and nothing else; ``ac-synthetic`` the same plus
   accuracy control (``--max-drop``, metric: top-1 agreement with FP32) validated on the generator's
@@ -33,9 +34,16 @@ figure) and with their labels.
   the row's (``openvino_synthcalib.accuracy_control.kept_in_float``); accuracy control's own report
   says the same of its run.
 
-    python benchmarks/accuracy_control_imagenet.py              # est. 10-15 min on 2 cores
+    python benchmarks/accuracy_control_imagenet.py              # 20 min on 2 quiet cores, about 1 h on busy ones
+    python benchmarks/accuracy_control_imagenet.py --models mobilenet_v1 --qualify 0 --configs ac-synthetic \
+        ac-real ignore-first-last ignore-first ignore-last transformer per-channel    # measured anyway: 15 min
     python benchmarks/accuracy_control_imagenet.py --report-only
     python benchmarks/accuracy_control_imagenet.py --quick --out /tmp/ac_try    # minutes
+
+Sample counts, chosen to keep a configuration within a few minutes on 2 CPU cores: 300 calibration
+items (the product's default), 250 validation items (as many real images as the split leaves), at
+most 20 accuracy-control iterations (Tiny Darknet has 17 quantized operations, MobileNetV1 29), NNCF's
+ranking on every validation item (its default, ``subset_size`` >= 250).
 
 Rows are appended to ``OUT/accuracy_control_imagenet.csv`` as they finish (a rerun skips rows already
 there); ``.meta.json`` keeps what is not a row (FP32 top-1, qualification, the split); the report
@@ -66,6 +74,9 @@ from testset import VIEWS, compile_f32, crop_views, resized, sample_images
 NAME = "accuracy_control_imagenet"
 MODELS_DIR = SHARED / "models" / "imagenet"
 CACHE = REPO / "runs" / "accuracy_control"
+#: The plain flip rate (%) of a model INT8 hurts: issue 26 asks that every model with 10% real flips or
+#: more be flagged poor (most ImageNet models flip 3-6%).
+QUALIFY = 10.0
 CONFIGS = (
     "plain",
     "ac-synthetic",
@@ -463,6 +474,7 @@ def _table(rows: list[dict], cfg: tuple[str, ...], meta: dict) -> list[str]:
     info = meta.get("models", {}).get(model, {})
     fp32 = sel[0]["fp32_top1"] if sel else ""
     plain = [r for r in sel if r["config"] == "plain"]
+    caps = ", ".join(sorted({r["max_iterations"] for r in sel if r.get("max_iterations")}))
     base = _f(plain[-1]["flip_rate"]) if plain else None
     lines = [
         f"## {model} (`{info.get('file', '')}`, preprocessing {info.get('transform')}): {samples} calibration items of"
@@ -473,7 +485,7 @@ def _table(rows: list[dict], cfg: tuple[str, ...], meta: dict) -> list[str]:
         " of its choice on its synthetic scoring stream (items scored: it stops early once a candidate leads clearly)."
         " Kept FP32: operations quantized in the plain INT8 model and not in the"
         " row's. AC: accuracy control's own report (agreement with FP32 on its validation items: FP32 -> INT8 -> after"
-        " control; iterations; its seconds).",
+        f" control; iterations, at most {caps or '–'}; its seconds).",
         "",
         "| configuration | max drop | val. items | flip % (all views) | flip % (centre) | flips / plain | INT8 top-1 % (centre) |"
         " top-1 % (all views) | wall / plain | recipe KL (items) | kept FP32 | AC: agreement FP32 -> INT8 -> final |"
@@ -542,8 +554,14 @@ def summarise(out: Path) -> str:
         if q and not q.get("qualifies"):
             lines += [
                 f"**{name} does not qualify**: its plain INT8 model flips {q['plain_flip_rate']}% of the views, under"
-                f" the {q['threshold']}% threshold (the rate the product's quality check calls poor), so only its"
-                " plain row was measured.",
+                f" the {q['threshold']:g}% of a model INT8 hurts (`--qualify`), so only its plain row was measured.",
+                "",
+            ]
+        elif q and q["plain_flip_rate"] is not None and q["plain_flip_rate"] < QUALIFY:
+            lines += [
+                f"**{name} does not qualify**: its plain INT8 model flips {q['plain_flip_rate']}% of the views,"
+                f" under the {QUALIFY:g}% of a model INT8 hurts; its other rows were measured anyway (`--qualify"
+                f" {q['threshold']:g}`), for comparison.",
                 "",
             ]
     for cfg in dict.fromkeys((r["model"], r["samples"], r["views"], r["images"]) for r in rows):
@@ -569,7 +587,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     p.add_argument("--validation-samples", type=int, default=250, help="accuracy control's validation items")
     p.add_argument("--max-iterations", type=int, default=20, help="accuracy control's iterations at most")
-    p.add_argument("--qualify", type=float, default=10.0, help="plain flip %% a model needs for the other rows")
+    p.add_argument("--qualify", type=float, default=QUALIFY, help="plain flip %% a model needs for the other rows")
     p.add_argument("--views", nargs="*", default=list(VIEWS), choices=VIEWS)
     p.add_argument("--limit-images", type=int, default=None, help="an evenly spaced subset of each half")
     p.add_argument("--quick", action="store_true", help="darknet, 64 samples, 32 images, centre views")
