@@ -54,7 +54,10 @@ class PreprocessingUnstated(SynthcalibError):
     def _text(self, name: Namer) -> str:
         option = self.key.rpartition(".")[0] if self.key else ""
         preset = name(self.key or "preset")
-        values = "/".join(name(f"{option}.{k}" if option else k) for k in ("mean", "std", "input_range"))
+        names = [name(f"{option}.{k}" if option else k) for k in ("mean", "std", "input_range")]
+        if names == ["mean", "std", "input_range"]:  # named by bare key: a front-end without them (the page)
+            return unstated_message(self.what, preset, "").removesuffix(" or ")
+        values = "/".join(names)
         if self.int8:
             return f"{self.what}'s input is int8 and nothing states its value range: state {values} or {preset}"
         return unstated_message(self.what, preset, values)
