@@ -67,7 +67,7 @@ from pathlib import Path
 import numpy as np
 from commands import record, recorded
 from paths import REPO, RESULTS, SHARED, shown
-from rows import appending, done_keys
+from rows import appending, done_keys, load_meta, save_meta
 from testset import IMAGENET_CLASSES as CLASSES_TSV
 from testset import VIEWS, compile_f32, crop_views, resized, sample_images
 
@@ -424,7 +424,7 @@ def run(args, meta: dict) -> None:
         if not clf.path.exists():
             raise SystemExit(f"{clf.path} not found (set SYNTHCALIB_SHARED to the shared assets)")
         bench = Bench(args, clf, meta)
-        save_meta(args.out, meta)
+        save_meta(args.out, NAME, meta)
         bench.row("plain")
         plain = [r for r in read_rows(args.out) if tuple(r[k] for k in KEY) == bench.key("plain")]
         flips = float(plain[-1]["flip_rate"]) if plain else None
@@ -434,7 +434,7 @@ def run(args, meta: dict) -> None:
             "threshold": args.qualify,
             "qualifies": qualifies,
         }
-        save_meta(args.out, meta)
+        save_meta(args.out, NAME, meta)
         if not qualifies:
             log(f"  {name}: plain INT8 flips {flips}% < {args.qualify}%: does not qualify, other rows skipped")
             continue
@@ -450,18 +450,6 @@ def run(args, meta: dict) -> None:
 def read_rows(out: Path) -> list[dict]:
     path = out / f"{NAME}.csv"
     return list(csv.DictReader(open(path))) if path.exists() else []
-
-
-def load_meta(out: Path) -> dict:
-    path = out / f"{NAME}.meta.json"
-    return json.loads(path.read_text()) if path.exists() else {}
-
-
-def save_meta(out: Path, meta: dict) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"{NAME}.meta.json"
-    path.with_suffix(".tmp").write_text(json.dumps(meta, indent=2, sort_keys=True, default=str) + "\n")
-    path.with_suffix(".tmp").replace(path)
 
 
 def _f(v: str) -> float | None:
@@ -532,7 +520,7 @@ def _table(rows: list[dict], cfg: tuple[str, ...], meta: dict) -> list[str]:
 
 
 def summarise(out: Path) -> str:
-    rows, meta = read_rows(out), load_meta(out)
+    rows, meta = read_rows(out), load_meta(out, NAME)
     lines = [
         "# Accuracy control on the ImageNet models INT8 hurts",
         "",
@@ -601,12 +589,12 @@ def main(argv: list[str] | None = None) -> None:
     if not args.report_only:
         args.run_id = time.strftime("%Y%m%dT%H%M%S")
         record(args.out, NAME)
-        meta = load_meta(args.out)
+        meta = load_meta(args.out, NAME)
         meta["split"] = (
             "500 sample images sorted by WordNet id: even positions measured, odd positions validate ac-real"
         )
         run(args, meta)
-        save_meta(args.out, meta)
+        save_meta(args.out, NAME, meta)
     print(summarise(args.out))
 
 

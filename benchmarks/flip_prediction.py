@@ -61,6 +61,7 @@ import numpy as np
 from commands import record, recorded
 from paths import CIFAR_TEST, CIFAR_TRAIN, REPO, RESULTS, SHARED, TEACHER, shown
 from rows import appending, done_keys
+from source_specs import chosen_sources
 from testset import IMAGENET_CLASSES as CLASSES_TSV
 from testset import compile_f32, crop_views, load_test, resized, sample_images
 from zoo import resolve_models
@@ -330,16 +331,12 @@ def domain_models(args, dom: str) -> list[tuple[str, Path, str]]:
 
 
 def domain_sources(args, dom: str) -> dict[str, str]:
-    table = dict(CIFAR_SOURCES if dom == "cifar10" else IMAGENET_SOURCES)
-    chosen = {}
-    for s in args.cifar_sources if dom == "cifar10" else args.imagenet_sources:
-        name, eq, spec = s.partition("=")
-        if eq:
-            table[name] = spec
-        elif name not in table:
-            raise SystemExit(f"--{dom}-sources: unknown source {name!r}; known: {', '.join(table)} (or NAME=SPEC)")
-        chosen[name] = table[name]
-    return chosen
+    table = CIFAR_SOURCES if dom == "cifar10" else IMAGENET_SOURCES
+    given = args.cifar_sources if dom == "cifar10" else args.imagenet_sources
+    try:
+        return chosen_sources(given, table, f"--{dom}-sources")
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from None
 
 
 def run(args) -> None:

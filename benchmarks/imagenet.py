@@ -58,7 +58,7 @@ from pathlib import Path
 import numpy as np
 from commands import record, recorded
 from paths import REPO, RESULTS, SHARED, shown
-from rows import appending, done_keys
+from rows import appending, done_keys, load_meta, save_meta
 from testset import CROP_FRACTION, VIEWS, compile_f32, crop_views, resized, sample_images
 from testset import IMAGENET_CLASSES as CLASSES_TSV
 from testset import IMAGENET_SAMPLE as SAMPLE
@@ -378,7 +378,7 @@ def run_main(args, meta: dict) -> None:
     groups = parse_groups(args.sources, args.seeds)
     for name in args.models:
         bench = Bench(args, name, meta)
-        save_meta(args.out, meta)
+        save_meta(args.out, NAME, meta)
         for source, recipe, seeds in groups:
             if source == "mct" and not mct_file(args, bench.clf).exists():
                 log(f"  {name} mct: no images at {mct_file(args, bench.clf)} (run --mct first): skipped")
@@ -387,7 +387,7 @@ def run_main(args, meta: dict) -> None:
                 bench.row(source, recipe, seed)
         if args.speed and any(s == "generator" for s, _, _ in groups):
             speed(args, bench, meta)
-            save_meta(args.out, meta)
+            save_meta(args.out, NAME, meta)
 
 
 def speed(args, bench: Bench, meta: dict, n: int = 256) -> dict:
@@ -462,7 +462,7 @@ def run_curve(args, meta: dict) -> None:
         raise SystemExit(f"--curve {run}: no checkpoint-*.pt")
     picked = sorted({ckpts[0], *ckpts[args.curve_every - 1 :: args.curve_every], ckpts[-1]})
     bench = Bench(args, "lite0", meta)
-    save_meta(args.out, meta)
+    save_meta(args.out, NAME, meta)
     bench.row("real", "nncf", 0)
     for ckpt in picked:
         label = f"{run.name}/{ckpt.stem}"
@@ -513,7 +513,7 @@ def run_mct(args, meta: dict) -> None:
             record_.update(
                 settings=settings, error=error.read_text().strip() if error.exists() else f"exit {proc.returncode}"
             )
-            save_meta(args.out, meta)
+            save_meta(args.out, NAME, meta)
             raise SystemExit(f"mct_datagen.py failed (exit {proc.returncode}); see above")
         info = json.loads(npy.with_suffix(".json").read_text())
         model = ov.Core().read_model(str(LITE0))
@@ -541,7 +541,7 @@ def run_mct(args, meta: dict) -> None:
             generator_same_images_s=round(ours, 2),
             generator_images=made,
         )  # fmt: skip
-        save_meta(args.out, meta)
+        save_meta(args.out, NAME, meta)
         log(f"mct: {args.mct_images} images in {wall:.0f} s (ours: {made} in {ours:.1f} s)")
     bench = Bench(args, "lite0", meta)
     for source, recipe, seeds in parse_groups(args.sources or ["mct-nncf", "mct-adaptive"], args.seeds):
@@ -550,18 +550,6 @@ def run_mct(args, meta: dict) -> None:
 
 
 # ----------------------------------------------------------------------------- report
-
-
-def load_meta(out: Path) -> dict:
-    path = out / f"{NAME}.meta.json"
-    return json.loads(path.read_text()) if path.exists() else {}
-
-
-def save_meta(out: Path, meta: dict) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"{NAME}.meta.json"
-    path.with_suffix(".tmp").write_text(json.dumps(meta, indent=2, sort_keys=True, default=str) + "\n")
-    path.with_suffix(".tmp").replace(path)
 
 
 def _f(r: dict, k: str) -> float | None:
@@ -586,7 +574,7 @@ def summarise(out: Path) -> str:
     """``imagenet.md`` (and ``imagenet.png`` when the CSV has curve rows) from the CSV and meta record."""
     csv_path = out / f"{NAME}.csv"
     rows = list(csv.DictReader(open(csv_path))) if csv_path.exists() else []
-    meta = load_meta(out)
+    meta = load_meta(out, NAME)
     lines = [
         "# ImageNet: INT8 flip rate of EfficientNet-Lite0 (and Lite2) by calibration source",
         "",
@@ -895,14 +883,14 @@ def main(argv: list[str] | None = None) -> None:
             p.error(f"--curve {args.curve}: not a run folder")
         args.cache.mkdir(parents=True, exist_ok=True)
         record(args.out, NAME)
-        meta = load_meta(args.out)
+        meta = load_meta(args.out, NAME)
         if args.mct:
             run_mct(args, meta)
         if args.curve:
             run_curve(args, meta)
         if not (args.mct or args.curve):
             run_main(args, meta)
-        save_meta(args.out, meta)
+        save_meta(args.out, NAME, meta)
     print(summarise(args.out))
 
 

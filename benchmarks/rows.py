@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -47,3 +48,17 @@ def appending(csv_path: Path, fields: list[str]) -> Iterator[tuple[Any, Any]]:
         if new_file:
             writer.writeheader()
         yield f, writer
+
+
+def load_meta(out: Path, name: str) -> dict:
+    """A report's ``NAME.meta.json`` (what its rows do not hold: versions, FP32 references), or {}."""
+    path = out / f"{name}.meta.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def save_meta(out: Path, name: str, meta: dict) -> None:
+    """Write ``NAME.meta.json`` atomically."""
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{name}.meta.json"
+    path.with_suffix(".tmp").write_text(json.dumps(meta, indent=2, sort_keys=True, default=str) + "\n")
+    path.with_suffix(".tmp").replace(path)
