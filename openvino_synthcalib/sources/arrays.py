@@ -9,7 +9,7 @@ import numpy as np
 
 from ..errors import SynthcalibError
 from ..rng import TAG_ORDER, item_rng
-from .base import Source, SourceContext, take_options
+from .base import Items, Source, SourceContext, take_options
 
 #: Value range assumed for each dtype when the spec does not declare one (``?range=low,high``).
 DEFAULT_RANGES = {"u1": (0.0, 255.0), "u2": (0.0, 65535.0), "f": (0.0, 1.0)}
@@ -27,7 +27,7 @@ class ArraySource(Source):
         self, spec: str, images: np.ndarray, num_classes: int, layout: str, value_range: tuple[float, float]
     ) -> None:
         super().__init__(spec)
-        self.images = images
+        self.arrays = images
         self.num_classes = num_classes
         self.layout = layout
         self.value_range = value_range
@@ -41,15 +41,8 @@ class ArraySource(Source):
         lo, hi = self.value_range
         return np.ascontiguousarray(np.clip((x - np.float32(lo)) / np.float32(hi - lo), 0.0, 1.0))
 
-    def iter_images(
-        self,
-        indices: np.ndarray,
-        labels: np.ndarray,
-        seed: int,
-        size: tuple[int, int] | None = None,
-        occurrences: np.ndarray | None = None,
-    ) -> Iterator[np.ndarray]:
-        n = len(self.images)
+    def images(self, items: Items) -> Iterator[np.ndarray]:
+        n, seed, indices = len(self.arrays), items.seed, items.indices
         for start in range(0, len(indices), self.batch_size):
             rows = []
             for i in indices[start : start + self.batch_size]:
@@ -59,7 +52,7 @@ class ArraySource(Source):
                         self._orders.clear()
                     self._orders[(seed, epoch)] = item_rng(seed, TAG_ORDER + 1, epoch).permutation(n)
                 rows.append(self._orders[(seed, epoch)][k])
-            yield self._canonical(self.images[rows])
+            yield self._canonical(self.arrays[rows])
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "layout": self.layout, "value_range": list(self.value_range)}

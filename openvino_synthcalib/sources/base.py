@@ -14,6 +14,18 @@ from ..errors import SynthcalibError
 
 
 @dataclass(frozen=True)
+class Items:
+    """A request for images: the items' indices and classes, the stream's seed, the size asked for
+    (None: the source's own) and each item's occurrence within its class (None: not counted)."""
+
+    indices: np.ndarray
+    labels: np.ndarray
+    seed: int
+    size: tuple[int, int] | None = None
+    occurrences: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
 class SourceContext:
     """What the caller knows that a source may use: the target model's classes and size, devices."""
 
@@ -61,8 +73,13 @@ class Source:
         """Batches of images for the given items; item ``i`` depends on ``(seed, i, label)`` only.
 
         ``occurrences`` (how many items of the same class precede each one) lets sources that
-        draw from a finite pool, such as image folders, walk each class without repeats.
+        draw from a finite pool, such as image folders, walk each class without repeats. A source
+        implements this, or :meth:`images` (the same request as one :class:`Items`).
         """
+        return self.images(Items(np.asarray(indices), np.asarray(labels), int(seed), size, occurrences))
+
+    def images(self, items: Items) -> Iterator[np.ndarray]:
+        """:meth:`iter_images` for ``items``."""
         raise NotImplementedError
 
     def output_size(self, size: tuple[int, int] | None) -> tuple[int, int]:
@@ -156,22 +173,15 @@ class ItemSource(Source):
         """One image, RGB float32 [3, H, W] in [0, 1]."""
         raise NotImplementedError
 
-    def iter_images(
-        self,
-        indices: np.ndarray,
-        labels: np.ndarray,
-        seed: int,
-        size: tuple[int, int] | None = None,
-        occurrences: np.ndarray | None = None,
-    ) -> Iterator[np.ndarray]:
+    def images(self, items: Items) -> Iterator[np.ndarray]:
         from ..rng import item_rng
 
-        hw = self.output_size(size)
+        hw = self.output_size(items.size)
         # Large images come in smaller batches, so that a batch stays within BATCH_BYTES.
         step = max(1, min(self.batch_size, BATCH_BYTES // (3 * 4 * hw[0] * hw[1])))
-        for start in range(0, len(indices), step):
-            chunk = indices[start : start + step]
-            yield np.stack([self.render(item_rng(seed, self.tag, int(i)), hw) for i in chunk])
+        for start in range(0, len(items.indices), step):
+            chunk = items.indices[start : start + step]
+            yield np.stack([self.render(item_rng(items.seed, self.tag, int(i)), hw) for i in chunk])
 
 
 #: Memory bound of one batch of rendered images (float32).

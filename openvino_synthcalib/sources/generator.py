@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from ..engine import GeneratorEngine
-from .base import Source, SourceContext, parse_size, take_options
+from .base import Items, Source, SourceContext, parse_size, take_options
 
 OPTIONS: dict[str, Any] = {
     "z_dim": None,
@@ -44,15 +44,8 @@ class GeneratorSource(Source):
         self.image_size = info.image_size
         self.batch_size = engine.batch_size
 
-    def iter_images(
-        self,
-        indices: np.ndarray,
-        labels: np.ndarray,
-        seed: int,
-        size: tuple[int, int] | None = None,
-        occurrences: np.ndarray | None = None,
-    ) -> Iterator[np.ndarray]:
-        return self.engine.iter_images(indices, labels, seed, self.latent_scale)
+    def images(self, items: Items) -> Iterator[np.ndarray]:
+        return self.engine.iter_images(items.indices, items.labels, items.seed, self.latent_scale)
 
     def with_latent_scale(self, latent_scale: float) -> GeneratorSource:
         """The same generator (its compiled model shared, not reopened) with latents of another

@@ -27,7 +27,7 @@ from ..errors import SynthcalibError
 from ..imagefolder import CenterCrop, ImageFolder, check_crop, check_folder_classes, image_size, load_image
 from ..rng import TAG_ORDER, item_rng
 from ..transforms import resize
-from .base import Source, SourceContext, parse_size, parse_spec, take_options
+from .base import Items, Source, SourceContext, parse_size, parse_spec, take_options
 
 OPTIONS: dict[str, Any] = {"size": None, "class_list": None, "crop": None, "crop_fraction": None}
 KINDS = {"crop": "str", "crop_fraction": "float>0"}
@@ -98,17 +98,11 @@ class ImageFolderSource(Source):
             self._orders[key] = item_rng(seed, TAG_ORDER, label * 1_000_003 + epoch).permutation(len(files))
         return files[self._orders[key][k]]
 
-    def iter_images(
-        self,
-        indices: np.ndarray,
-        labels: np.ndarray,
-        seed: int,
-        size: tuple[int, int] | None = None,
-        occurrences: np.ndarray | None = None,
-    ) -> Iterator[np.ndarray]:
+    def images(self, items: Items) -> Iterator[np.ndarray]:
+        indices, labels, seed, occurrences = items.indices, items.labels, items.seed, items.occurrences
         if occurrences is None:
             occurrences = np.asarray(indices) // self.num_classes
-        crop = CenterCrop(self.output_size(size), self.crop_fraction) if self.crop_fraction is not None else None
+        crop = CenterCrop(self.output_size(items.size), self.crop_fraction) if self.crop_fraction is not None else None
         for start in range(0, len(indices), self.batch_size):
             items = zip(labels[start : start + self.batch_size], occurrences[start : start + self.batch_size])
             if crop is not None:
