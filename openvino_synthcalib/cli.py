@@ -253,14 +253,13 @@ def _print_report(report: dict[str, Any], as_json: bool) -> None:
         print(f"accuracy:   {first}")
         for line in rest:
             print(f"kept FP32:  {line}")
-    from .quality import summary
+    from .quality import summary, warning
 
-    lines = summary(report["check"])
-    for line in lines:
-        if line.startswith("warning:"):
-            print(f"synthcalib: {line}", file=sys.stderr)
-        else:
-            print(line)
+    for line in summary(report["check"]):
+        print(line)
+    poor = warning(report["check"])
+    if poor is not None:
+        print(f"synthcalib: warning: {poor}", file=sys.stderr)
 
 
 def cmd_quantize(args: argparse.Namespace) -> None:

@@ -119,11 +119,14 @@ def main(argv: list[str] | None = None) -> int:
         f"FP32 vs INT8 top-1 agreement on {r['held_out']} fresh synthetic images (seed {r['held_out_seed']}): "
         f"{100 * r['agreement']:.2f}%"
     )
-    from .quality import summary
+    from .quality import summary, warning
 
     check = {**r["check"], "source": r["generator"], "seed": r["held_out_seed"], "prediction": r["prediction"]}
-    for line in summary(check)[1:]:  # the prediction (and a warning, if any) from the measured relation
-        print(line.replace("predicted:  ", "predicted:   "))
+    for line in summary(check)[1:]:  # the prediction from the measured relation (the check line is above)
+        print(line)
+    poor = warning(check)
+    if poor is not None:
+        print(f"synthcalib: warning: {poor}", file=sys.stderr)
     print(
         f"top-1 against the conditioning class: FP32 {100 * r['fp32_vs_label']:.2f}%, INT8 {100 * r['int8_vs_label']:.2f}%"
     )

@@ -197,10 +197,9 @@ def _cli_name(key: str) -> str:
     return "--" + key.replace("_", "-")
 
 
-def summary(report: Mapping[str, Any], name: Callable[[str], str] = _cli_name) -> list[str]:
-    """The quality report as text lines: the synthetic check, the prediction, and a warning line
-    (``warning: ...``) when the prediction says the INT8 model is poor; ``name`` names an option as
-    the caller's front-end does (``Settings.name``; default: the CLI's flags)."""
+def summary(report: Mapping[str, Any]) -> list[str]:
+    """The quality report as text lines: the synthetic check and the prediction (:func:`warning`
+    says what to do when the model is likely poor)."""
     if "skipped" in report:
         return [f"check:      not run ({report['skipped']})"]
     rate = report["flip_rate"]
@@ -221,10 +220,18 @@ def summary(report: Mapping[str, Any], name: Callable[[str], str] = _cli_name) -
         f"predicted:  {100 * p['flip_rate']:.1f}% of real predictions flip ({round(100 * p['coverage'])}% interval "
         f"{100 * p['low']:.1f}-{100 * p['high']:.1f}%{measured}; benchmarks/results/flip_prediction.md)"
     )
-    if p["poor"]:
-        lines.append(
-            f"warning: this INT8 model is likely poor (predicted {100 * p['flip_rate']:.1f}% flips, over "
-            f"{100 * p['poor_above']:.0f}%): try accuracy control ({name('max_drop')} 0.01) or another recipe "
-            f"({name('recipe')})"
-        )
     return lines
+
+
+def warning(report: Mapping[str, Any], name: Callable[[str], str] = _cli_name) -> str | None:
+    """What to tell the user when the prediction says the INT8 model is likely poor (None
+    otherwise); ``name`` names an option as the caller's front-end does (``Settings.name``;
+    default: the CLI's flags)."""
+    p = report.get("prediction")
+    if not p or not p["poor"]:
+        return None
+    return (
+        f"this INT8 model is likely poor (predicted {100 * p['flip_rate']:.1f}% flips, over "
+        f"{100 * p['poor_above']:.0f}%): try accuracy control ({name('max_drop')} 0.01) or another recipe "
+        f"({name('recipe')})"
+    )

@@ -85,13 +85,13 @@ def quantize(
     }
     settings = options.read(options.from_nested(given, "api"), "api")
     report = quantize_settings(settings)
-    from .quality import summary
+    from .quality import warning
 
-    for line in summary(report["check"], settings.name):
-        if line.startswith("warning: "):  # a likely poor INT8 model is never handed over silently
-            import warnings
+    poor = warning(report["check"], settings.name)
+    if poor is not None:  # a likely poor INT8 model is never handed over silently
+        import warnings
 
-            warnings.warn(f"synthcalib.quantize: {line[len('warning: ') :]}", UserWarning, stacklevel=2)
+        warnings.warn(f"synthcalib.quantize: {poor}", UserWarning, stacklevel=2)
     return report
 
 

@@ -185,7 +185,7 @@ def _top1(compiled: Any, x: np.ndarray, batch: int) -> np.ndarray:
 def calibrate(job: Job, held_out: int = HELD_OUT, timing_seconds: float = TIMING_SECONDS) -> dict[str, Any]:
     """Quantize, with the data-free quality check every front-end runs (``held_out`` fresh items,
     see :mod:`..quality`), then time FP32 and INT8 inference."""
-    from ..quality import summary
+    from ..quality import summary, warning
     from ..stream import make_stream
 
     req = job.request
@@ -234,7 +234,8 @@ def calibrate(job: Job, held_out: int = HELD_OUT, timing_seconds: float = TIMING
         "int8_top1_vs_class": check.get("int8_top1_vs_class"),
         "check": check,
         "prediction": prediction,
-        "quality": summary(check, settings.name),
+        "quality": summary(check),
+        "warning": warning(check, settings.name),
         "timing_batch": len(sample),
         "fp32_images_per_s": round(fps32, 1),
         "int8_images_per_s": round(fps8, 1),

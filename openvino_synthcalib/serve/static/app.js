@@ -394,8 +394,7 @@ function renderReport(r) {
     const band = `interval ${(100 * p.low).toFixed(1)}–${(100 * p.high).toFixed(1)} %, ${Math.round(100 * p.coverage)} % coverage measured on the benchmark`;
     cell(table, "predicted real flips", emphasis(`${(100 * p.flip_rate).toFixed(1)} %`, `(${band})`));
   }
-  const warning = (r.quality || []).find((line) => line.startsWith("warning:"));
-  if (warning) cell(table, "warning", warning.replace(/^warning: /, ""));
+  if (r.warning) cell(table, "warning", r.warning);
   const speed = `FP32 ${fmt.int(r.fp32_images_per_s)} → INT8 ${fmt.int(r.int8_images_per_s)} images/s (batch ${r.timing_batch}, CPU)`;
   cell(table, "speed-up", emphasis(`×${r.speedup.toFixed(2)}`, speed));
   cell(table, "size", `FP32 ${fmt.mb(r.fp32_bytes)} → INT8 ${fmt.mb(r.int8_bytes)}`);
