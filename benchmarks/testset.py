@@ -16,6 +16,8 @@ IMAGENET_SAMPLE = SHARED / "datasets" / "imagenet-sample"
 IMAGENET_CLASSES = IMAGENET_SAMPLE / "classes.tsv"
 CROP_FRACTION = 0.875  # torchvision's evaluation framing: short side 256 for a 224 crop
 VIEWS = ("centre", "mirror", "tl", "tr", "bl", "br")
+#: Real-image calibration draws these many sample images; flips are counted on the others.
+IMAGENET_CALIBRATION_IMAGES = 300
 
 
 # ----------------------------------------------------------------------------- CIFAR-10
@@ -110,3 +112,20 @@ def crop_views(x: np.ndarray, size: int) -> np.ndarray:
         x[h - size :, w - size :],
     ]
     return np.ascontiguousarray(np.stack(views).transpose(0, 3, 1, 2))
+
+
+def imagenet_split(cache: Path) -> tuple[Path, list[Path], np.ndarray]:
+    """The calibration folder (links to 300 of the sample images, ``<wnid>/<file>``, made once under
+    ``cache``) and the other images with their labels, which are measured."""
+    files, labels = sample_images(None)
+    picked = set(np.linspace(0, len(files) - 1, IMAGENET_CALIBRATION_IMAGES).astype(int).tolist())
+    if len(picked) != IMAGENET_CALIBRATION_IMAGES:
+        raise SystemExit("imagenet split: calibration indices collide")
+    folder = cache / "imagenet-calibration"
+    for i in sorted(picked):
+        link = folder / files[i].parent.name / files[i].name
+        if not link.exists():
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.symlink_to(files[i].resolve())
+    measured = [i for i in range(len(files)) if i not in picked]
+    return folder, [files[i] for i in measured], labels[measured]
