@@ -30,6 +30,8 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
+from .models import is_onnx
+
 #: Operation types that pass quantized values through (NNCF moves quantizers across them) or read
 #: only their shape: listed as quantized they would only repeat their neighbour.
 AGNOSTIC = frozenset(
@@ -96,8 +98,6 @@ def quantized_operations(model: Any) -> dict[str, str]:
 
     ``model``: an ``openvino.Model`` (``FakeQuantize`` inputs, or compressed weights) or an
     ``onnx.ModelProto`` (``DequantizeLinear`` inputs)."""
-    from .backends import is_onnx
-
     return _onnx_quantized(model) if is_onnx(model) else _ov_quantized(model)
 
 

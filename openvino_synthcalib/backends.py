@@ -19,11 +19,24 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import numpy as np
 
+from . import models, preprocessing
+from .classifier import check_dims, check_item_shape, classes_of_output, classifier_classes, describe_dims
 from .errors import SynthcalibError
+from .files import save_ir, write_with
+from .models import first_line, is_onnx, is_torch
+from .transforms import as_transform
+
+if TYPE_CHECKING:
+    import onnx
+    import openvino as ov
+    import torch
+
+    #: A model object of one of NNCF's backends (an OpenVINO model may be a compiled one).
+    ModelObject: TypeAlias = ov.Model | ov.CompiledModel | onnx.ModelProto | torch.nn.Module
 
 BACKENDS = ("openvino", "onnx", "torch")
 #: Suffix of the file each backend's quantized model is saved to (a torch module is returned, not saved).
@@ -33,16 +46,6 @@ _SESSIONS: OrderedDict[bytes, Any] = OrderedDict()
 _CACHED_SESSIONS = 4
 
 
-def is_torch(model: Any) -> bool:
-    torch = sys.modules.get("torch")
-    return torch is not None and isinstance(model, torch.nn.Module)
-
-
-def is_onnx(model: Any) -> bool:
-    onnx = sys.modules.get("onnx")
-    return onnx is not None and isinstance(model, onnx.ModelProto)
-
-
 def backend_of(model: Any) -> str:
     """``torch``, ``onnx`` or ``openvino`` (an ``openvino.Model``, a compiled model or a path)."""
     if is_torch(model):
@@ -50,12 +53,6 @@ def backend_of(model: Any) -> str:
     if is_onnx(model):
         return "onnx"
     return "openvino"
-
-
-def _first_line(exc: BaseException) -> str:
-    from .models import first_line
-
-    return first_line(exc)
 
 
 def check_nncf_can_quantize(model: Any) -> None:
@@ -104,20 +101,18 @@ class Target:
     """
 
     backend: str
-    model: Any
+    model: ModelObject
     read: dict[str, Any]
     input_name: str | None = None
     dims: list[int | None] | None = None
     classes: int | None = None
-    device: Any = None
-    torch_dtype: Any = None
+    device: torch.device | None = None  # a torch module's
+    torch_dtype: torch.dtype | None = None  # a torch module's floating dtype
     #: the normalisation the model declares about itself (see :mod:`.preprocessing`), or None
     declared: dict[str, Any] | None = None
     _probed: dict[tuple[int, ...], int | None] = field(default_factory=dict, repr=False)
 
     def transform(self, transform: Any) -> Any:
-        from .transforms import as_transform
-
         if self.backend == "openvino":
             return as_transform(transform, self.model)
         return as_transform(transform, read=self.read, declared=self.declared)
@@ -131,12 +126,8 @@ class Target:
             )
         shape = transform.output_shape(source.output_size(transform.size))
         if self.backend == "openvino":
-            from .classifier import check_item_shape
-
             check_item_shape(self.model, shape, transform.dtype, how)
         elif self.backend == "onnx":
-            from .classifier import check_dims
-
             check_dims(
                 f"ONNX model input '{self.input_name}'",
                 self.dims or [],
@@ -164,12 +155,10 @@ class Target:
         except Exception as exc:
             raise SynthcalibError(
                 f"model: the PyTorch module fails on an item of shape {[1, *shape]}{f' ({how})' if how else ''}: "
-                f"{_first_line(exc)}; check the transform's size and layout"
+                f"{first_line(exc)}; check the transform's size and layout"
             ) from None
         finally:
             self.model.train(training)
-        from .classifier import classes_of_output
-
         out = out[0] if isinstance(out, (tuple, list)) else out
         classes = classes_of_output(list(getattr(out, "shape", ())))
         self._probed[shape] = classes
@@ -200,15 +189,12 @@ def target(model: Any) -> Target | None:
 
 
 def _openvino_target(model: Any) -> Target:
-    from . import models
-    from .classifier import classifier_classes
-
     if not hasattr(model, "inputs"):
         model = models.read_model(model, "model")
-    from .preprocessing import declared
-
     dims = models.static_dims(model.inputs[0].get_partial_shape()) if len(model.inputs) == 1 else None
-    return Target("openvino", model, {}, dims=dims, classes=classifier_classes(model), declared=declared(model))
+    return Target(
+        "openvino", model, {}, dims=dims, classes=classifier_classes(model), declared=preprocessing.declared(model)
+    )
 
 
 def _onnx_input(model: Any) -> Any:
@@ -231,8 +217,6 @@ def _onnx_dims(value_info: Any) -> list[int | None]:
 def _onnx_target(model: Any) -> Target:
     import onnx
 
-    from .classifier import describe_dims
-
     port = _onnx_input(model)
     elem = port.type.tensor_type.elem_type
     dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(elem)).name if elem else "undefined"
@@ -241,15 +225,11 @@ def _onnx_target(model: Any) -> Target:
             f"ONNX model input '{port.name}' has element type {dtype}: expected {', '.join(_ONNX_DTYPES)}"
         )
     dims = _onnx_dims(port)
-    from .preprocessing import declared
-
     read = describe_dims(port.name, dims, dtype)
-    return Target("onnx", model, read, port.name, dims, _onnx_classes(model), declared=declared(model))
+    return Target("onnx", model, read, port.name, dims, _onnx_classes(model), declared=preprocessing.declared(model))
 
 
 def _onnx_classes(model: Any) -> int | None:
-    from .classifier import classes_of_output
-
     return classes_of_output(_onnx_dims(model.graph.output[0])) if len(model.graph.output) == 1 else None
 
 
@@ -272,9 +252,7 @@ def _torch_target(model: Any) -> Target:
     conv = next((m for m in model.modules() if isinstance(m, torch.nn.Conv2d)), None)
     if conv is not None and conv.in_channels in (1, 3):
         read["channels"] = conv.in_channels
-    from .preprocessing import declared
-
-    return Target("torch", model, read, device=device, torch_dtype=torch_dtype, declared=declared(model))
+    return Target("torch", model, read, device=device, torch_dtype=torch_dtype, declared=preprocessing.declared(model))
 
 
 def item_format(model: Any) -> Callable[[np.ndarray], Any] | None:
@@ -288,14 +266,12 @@ def item_format(model: Any) -> Callable[[np.ndarray], Any] | None:
 
 def load(
     model: Any, backend: str | None, backend_name: str = "backend", model_name: str = "model"
-) -> tuple[Any, Path | None, str]:
+) -> tuple[ModelObject, Path | None, str]:
     """``(model object, its path or None, backend)`` for a calibration plan.
 
     A path is read by OpenVINO unless ``backend="onnx"``; a model object must belong to the
     ``backend`` named (if one is). Errors name the options as the caller does.
     """
-    from . import models
-
     if backend is not None and backend not in BACKENDS:
         raise SynthcalibError(f"{backend_name}: expected one of {', '.join(BACKENDS)}, got {backend!r}")
     found = backend_of(model)
@@ -325,7 +301,7 @@ def load(
     try:
         return onnx.load(str(path)), path, backend
     except Exception as exc:
-        raise SynthcalibError(f"cannot read ONNX model file '{path}': {_first_line(exc)}") from None
+        raise SynthcalibError(f"cannot read ONNX model file '{path}': {first_line(exc)}") from None
 
 
 def check_accuracy_control(backend: str) -> None:
@@ -344,8 +320,6 @@ def check_accuracy_control(backend: str) -> None:
 
 def save(model: Any, path: Path, backend: str, name: str = "output") -> Path:
     """Write a quantized model atomically: an IR pair for OpenVINO, one .onnx file for ONNX."""
-    from .files import save_ir, write_with
-
     if backend == "openvino":
         return save_ir(model, path, name)
     if backend == "onnx":
@@ -423,8 +397,6 @@ def prepare_reference(reference: Any, device: str, precision: str | None) -> Any
     model or path compiled (with ``precision``), an ``.onnx`` path read by OpenVINO."""
     if is_torch(reference) or is_onnx(reference) or hasattr(reference, "create_infer_request"):
         return reference
-    from . import models
-
     if not hasattr(reference, "inputs"):
         reference = models.read_model(reference, "reference model")
     return models.compile_model(reference, device, models.precision_config(precision), "reference model")

@@ -1,6 +1,6 @@
 """Input checks: one function per kind of value, one wording for every front-end.
 
-A leaf module (no imports of the package): each check returns the value in its canonical form
+Imports only :mod:`.errors` of the package: each check returns the value in its canonical form
 or raises :class:`Invalid`, which says what was expected. :func:`checked` turns that into a
 :class:`~openvino_synthcalib.errors.SynthcalibError` naming the value the way its caller names
 it (an option's CLI flag, config key, POT engine key or API keyword).
@@ -13,6 +13,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+
+from .errors import SynthcalibError
 
 
 class Invalid(ValueError):
@@ -35,8 +37,6 @@ def shown(value: Any, limit: int = 60) -> str:
 
 def checked(check: Callable[[Any], Any], value: Any, name: str) -> Any:
     """``check(value)``, with an :class:`Invalid` raised as a one-line error naming ``name``."""
-    from .errors import SynthcalibError
-
     try:
         return check(value)
     except Invalid as exc:

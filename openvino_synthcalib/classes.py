@@ -27,7 +27,10 @@ from typing import Any
 
 import numpy as np
 
+from . import contract, models
 from .errors import Namer, SynthcalibError
+from .shipped import GENERATORS, generator_path
+from .specs import parse_spec
 
 #: Header words of a class-list table (a first row made only of these is not a class).
 _HEADER_WORDS = {"index", "idx", "id", "wnid", "synset", "name", "names", "class", "classes", "label", "labels"}
@@ -351,22 +354,15 @@ def _json_rows(content: str, origin: str) -> list[tuple[int | None, list[str]]]:
 
 
 def _is_generator(text: str) -> bool:
-    from .models import MODEL_SUFFIXES
-    from .shipped import GENERATORS
-
     if text.startswith("generator:"):
         return True
-    return text.lower().endswith(MODEL_SUFFIXES) or (text in GENERATORS and not os.path.exists(text))
+    return text.lower().endswith(models.MODEL_SUFFIXES) or (text in GENERATORS and not os.path.exists(text))
 
 
 def generator_class_list(spec: str, where: str = "class_list", explicit: bool = True) -> ClassList:
     """The class list in a generator's metadata (read, not compiled): its names and, where it has
     them, its class ids. ``spec`` is a shipped generator's name, a model file or
     ``generator:PATH[?class_names=...]``."""
-    from . import contract, models
-    from .shipped import generator_path
-    from .sources.base import parse_spec
-
     scheme, arg, options = parse_spec(spec if spec.startswith("generator:") else f"generator:{spec}")
     label = f"the class names of generator '{arg}'"
     names, ids = options.get("class_names"), None
@@ -414,8 +410,7 @@ def imagenet_class_list() -> ClassList | None:
 def partner_class_list(partner: Any) -> ClassList | None:
     """The classes of the generator an image folder is paired with (the other stream's source: an
     opened source or a spec), as an inferred list; None for anything else."""
-    from .sources.base import parse_spec
-    from .sources.images import is_folder_spec
+    from .sources.images import is_folder_spec  # cycle: sources.images imports classes
 
     if getattr(partner, "scheme", None) == "generator" and partner.class_names:
         return replace(partner.class_list, explicit=False)

@@ -12,10 +12,21 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any, NoReturn
 
-from . import checks, options
+from . import __version__, accuracy_control, checks, contract, models, options, quality
+from .classifier import classifier_classes, describe_input
 from .defaults import DEFAULTS
+from .engine import GeneratorEngine
 from .errors import SynthcalibError
+from .evaluation import evaluate
+from .files import replaced_dir
+from .imageio import sample_pngs
+from .plugins import plugin_distribution, source_types
+from .preprocessing import report_line
+from .quantization import load_config, quantize_settings
+from .serve.runner import serve
 from .shipped import generator_path
+from .sources.base import SourceContext, parse_size
+from .stream import SyntheticStream
 
 
 class HelpFormatter(argparse.HelpFormatter):
@@ -157,8 +168,6 @@ def _values(args: argparse.Namespace, keys: Sequence[str]) -> dict[str, Any]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
-
     parser = Parser(prog="synthcalib", description="Synthetic calibration data for OpenVINO INT8 quantization.")
     parser.add_argument("--version", action="version", version=f"openvino_synthcalib {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
@@ -225,8 +234,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _print_report(report: dict[str, Any], as_json: bool) -> None:
-    from .preprocessing import report_line
-
     report = {k: v for k, v in report.items() if k != "quantized_model"}
     if as_json:
         print(json.dumps(report, indent=2))
@@ -247,24 +254,18 @@ def _print_report(report: dict[str, Any], as_json: bool) -> None:
     if report.get("output"):
         print(f"INT8 model: {report['output']} ({report['int8_bytes'] / 1e6:.2f} MB)")
     if report.get("accuracy_control"):
-        from .accuracy_control import summary as control_summary
-
-        first, *rest = control_summary(report["accuracy_control"])
+        first, *rest = accuracy_control.summary(report["accuracy_control"])
         print(f"accuracy:   {first}")
         for line in rest:
             print(f"kept FP32:  {line}")
-    from .quality import summary, warning
-
-    for line in summary(report["check"]):
+    for line in quality.summary(report["check"]):
         print(line)
-    poor = warning(report["check"])
+    poor = quality.warning(report["check"])
     if poor is not None:
         print(f"synthcalib: warning: {poor}", file=sys.stderr)
 
 
 def cmd_quantize(args: argparse.Namespace) -> None:
-    from .quantization import load_config, quantize_settings
-
     values = load_config(args.config) if args.config else {}
     keys = [o.key for o in options.offered("cli") if o.key != "model"]
     values.update(_values(args, keys))
@@ -318,16 +319,12 @@ def _stdout_to_stderr() -> Iterator[None]:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    from .evaluation import evaluate
-
     pre = {k: v for k, v in _preprocessing(args).items() if v is not None}
     result = _evaluate(evaluate, args, pre)
     if args.json:
         print(json.dumps(result, indent=2))
         return
     items = f"{result['images']} images" + (f" ({result['classes']} classes)" if result["classes"] else "")
-    from .preprocessing import report_line
-
     print(f"input:     {report_line(result['preprocessing'])}")
     if "top1" in result:
         print(f"top-1:     {100 * result['top1']:.2f}% on {items}")
@@ -367,11 +364,6 @@ def _evaluate(evaluate: Any, args: argparse.Namespace, pre: dict[str, Any]) -> d
 def cmd_generate(args: argparse.Namespace) -> None:
     from tqdm import tqdm
 
-    from .files import replaced_dir
-    from .imageio import sample_pngs
-    from .sources.base import SourceContext, parse_size
-    from .stream import SyntheticStream
-
     size = parse_size(args.size, "--size") if args.size else None
     given = _values(args, STREAM_OPTIONS)
     s = {
@@ -407,10 +399,6 @@ def cmd_generate(args: argparse.Namespace) -> None:
 
 
 def cmd_info(args: argparse.Namespace) -> None:
-    from . import contract, models
-    from .classifier import classifier_classes, describe_input
-    from .engine import GeneratorEngine
-
     path = str(generator_path(args.model))
     model = models.read_model(path, "model")
     info: dict[str, Any] = {
@@ -461,7 +449,7 @@ def cmd_info(args: argparse.Namespace) -> None:
 def _print_provenance(provenance: dict[str, Any]) -> None:
     """A generator's provenance, one field a line; of its training options only those its method
     used (``--json`` prints them all)."""
-    from .train_generator.options import used_options
+    from .train_generator.options import used_options  # lazy: the optional, torch-based [train] subpackage
 
     print("  provenance:")
     for k, v in provenance.items():
@@ -482,8 +470,6 @@ def _shortened(value: Any, most: int = 10) -> Any:
 
 
 def cmd_plugins(args: argparse.Namespace) -> None:
-    from .plugins import plugin_distribution, source_types
-
     rows = []
     for scheme, st in sorted(source_types().items()):
         package, version = plugin_distribution(st.meta["plugin"])
@@ -500,8 +486,6 @@ def cmd_serve(args: argparse.Namespace) -> None:
         import uvicorn  # noqa: F401
     except ImportError as exc:
         raise SynthcalibError(f"serve: needs the web extra, pip install 'openvino_synthcalib[web]' ({exc})") from None
-    from .serve.runner import serve
-
     serve(args.generator, args.model, host=args.host, port=args.port)
 
 

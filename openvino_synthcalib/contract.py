@@ -19,8 +19,10 @@ from typing import Any
 
 import numpy as np
 
+from .checks import checked, integer
 from .errors import SynthcalibError
 from .models import static_dims
+from .rng import normal_rows
 
 RT_INFO_ROOT = "synthcalib"
 METADATA_KEYS = (
@@ -61,8 +63,6 @@ class GeneratorInfo:
 
     def __post_init__(self) -> None:
         where = "generator metadata"
-        from .checks import checked, integer
-
         checked(lambda v: integer(v, 1), self.z_dim, f"{where}: z_dim")
         checked(lambda v: integer(v, 1), self.num_classes, f"{where}: num_classes")
         try:
@@ -312,8 +312,6 @@ def resolve_info(
     if image_size is None or output_range is None:
         if probe is None:
             raise SynthcalibError(f"generator '{where}' declares no image_size/output_range and cannot be probed")
-        from .rng import normal_rows
-
         raw = probe(normal_rows(0, range(PROBE_BATCH), int(z_dim)), np.arange(PROBE_BATCH) % int(num_classes))
         image_size = image_size or tuple(raw.shape[2:])
         if output_range is None:

@@ -7,8 +7,11 @@ from typing import Any
 
 import nncf
 
+from .backends import item_format
 from .checks import checked, integer
 from .defaults import DEFAULTS
+from .engine import GeneratorEngine
+from .sources.generator import GeneratorSource
 from .stream import SyntheticStream, make_stream
 
 
@@ -117,10 +120,6 @@ class Dataset(nncf.Dataset):
         prefetch: int = DEFAULTS["prefetch"],
         keep: int = DEFAULTS["keep"],
     ) -> None:
-        from .backends import item_format
-        from .engine import GeneratorEngine
-        from .sources.generator import GeneratorSource
-
         fmt = item_format(model)  # before any stream is opened: refuses what NNCF cannot quantize
         checked(lambda v: integer(v, 0), keep, "keep (bytes)")
 

@@ -17,8 +17,12 @@ from typing import Any
 
 import numpy as np
 
+from . import models
 from .errors import SynthcalibError
+from .files import created_dirs, save_ir
+from .quality import CHECK_SEED_OFFSET, predict, summary, synthetic_flips, warning
 from .shipped import DEFAULT_GENERATOR, DEMO_CLASSIFIER, GENERATORS
+from .stream import SyntheticStream
 
 
 def _throughput(compiled: Any, x: np.ndarray, seconds: float) -> float:
@@ -40,11 +44,7 @@ def run(
 ) -> dict[str, Any]:
     import nncf
 
-    from . import models
-    from .dataset import Dataset
-    from .files import created_dirs, save_ir
-    from .quality import CHECK_SEED_OFFSET, predict, synthetic_flips
-    from .stream import SyntheticStream
+    from .dataset import Dataset  # heavy: .dataset imports nncf (Dataset subclasses nncf.Dataset)
 
     generator = generator or GENERATORS[DEFAULT_GENERATOR]
     classifier = classifier or DEMO_CLASSIFIER
@@ -119,8 +119,6 @@ def main(argv: list[str] | None = None) -> int:
         f"FP32 vs INT8 top-1 agreement on {r['held_out']} fresh synthetic images (seed {r['held_out_seed']}): "
         f"{100 * r['agreement']:.2f}%"
     )
-    from .quality import summary, warning
-
     check = {**r["check"], "source": r["generator"], "seed": r["held_out_seed"], "prediction": r["prediction"]}
     for line in summary(check)[1:]:  # the prediction from the measured relation (the check line is above)
         print(line)

@@ -10,9 +10,11 @@ from typing import Any
 import numpy as np
 
 from . import contract, inference, models
+from .checks import checked, integer
 from .defaults import DEFAULTS
 from .errors import SynthcalibError
 from .rng import normal_rows
+from .shipped import generator_path
 
 #: Largest generator batch (a batch is one inference request's worth of images in memory).
 MAX_BATCH = 4096
@@ -44,16 +46,12 @@ class GeneratorEngine:
         **overrides: Any,
     ) -> None:
         if isinstance(model, (str, os.PathLike)):
-            from .shipped import generator_path
-
             self.path: str | None = os.fspath(generator_path(model))
             model = models.read_model(self.path, "generator")
         else:
             self.path = None
             model = models.writable_copy(model)
         where = self.path or "<in-memory model>"
-        from .checks import checked, integer
-
         checked(lambda v: integer(v, 1, MAX_BATCH), batch_size, "batch_size")
         checked(lambda v: integer(v, 0), num_requests, "num_requests (0 = auto)")
         self.batch_size = batch_size

@@ -25,8 +25,11 @@ from .classifier import check_same_input, classifier_classes
 from .defaults import DEFAULTS
 from .errors import SynthcalibError
 from .inference import predict
+from .plugins import resolve_source
+from .schedule import ItemSchedule
 from .sources.base import Source, SourceContext
 from .sources.images import FolderOptions, is_folder_spec, open_source
+from .stream import SyntheticStream
 from .transforms import as_transform
 
 #: Items of a generated source (a generator, noise, fractals) ``evaluate`` draws unless told ``limit``.
@@ -183,8 +186,6 @@ def _open_data(
 ) -> Source:
     """``data`` opened as calibration opens a source: an image folder with the folder options (class
     list, framing; each image resized once, to the model's size), anything else by its scheme."""
-    from .plugins import resolve_source
-
     if isinstance(data, Source):
         return data
     if not isinstance(data, (str, os.PathLike)) or not os.fspath(data).strip():
@@ -235,9 +236,6 @@ def _why_no_top1(source: Source, num_classes: int | None, has_reference: bool) -
 def _stream(source: Source, limit: int | None, seed: int, transform: Any) -> Any:
     """The items to evaluate: every image of a folder once (``limit``: an evenly spaced subset), or
     ``limit`` items of a generated source's class-balanced stream."""
-    from .schedule import ItemSchedule
-    from .stream import SyntheticStream
-
     folder = getattr(source, "folder", None)
     if folder is None:
         return SyntheticStream(source, limit or DEFAULT_ITEMS, seed=seed, transform=transform)

@@ -36,6 +36,8 @@ import numpy as np
 
 from .classes import ClassList, imagenet_class_list, pass_class_list
 from .errors import Namer, SynthcalibError
+from .specs import check_number
+from .transforms import resize
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".ppm")
 #: The preview ``synthcalib generate`` writes beside its class folders: not an image of any class.
@@ -278,8 +280,6 @@ class CenterCrop:
 
 def check_crop(crop: Any, fraction: Any, where: str) -> float | None:
     """The crop fraction of a ``crop`` mode (``center``), or None for ``none``/unset."""
-    from .sources.base import check_number
-
     if crop is None or str(crop).lower() == "none":
         return None
     if str(crop).lower() not in ("center", "centre"):
@@ -344,8 +344,6 @@ def _framed(im: Any, crop: CenterCrop) -> np.ndarray:
             box = drafted[1]
     im.load()
     if _wide(im.mode):
-        from .transforms import resize
-
         x = resize(_rgb01(im).transpose(2, 0, 1)[None], (rh, rw))[0].transpose(1, 2, 0)
     else:
         rgb = im.convert("RGB")

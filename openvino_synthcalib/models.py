@@ -1,8 +1,10 @@
-"""Reading and compiling OpenVINO models with one-line errors, and facts about model files."""
+"""Reading and compiling OpenVINO models with one-line errors, facts about model files, and which
+backend a model object belongs to (:mod:`.backends` builds on these)."""
 
 from __future__ import annotations
 
 import os
+import sys
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -13,6 +15,19 @@ from .errors import SynthcalibError
 
 MODEL_SUFFIXES = (".xml", ".onnx")
 PRECISIONS = ("f32", "f16", "bf16", "auto")
+
+
+def is_torch(model: Any) -> bool:
+    """Whether ``model`` is a ``torch.nn.Module`` (without importing torch: one can only exist once
+    its caller imported torch)."""
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(model, torch.nn.Module)
+
+
+def is_onnx(model: Any) -> bool:
+    """Whether ``model`` is an ``onnx.ModelProto`` (without importing onnx)."""
+    onnx = sys.modules.get("onnx")
+    return onnx is not None and isinstance(model, onnx.ModelProto)
 
 
 @lru_cache(maxsize=1)

@@ -19,6 +19,8 @@ from . import checks
 from .checks import Invalid
 from .defaults import DEFAULTS
 from .errors import SynthcalibError
+from .recipes import RECIPES
+from .transforms import TRANSFORM_KEYS
 
 FRONTENDS = ("cli", "config", "pot", "api", "page")
 _SAME = object()  # an Option's pot_default when POT uses the common default
@@ -103,8 +105,6 @@ def _class_list(value: Any) -> Any:
 
 def _transform(value: Any) -> Any:
     """A preset name, a mapping of preprocessing options, or (the API) a Transform or callable."""
-    from .transforms import TRANSFORM_KEYS
-
     if isinstance(value, dict):
         unknown = sorted(set(value) - set(TRANSFORM_KEYS))
         if unknown:
@@ -118,8 +118,6 @@ def _transform(value: Any) -> Any:
 
 
 def _recipe(value: Any) -> str:
-    from .recipes import RECIPES
-
     return checks.choice(value, RECIPES)
 
 

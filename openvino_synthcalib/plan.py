@@ -17,19 +17,26 @@ transform, target and generation settings; nothing downstream derives a setting 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import backends
+from . import stream as streams
 from .errors import SynthcalibError
 from .files import same_file
 from .options import BY_KEY, Settings
+from .plugins import resolve_source
 from .preprocessing import PreprocessingUnstated
+from .recipes import SCORE_SEED_OFFSET, default_for, scoring_source
+from .sources.base import Source, SourceContext
 from .sources.images import FolderOptions, open_source
 from .transforms import Transform
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 @dataclass
@@ -38,19 +45,22 @@ class CalibrationPlan:
     releases the sources it opened."""
 
     settings: Settings
-    model: Any
+    model: backends.ModelObject
     model_path: Path | None
-    backend: str
+    backend: str  # one of backends.BACKENDS
     target: backends.Target
     output: Path | None
-    source: Any  # the opened calibration Source
-    transform: Any  # a Transform fitted to the model's input, or the caller's callable
+    source: Source  # the opened calibration source
+    #: a Transform fitted to the model's input, or the caller's callable on canonical batches
+    transform: Transform | Callable[[np.ndarray], Any]
     recipe: str  # the recipe's name (the source's default where none was asked)
-    folders: Any  # how image folders are read (class lists, framing)
+    folders: FolderOptions  # how image folders are read (class lists, framing)
     progress: Callable[[int, int], None] | None = None
-    score_source: Any = None  # the opened score source, where one was given
-    validation_source: Any = None  # the opened accuracy-control source, where one was given
-    check_source: Any = None  # the opened quality-check source, where one was given
+    score_source: Source | None = None  # the opened score source, where one was given
+    validation_source: Source | None = None  # the opened accuracy-control source, where one was given
+    check_source: Source | None = None  # the opened quality-check source, where one was given
+    #: what accuracy control reports (progress, time, layers kept in FP32), once it has run
+    accuracy_control_report: dict[str, Any] | None = field(default=None, repr=False)
     _stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack, repr=False)
 
     @property
@@ -67,7 +77,7 @@ class CalibrationPlan:
         return self.settings.error(key, message)
 
     @contextlib.contextmanager
-    def _named(self) -> Any:
+    def _named(self) -> Iterator[None]:
         """Errors raised inside name the options at fault in the front-end's words."""
         try:
             yield
@@ -85,20 +95,18 @@ class CalibrationPlan:
 
     def stream(
         self,
-        source: Any = None,
+        source: Source | None = None,
         num_samples: int | None = None,
         seed: int | None = None,
         progress: Callable[[int, int], None] | None = None,
         all_classes: bool = False,
-    ) -> Any:
+    ) -> streams.SyntheticStream:
         """A stream of ``source`` (default: the calibration source) with the plan's transform,
         target, classes (every class with ``all_classes``) and generation settings; it is closed
         with the plan."""
-        from .stream import make_stream
-
         s = self.settings
         with self._named():
-            stream = make_stream(
+            stream = streams.make_stream(
                 self.source if source is None else source,
                 s["num_samples"] if num_samples is None else num_samples,
                 model=self.target,
@@ -114,21 +122,19 @@ class CalibrationPlan:
         self._stack.callback(stream.close)
         return stream
 
-    def calibration_stream(self) -> Any:
+    def calibration_stream(self) -> streams.SyntheticStream:
         """The calibration items (followed by the plan's ``progress``)."""
         return self.stream(progress=self.progress)
 
-    def scoring_stream(self) -> Any:
+    def scoring_stream(self) -> streams.SyntheticStream:
         """The adaptive recipe's scoring items: the score source as given, or the calibration source
         with a generator's latents ``score_latent_scale`` times as wide; seed + SCORE_SEED_OFFSET,
         every class (candidates are judged on the whole model)."""
-        from .recipes import SCORE_SEED_OFFSET, scoring_source
-
         s = self.settings
         source = self.score_source or scoring_source(self.source, s["score_latent_scale"])
         return self.stream(source, s["score_samples"], s["seed"] + SCORE_SEED_OFFSET, all_classes=True)
 
-    def validation_stream(self) -> Any:
+    def validation_stream(self) -> streams.SyntheticStream:
         """Accuracy control's labelled items: its source (default: calibration's), seed + 1."""
         s = self.settings
         seed = s["validation_seed"] if s["validation_seed"] is not None else s["seed"] + 1
@@ -143,13 +149,10 @@ class CalibrationPlan:
         """The option that accepts a class mismatch, where the front-end offers it."""
         return "allow_class_mismatch" if BY_KEY["allow_class_mismatch"].name(self.frontend) else None
 
-    def open_source(self, spec: Any, key: str, partner: Any = None) -> Any:
+    def open_source(self, spec: str | Source, key: str, partner: str | Source | None = None) -> Source:
         """A source spec (option ``key``'s) opened with the plan's folder options (an image folder
         paired with the classes of ``partner`` when that is a generator), kept open until the plan
         closes; errors are about option ``key``."""
-        from .plugins import resolve_source
-        from .sources.base import SourceContext
-
         s = self.settings
         context = SourceContext(
             num_classes=self.target.classes if self.target is not None else None,
@@ -201,7 +204,7 @@ def check_output(settings: Settings, model_path: Path | None, backend: str) -> P
     return out
 
 
-def load_model(settings: Settings, model: Any = None) -> tuple[Any, Path | None, str]:
+def load_model(settings: Settings, model: Any = None) -> tuple[backends.ModelObject, Path | None, str]:
     """``(model object, its path or None, backend)``: the model given (an object or path), errors
     named as the front-end names the model and backend options."""
     model = settings["model"] if model is None else model
@@ -216,8 +219,6 @@ def build(
     progress: Callable[[int, int], None] | None = None,
 ) -> CalibrationPlan:
     """Resolve ``settings`` against the model (``settings["model"]`` unless given): see the module."""
-    from .recipes import default_for
-
     model, model_path, backend = load_model(settings, model)
     output = check_output(settings, model_path, backend)
     if settings.accuracy_control() is not None:
@@ -235,8 +236,8 @@ def build(
         backend=backend,
         target=target,
         output=output,
-        source=None,  # the rest is resolved below, closing what was opened if a step fails
-        transform=None,
+        source=None,  # type: ignore[arg-type]  # the rest is resolved below, closing what was opened if a step fails
+        transform=None,  # type: ignore[arg-type]
         recipe="nncf",
         folders=FolderOptions.for_model(
             target.model, settings["transform"], settings["class_list"], settings.name("class_list")
@@ -278,7 +279,7 @@ def _check_device(settings: Settings) -> None:
         raise settings.error("device", f"expected a device of this machine ({', '.join(available)}), got {device!r}")
 
 
-def _fitted_transform(plan: CalibrationPlan) -> Any:
+def _fitted_transform(plan: CalibrationPlan) -> Transform | Callable[[np.ndarray], Any]:
     """The settings' transform fitted to the model's input (errors keyed ``transform.KEY``); an
     unstated normalisation names the model file."""
     try:

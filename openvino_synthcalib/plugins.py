@@ -8,7 +8,7 @@ from typing import Any
 
 import pluggy
 
-from . import hookspecs
+from . import __version__, hookspecs
 from .defaults import PRESETS
 from .errors import SynthcalibError
 from .sources.base import Source, SourceContext, SourceType, parse_spec
@@ -57,8 +57,6 @@ def plugin_distribution(plugin_name: str) -> tuple[str, str]:
     for plug, dist in pm.list_plugin_distinfo():
         if plug is plugin:
             return dist.project_name, dist.version
-    from . import __version__
-
     return "openvino_synthcalib", __version__
 
 

@@ -32,6 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from .errors import Namer, SynthcalibError
+from .models import is_onnx, is_torch
+from .plugins import presets
 
 #: The transform keys that say how values are normalised; a user stating any of them states it.
 NORMALISATION_KEYS = ("preset", "input_range", "mean", "std")
@@ -65,8 +67,6 @@ class PreprocessingUnstated(SynthcalibError):
 
 def preset_help() -> str:
     """``name ([-1, 1])`` for every preset, for messages and help texts."""
-    from .plugins import presets
-
     return ", ".join(f"{name} ({describe_values(values)})" for name, values in sorted(presets().items()))
 
 
@@ -151,8 +151,6 @@ def declared(model: Any) -> dict[str, Any] | None:
     ``model``: an ``openvino.Model`` (or a compiled one), an ``onnx.ModelProto`` or a
     ``torch.nn.Module``; anything else declares nothing.
     """
-    from .backends import is_onnx, is_torch
-
     try:
         if is_onnx(model):
             return _from_onnx(model)
@@ -314,8 +312,6 @@ def record(model: Any, transform: Any) -> None:
         return
     values = {k: v for k, v in describe().items() if k in ("input_range", "mean", "std", "channel_order")}
     text = json.dumps(values, sort_keys=True)
-    from .backends import is_onnx
-
     if is_onnx(model):
         props = [p for p in model.metadata_props if p.key != ONNX_KEY]
         del model.metadata_props[:]

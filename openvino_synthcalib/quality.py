@@ -24,6 +24,9 @@ from typing import Any
 
 import numpy as np
 
+from .backends import prepare_reference
+from .recipes import Scoring, predict_logits
+
 #: The check stream's seed is the calibration seed plus this (validation uses +1, scoring +1000).
 CHECK_SEED_OFFSET = 2000
 #: Flip rates are fitted on log(rate + FLOOR): a rate of 0 on a finite stream is not a zero risk.
@@ -76,9 +79,6 @@ def compare(reference: np.ndarray, quantized: np.ndarray, confident: float = CON
 def synthetic_flips(model: Any, quantized: Any, stream: Any, device: str, target: Any = None) -> dict[str, Any]:
     """:func:`compare` of ``quantized`` with ``model`` (FP32 arithmetic for both) on every item of
     ``stream``, with the seconds it took."""
-    from .backends import prepare_reference
-    from .recipes import Scoring, predict_logits
-
     begun = time.perf_counter()
     scoring = Scoring.prepare(model, stream, device, target)
     batches, reference = scoring.grow(scoring.total)

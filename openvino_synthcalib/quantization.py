@@ -10,10 +10,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import backends, models, options
+from . import backends, models, options, quality
+from . import plan as plans
+from .accuracy_control import VALIDATION_KEEP, Monitor
 from .defaults import DEFAULTS
 from .errors import SynthcalibError
 from .files import created_dirs
+from .preprocessing import record
+from .recipes import ADAPTIVE_CANDIDATES, Scoring, adaptive
+from .recipes import recipe as fixed_recipe
+from .validation import top1_agreement, top1_vs_labels
 
 
 def quantize(
@@ -85,9 +91,7 @@ def quantize(
     }
     settings = options.read(options.from_nested(given, "api"), "api")
     report = quantize_settings(settings)
-    from .quality import warning
-
-    poor = warning(report["check"], settings.name)
+    poor = quality.warning(report["check"], settings.name)
     if poor is not None:  # a likely poor INT8 model is never handed over silently
         import warnings
 
@@ -97,20 +101,16 @@ def quantize(
 
 def quantize_settings(settings: options.Settings, progress: Any = None) -> dict[str, Any]:
     """Build the plan of ``settings`` (any front-end's), run it and write the output; the report."""
-    from . import plan as plans
-
     with plans.build(settings, progress=progress) as plan, contextlib.ExitStack() as stack:
         out, model_path = plan.output, plan.model_path
         if out is not None:
             stack.enter_context(created_dirs(out.parent, f"{settings.name('output')} folder"))
         report = run(plan)
-        if getattr(plan, "accuracy_control_report", None) is not None:  # progress, time, layers kept in FP32
+        if plan.accuracy_control_report is not None:  # progress, time, layers kept in FP32
             report["accuracy_control"] = plan.accuracy_control_report
         report["model"] = str(model_path) if model_path else None
         report["fp32_bytes"] = models.file_size(model_path) if model_path else None
         if out is not None:
-            from .preprocessing import record
-
             record(report["quantized_model"], plan.transform)  # the INT8 model says how to feed it
             backends.save(report["quantized_model"], out, plan.backend, settings.name("output"))
             report["output"] = str(out)
@@ -118,13 +118,11 @@ def quantize_settings(settings: options.Settings, progress: Any = None) -> dict[
     return report
 
 
-def run(plan: Any) -> dict[str, Any]:
+def run(plan: plans.CalibrationPlan) -> dict[str, Any]:
     """Quantize ``plan``'s model with NNCF (and its recipe); the report, with ``quantized_model``."""
     import nncf
 
-    from .dataset import Dataset
-    from .recipes import Scoring, adaptive
-    from .recipes import recipe as fixed_recipe
+    from .dataset import Dataset  # heavy: .dataset imports nncf (Dataset subclasses nncf.Dataset)
 
     stream = plan.calibration_stream()
     calibration = Dataset(stream, model=plan.target)
@@ -132,8 +130,6 @@ def run(plan: Any) -> dict[str, Any]:
     started = time.perf_counter()
     if plan.recipe == "adaptive":
         scoring = Scoring.prepare(plan.model, plan.scoring_stream(), plan.settings["device"], plan.target)
-        from .recipes import ADAPTIVE_CANDIDATES
-
         chosen = adaptive(
             plan.model, calibration, scoring, ADAPTIVE_CANDIDATES, nncf_kwargs, plan.settings["device"], started
         )
@@ -147,8 +143,6 @@ def run(plan: Any) -> dict[str, Any]:
     else:
         quantized = nncf.quantize(plan.model, calibration, **nncf_kwargs, **chosen.quantize_kwargs)
     seconds = round(time.perf_counter() - started, 2)
-    from .quality import check
-
     return {
         "source": plan.source.spec,
         "preprocessing": describe_transform(plan.transform),
@@ -158,7 +152,7 @@ def run(plan: Any) -> dict[str, Any]:
         "quantize_seconds": seconds,
         "recipe": chosen.describe(),
         "recipe_summary": chosen.summary(),
-        "check": check(plan, quantized),
+        "check": quality.check(plan, quantized),
         "quantized_model": quantized,
     }
 
@@ -172,13 +166,14 @@ def describe_transform(transform: Any) -> dict[str, Any]:
     return {"origin": f"the caller's callable {getattr(transform, '__name__', type(transform).__name__)}"}
 
 
-def _with_accuracy_control(plan: Any, calibration: Any, nncf_kwargs: dict[str, Any], chosen: Any) -> Any:
+def _with_accuracy_control(
+    plan: plans.CalibrationPlan, calibration: Any, nncf_kwargs: dict[str, Any], chosen: Any
+) -> Any:
     """``nncf.quantize_with_accuracy_control`` on a labelled validation stream (another seed, or
     another source: say, real or noise calibration judged on a generator's labelled stream)."""
     import nncf
 
-    from .dataset import Dataset
-    from .validation import top1_agreement, top1_vs_labels
+    from .dataset import Dataset  # heavy: .dataset imports nncf (Dataset subclasses nncf.Dataset)
 
     accuracy = plan.accuracy
     validation_stream = plan.validation_stream()
@@ -190,8 +185,6 @@ def _with_accuracy_control(plan: Any, calibration: Any, nncf_kwargs: dict[str, A
             f"'labels' needs a class-conditional source, not '{source.spec}': {source.why_unlabelled}; use the "
             f"metric 'agreement', or a {plan.settings.name('validation_source')} with labels",
         )
-    from .accuracy_control import VALIDATION_KEEP, Monitor
-
     # NNCF reads the validation set once per model it ranks or tries: keep the items, don't remake them
     validation = Dataset(validation_stream, with_labels=True, model=plan.target, keep=VALIDATION_KEEP)
     fn = top1_agreement(plan.model, device=plan.settings["device"]) if metric == "agreement" else top1_vs_labels

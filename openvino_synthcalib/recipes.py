@@ -27,8 +27,14 @@ from typing import Any
 
 import numpy as np
 
+from . import nncf_pipelines
+from .backends import as_array, backend_of, logits, prepare_reference, target
+from .checks import checked, integer
 from .defaults import DEFAULTS
 from .errors import SynthcalibError
+from .inference import run_ordered
+from .specs import check_number
+from .stream import make_stream
 
 _POT_MINMAX = {"min": {"type": "min", "aggregator": "min"}, "max": {"type": "max", "aggregator": "max"}}
 
@@ -89,8 +95,6 @@ SCORE_SEED_OFFSET = 1000
 
 def check_latent_scale(value: Any, flag: str = "score_latent_scale") -> float:
     """A positive finite number, or a one-line error naming ``flag``."""
-    from .sources.base import check_number
-
     return check_number(value, flag, positive=True)
 
 
@@ -264,8 +268,6 @@ def _materialized(calibration: Any, limit_bytes: int = 256 << 20) -> Any:
     without generating them again; otherwise the dataset as given."""
     import nncf
 
-    from .backends import as_array
-
     stream = getattr(calibration, "stream", None)
     if stream is None or getattr(calibration, "with_labels", False):
         return calibration
@@ -278,14 +280,11 @@ def _materialized(calibration: Any, limit_bytes: int = 256 << 20) -> Any:
 def predict_logits(model: Any, batches: list[np.ndarray]) -> np.ndarray:
     """The first output of a model as [N, K] for input batches: a compiled OpenVINO model (with
     asynchronous requests), an ONNX model (ONNX Runtime) or a torch module."""
-    from .backends import logits
-
     if not hasattr(model, "create_infer_request"):
         outs = []
         for b in batches:
             outs.append(logits(model, b).reshape(len(b), -1))
         return np.concatenate(outs)
-    from .inference import run_ordered
 
     def read(request: Any) -> np.ndarray:
         out = request.get_output_tensor(0)
@@ -297,8 +296,6 @@ def predict_logits(model: Any, batches: list[np.ndarray]) -> np.ndarray:
 def _batching(model: Any, score_stream: Any, batch: int = 64) -> tuple[int, int]:
     """``(batch, items)`` of scoring for ``model``: its static batch where it has one (the stream's
     items less what does not fill one), else ``batch`` and every item."""
-    from .backends import target
-
     fixed = (target(model).dims or [None])[0]
     return fixed or batch, len(score_stream) - (len(score_stream) % fixed if fixed else 0)
 
@@ -360,8 +357,6 @@ class Scoring:
         has it): batches of the model's static batch, else ``batch``; all of the stream's items, less
         what does not fill a static batch. OpenVINO models run with FP32 arithmetic, on CPUs
         defaulting to bf16 too. Items are generated as :meth:`grow` asks for them."""
-        from .backends import prepare_reference
-
         begun = time.perf_counter()
         step, total = _batching(model if target is None else target, score_stream, batch)
         out = cls(prepare_reference(model, device, "f32"), score_stream, step, total)
@@ -482,9 +477,6 @@ def nncf_candidates(
 def _shared_statistics(
     model: Any, data: Any, kwargs: dict[str, dict[str, Any]], split: dict[str, float]
 ) -> dict[str, Any] | None:
-    from . import nncf_pipelines
-    from .backends import backend_of
-
     if backend_of(model) != "openvino" or len(kwargs) < 2:
         return None
     try:
@@ -525,8 +517,6 @@ def recipe(
     quantized with ``nncf_kwargs`` (``subset_size``, ``preset``, ...), scored on ``score_samples``
     items and the best kept (``Recipe.model``; with ``keep_candidates``, every candidate's model).
     """
-    from .checks import checked, integer
-
     name = check_name(name)
     caller_preset = nncf_kwargs.get("preset") is not None
     if name != ADAPTIVE:  # under the caller's preset, mixed_minmax is minmax
@@ -538,9 +528,6 @@ def recipe(
             raise SynthcalibError("candidates: 'adaptive' is not a candidate")
     checked(lambda v: integer(v, 1), score_samples, "score_samples")
     score_latent_scale = check_latent_scale(score_latent_scale)
-    from .backends import backend_of
-    from .stream import make_stream
-
     if backend_of(model) == "openvino" and not hasattr(model, "inputs"):
         raise SynthcalibError("recipe: the adaptive recipe needs the model object being quantized, not a path")
     started = time.perf_counter()
@@ -578,8 +565,6 @@ def adaptive(
     keep_candidates: bool = False,
 ) -> Recipe:
     """The adaptive recipe through NNCF, on prepared ``scoring`` items."""
-    from .backends import prepare_reference
-
     caller_preset = nncf_kwargs.get("preset") is not None
     effective = effective_candidates(tuple(candidates), caller_preset)
     split: dict[str, float] = {}

@@ -15,8 +15,11 @@ from typing import Any
 
 import numpy as np
 
+from . import backends
+from .checks import checked, integer
 from .defaults import DEFAULTS
 from .errors import SynthcalibError
+from .plugins import resolve_source
 from .schedule import ClassSchedule
 from .sources.base import Source, SourceContext
 from .transforms import Transform, as_transform, compile_steps
@@ -228,9 +231,6 @@ class SyntheticStream:
         progress: Callable[[int, int], None] | None = None,
         schedule: Any = None,
     ) -> None:
-        from .checks import checked, integer
-        from .plugins import resolve_source
-
         checked(lambda v: integer(v, 1), num_samples, "num_samples")
         checked(lambda v: integer(v, 0, 2**63 - 1), seed, "seed")
         checked(lambda v: integer(v, 0), prefetch, "prefetch")
@@ -418,8 +418,6 @@ def make_stream(
     ``onnx.ModelProto``, see :mod:`.backends`): its input size, layout and class count are read
     from it; ``transform`` adds the normalisation (e.g. ``"cifar10"``).
     Items that would not fit the model's input are refused here, before any generation."""
-    from . import backends
-
     target = backends.target(model)  # what the model takes (a Target given is used as it is)
     tf = target.transform(transform) if target is not None else as_transform(transform)
     context = SourceContext(

@@ -21,7 +21,12 @@ from typing import Any
 
 import numpy as np
 
+from . import preprocessing
+from .classifier import describe_input
 from .errors import SynthcalibError
+from .models import compile_model
+from .plugins import presets
+from .specs import parse_size
 
 LAYOUTS = ("NCHW", "NHWC")
 CHANNEL_ORDERS = ("RGB", "BGR")
@@ -60,8 +65,6 @@ def _compiled(step: str) -> Any:
         import openvino.opset13 as ops
     except ImportError:  # OpenVINO 2023 (the legacy POT environment)
         import openvino.runtime.opset13 as ops
-
-    from .models import compile_model
 
     f32 = np.float32
     x = ops.parameter([-1, -1, -1, -1], f32, name="images")
@@ -158,8 +161,6 @@ class Transform:
 
     def __post_init__(self) -> None:
         if self.size is not None:
-            from .sources.base import parse_size
-
             object.__setattr__(self, "size", parse_size(self.size, "size"))
         rng = _floats(self.input_range, "input_range")
         if rng is None or len(rng) != 2 or not rng[0] < rng[1]:
@@ -187,8 +188,6 @@ class Transform:
     @classmethod
     def from_options(cls, preset: str | None = None, **options: Any) -> Transform:
         """A transform from a preset name and/or explicit values (explicit values win)."""
-        from .plugins import presets
-
         base: dict[str, Any] = {}
         origin = options.pop("origin", None)
         if preset is not None:
@@ -217,10 +216,7 @@ class Transform:
         :mod:`.preprocessing`), else pixels in [0, 255] for a uint8 input; otherwise
         :class:`~.preprocessing.PreprocessingUnstated` is raised: it is never guessed.
         """
-        from .classifier import describe_input
-        from .preprocessing import declared
-
-        return cls.for_input(describe_input(model), preset, declared(model), **options)
+        return cls.for_input(describe_input(model), preset, preprocessing.declared(model), **options)
 
     @classmethod
     def for_input(
@@ -229,15 +225,11 @@ class Transform:
         """:meth:`for_model` from what is known of the input (``describe_input``'s keys; an absent
         key, such as the size of a PyTorch module's input, is not checked) and what the model
         ``declared`` of its normalisation."""
-        from .preprocessing import resolve
-
         for key in ("layout", "channels", "size"):
             given = options.get(key)
             if given is None or key not in read:
                 continue
             if key == "size":
-                from .sources.base import parse_size
-
                 given = parse_size(given, "size")
             elif key == "layout":
                 given = str(given).upper()
@@ -247,7 +239,7 @@ class Transform:
                     f"{read['channels']} channels{' at ' + 'x'.join(map(str, read['size'])) if 'size' in read else ''}",
                     key=key,
                 )
-        stated = resolve({"preset": preset, **options}, read, declared)
+        stated = preprocessing.resolve({"preset": preset, **options}, read, declared)
         preset = stated.pop("preset", None)
         merged = {k: v for k, v in read.items() if stated.get(k) is None}
         merged.update({k: v for k, v in stated.items() if v is not None})
@@ -322,9 +314,7 @@ def _as_transform(transform: Any, model: Any, read: dict[str, Any] | None, decla
     if isinstance(transform, Transform):
         return transform
     if hasattr(transform, "image_mean") and hasattr(transform, "image_std"):  # a Hugging Face image processor
-        from .preprocessing import image_processor_options
-
-        transform = image_processor_options(transform, f"the image processor {type(transform).__name__}")
+        transform = preprocessing.image_processor_options(transform, f"the image processor {type(transform).__name__}")
     if transform is not None and callable(transform) and not isinstance(transform, (str, dict)):
         return transform
     options: dict[str, Any] = {}

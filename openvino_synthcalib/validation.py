@@ -16,12 +16,11 @@ from typing import Any
 
 import numpy as np
 
+from .backends import as_array, logits, prepare_reference
 from .defaults import DEFAULTS
 
 
 def _top1(compiled_model: Any, x: Any) -> int:
-    from .backends import logits
-
     return int(np.argmax(logits(compiled_model, x).reshape(-1)))
 
 
@@ -36,14 +35,10 @@ class Top1Agreement:
     models predict the same class. Reference predictions are cached per input."""
 
     def __init__(self, reference: Any, device: str = DEFAULTS["device"], precision: str | None = "f32") -> None:
-        from .backends import prepare_reference
-
         self.reference = prepare_reference(reference, device, precision)
         self._cache: dict[bytes, int] = {}
 
     def reference_top1(self, x: Any) -> int:
-        from .backends import as_array
-
         key = hashlib.blake2b(np.ascontiguousarray(as_array(x)).view(np.uint8), digest_size=16).digest()
         if key not in self._cache:
             self._cache[key] = _top1(self.reference, x)

@@ -187,6 +187,7 @@ def test_imagenet_report_from_a_tiny_csv(tmp_path):
         row("real", "nncf", 0, "2.0", "20", "18"),
         row("real", "nncf", 1, "4.0", "20", "18"),
         row("generator", "adaptive", 0, "6.0", "120", "20", "imagenet", "mixed_minmax"),
+        row("generator", "nncf", 0, "5.0", "20", "20", "imagenet"),
         row("noise", "adaptive", 0, "30.0", "100", "20"),
         row("checkpoint", "nncf", 0, "9.0", "20", "18", "run/checkpoint-0000050", step="50", train_minutes="2.5"),
         row("checkpoint", "nncf", 0, "5.0", "20", "18", "run/checkpoint-0000100", step="100", train_minutes="5.0"),
@@ -199,11 +200,39 @@ def test_imagenet_report_from_a_tiny_csv(tmp_path):
     im.main(["--report-only", "--out", str(tmp_path)])
     md = (tmp_path / "imagenet.md").read_text()
     assert "python benchmarks/imagenet.py --seeds 0" in md
-    assert "the classifier the ImageNet generator was trained against" in md and "Lite2" in md
+    assert "the classifier the ImageNet generator was trained through" in md and "Tiny Darknet" in md
+    # the summary: generator adaptive 6.0 and nncf 5.0 over real 3.0; adaptive over nncf on seed 0
+    assert "| EfficientNet-Lite0 (`lite0`) | 3.00 | 6.00 | 2.00 | 5.00 | 1.67 | 1.20 |" in md
     assert "| real | nncf | 2 | 3.00 ± 1.41 |" in md
     assert "| generator (imagenet) | adaptive | 1 | 6.00 | 6.00 | 89.00 | 2.00 | x6.0 | x6.0 | mixed_minmax 1 |" in md
     assert "| run/checkpoint-0000100 | 100 | 5.0 | 5.0 | 1.67 |" in md
     assert (tmp_path / "imagenet.png").stat().st_size > 0
+
+
+def test_imagenet_generator_quality_measures():
+    """The generator-quality measures on hand-made items: consistency counts, within-class and
+    between-class distances (identical items give 0), random pairs of different classes only."""
+    gq = _benchmark_module("imagenet_generator_quality")
+    labels = np.array([0, 0, 1, 1, 2, 2])
+    logits = np.full((6, 4), -5.0, np.float32)
+    logits[[0, 1, 2, 3, 4, 5], [0, 3, 1, 1, 3, 3]] = 5.0  # class 0 once, class 1 twice, class 2 never
+    logits[4, 2] = 4.0  # ...but in its top-5
+    c = gq.consistency(logits, labels, 4)
+    assert c["top1"] == 50.0 and c["top5"] == 100.0 and c["classes_recognised"] == round(100 * 2 / 3, 2)
+    assert c["distinct_predicted"] == 3 and c["confident_share"] == 100.0 and 0.5 < c["mean_max_prob"] < 1
+    rng = np.random.default_rng(0)
+    feats = rng.uniform(0, 1, (6, 8))
+    feats[1] = 3 * feats[0]  # class 0: the same direction
+    images = rng.uniform(-1, 1, (6, 3, 4, 4)).astype(np.float16)
+    images[3] = images[2]  # class 1: identical images
+    within_f, within_p = gq.within_class_features(feats, labels), gq.within_class_pixels(images, labels)
+    assert abs(within_f[0]) < 1e-9 and within_f[1] > 0.01 and within_p[1] == 0 and within_p[0] > 0.1
+    pairs = gq.random_pairs(labels, 50, np.random.default_rng(1))
+    assert pairs.shape == (50, 2) and (labels[pairs[:, 0]] != labels[pairs[:, 1]]).all()
+    assert gq.pair_features(feats, np.array([[0, 1]])) < 1e-9 and gq.pair_pixels(images, np.array([[2, 3]])) == 0
+    assert abs(gq.all_pairs_features(feats[:2])) < 1e-9
+    with pytest.raises(ValueError):
+        gq.by_class(np.array([0, 0, 1]))
 
 
 def test_flip_prediction_quick_on_tiny_inputs(assets, tmp_path):
@@ -264,11 +293,14 @@ REPORT_SCRIPTS = {
     "accuracy_control_imagenet": "accuracy_control_imagenet.py",
     "generator_quality": "generator_quality.sh",
     "imagenet": "imagenet.py",
+    "imagenet_generator_quality": "imagenet_generator_quality.py",
     "mct_peer": "mct_peer.py",
     "pot_hook_startup": "pot_hook_startup.py",
     "pot_zoo": "pot_zoo.py",
+    "range_swap": "range_swap.py",
     "recipe_candidates": "recipe_candidates.py",
     "recipe_cost": "recipe_cost.py",
+    "recipe_imagenet": "recipe_imagenet.py",
     "score_stream": "score_stream.py",
     "stream_throughput": "stream_throughput.py",
     "zoo_extra": "train_zoo.py",
@@ -290,9 +322,12 @@ def test_every_report_is_written_by_a_committed_script():
         "score_stream",
         "recipe_cost",
         "imagenet",
+        "imagenet_generator_quality",
         "mct_peer",
         "accuracy_control_imagenet",
         "flip_prediction",
+        "range_swap",
+        "recipe_imagenet",
         # these group models by what the shared zoo holds, or read its models
         pytest.param("calibration_sources", marks=pytest.mark.shared),
         pytest.param("backends", marks=pytest.mark.shared),
@@ -431,3 +466,35 @@ def test_accuracy_control_imagenet_split_is_disjoint():
         measured, labels, pool = ac.split(limit)
         assert len(measured) == len(labels) and not set(measured) & set(pool)
         assert len(measured) == len(pool) == (limit or 250)
+
+
+def test_range_swap_hybrids_on_tiny_inputs(assets):
+    """range_swap.py's hybrid: a model with every quantizer range of another calibration of the same
+    model gives that model's outputs exactly; with none swapped, its own (fast bias correction off:
+    it changes biases, which the swap does not copy; the study's `all` row checks that it did not)."""
+    import openvino as ov
+
+    import openvino_synthcalib as synthcalib
+
+    rs = _benchmark_module("range_swap")
+    core = ov.Core()
+    xml = {}
+    for name, spec in (("a", f"generator:{assets['generator']}"), ("b", "noise:gaussian")):
+        report = synthcalib.quantize(assets["classifier"], spec, num_samples=16, seed=0, transform="unit",
+                                     recipe="nncf", check={"samples": 0},
+                                     nncf_options={"fast_bias_correction": False})  # fmt: skip
+        xml[name] = assets["root"] / f"rs_{name}.xml"
+        ov.save_model(report["quantized_model"], str(xml[name]), compress_to_fp16=False)
+    qs = {k: rs.quantizers(core.read_model(str(x))) for k, x in xml.items()}
+    names = [q["name"] for q in qs["a"]]
+    assert names == [q["name"] for q in qs["b"]] and any(not q["weight"] for q in qs["a"])
+    shape = [d.get_length() for d in list(core.read_model(str(xml["a"])).inputs[0].partial_shape)[1:]]
+    x = np.random.default_rng(0).random((64, *shape), dtype=np.float32)
+
+    def outputs(model):
+        return rs.compile_f32(model)(x)[0]
+
+    assert np.array_equal(outputs(rs.hybrid(xml["a"], qs["b"], names)), outputs(str(xml["b"])))
+    assert np.array_equal(outputs(rs.hybrid(xml["a"], qs["b"], [])), outputs(str(xml["a"])))
+    stats = rs.range_stats(qs["a"], qs["b"], names)
+    assert 0 <= stats["share_narrower"] <= 100 and stats["min_width_ratio"] <= stats["max_width_ratio"]

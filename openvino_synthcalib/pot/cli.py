@@ -17,14 +17,15 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..errors import SynthcalibError
+from . import hook
+from .engine_config import ENGINE_TYPE, build_setup, check_type
+from .patch import apply
 
 HOOK_COMMANDS = ("enable", "disable", "status")
 PROG = "synthcalib-pot"
 
 
 def _hook_command(argv: Sequence[str]) -> int:
-    from . import hook
-
     parser = argparse.ArgumentParser(prog=f"{PROG} {argv[0]}", description=hook.__doc__.splitlines()[0])
     parser.add_argument(
         "--site-dir", help="site directory holding the hook (default: this interpreter's site-packages)"
@@ -71,8 +72,6 @@ def _precheck(argv: Sequence[str]) -> None:
                     raise SynthcalibError(f"{key}: missing section in config file '{p}'")
             engine = data.get("engine")
             if engine is not None:
-                from .engine_config import ENGINE_TYPE, build_setup, check_type
-
                 check_type(engine)
                 if engine.get("type") == ENGINE_TYPE:  # validated now, reused by POT below
                     if data["model"].get("cascade"):
@@ -85,8 +84,6 @@ def _precheck(argv: Sequence[str]) -> None:
 
 def _run_pot(argv: Sequence[str]) -> int:
     _precheck(argv)
-    from .patch import apply
-
     run = apply()
     run.app(list(argv))  # patched: SynthcalibError -> 'synthcalib: error: ...' and SystemExit(2)
     return 0

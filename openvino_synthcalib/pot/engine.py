@@ -6,6 +6,8 @@ from typing import Any
 
 from openvino.tools.pot.engines.ie_engine import IEEngine
 
+from .. import models
+from .engine_config import lookup
 from .metrics import make_metric
 
 
@@ -18,8 +20,6 @@ class SyntheticEngine(IEEngine):
 
     def __init__(self, config: Any, data_loader: Any = None, metric: Any = None, precision: str | None = "f32") -> None:
         super().__init__(config, data_loader=data_loader, metric=metric)
-        from .. import models
-
         hint = models.precision_config(precision)
         if hint:
             try:
@@ -30,8 +30,6 @@ class SyntheticEngine(IEEngine):
 
 def create_engine(engine_config: Any, data_loader: Any = None, metric: Any = None) -> SyntheticEngine:
     """The engine for a configured ``"type": "synthetic"`` engine section (adds its metrics)."""
-    from .engine_config import lookup
-
     setup = lookup(engine_config)
     if metric is None and setup.metrics:
         metric = make_metric(setup.metrics, setup.model_path, data_loader, setup.device, setup.precision)

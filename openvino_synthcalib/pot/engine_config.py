@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import models, options
+from .. import plan as plans
 from ..classifier import classifier_classes
 from ..errors import SynthcalibError
 from ..recipes import CANDIDATES
@@ -150,8 +151,6 @@ def make_setup(
 ) -> EngineSetup:
     """The calibration plan of an engine section (checked through the option table, errors named
     ``engine.KEY``), its stream, and POT's own settings."""
-    from .. import plan as plans
-
     check_keys(engine)
     given = {k: v for k, v in engine.items() if k not in ("type", TOKEN_KEY, *POT_ADDED_KEYS)}
     values = options.from_nested(given, "pot")

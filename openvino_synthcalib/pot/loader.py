@@ -8,6 +8,8 @@ import numpy as np
 from openvino.tools.pot.api.data_loader import DataLoader
 
 from ..errors import SynthcalibError
+from ..stream import SyntheticStream
+from .engine_config import lookup, make_setup
 
 #: Items above this many bytes in total are generated on demand instead of kept in memory.
 CACHE_LIMIT_BYTES = 1 << 30
@@ -46,8 +48,6 @@ class SyntheticDataLoader(DataLoader):
     """
 
     def __init__(self, config: Any = None, *, model: Any = None, stream: Any = None, cache: bool | None = None) -> None:
-        from ..stream import SyntheticStream
-
         if isinstance(config, SyntheticStream):
             config, stream = None, config
         cfg = dict(config or {})
@@ -55,8 +55,6 @@ class SyntheticDataLoader(DataLoader):
         if stream is None:
             if not cfg:
                 raise SynthcalibError("SyntheticDataLoader: give a SyntheticStream or an engine-section dict")
-            from .engine_config import make_setup
-
             if model is None:
                 raise SynthcalibError(
                     "SyntheticDataLoader: 'model' (the model to quantize) is needed with a config dict"
@@ -118,7 +116,5 @@ class SyntheticDataLoader(DataLoader):
 
 def create_data_loader(engine_config: Any, model: Any = None) -> SyntheticDataLoader:
     """The loader for a configured ``"type": "synthetic"`` engine section."""
-    from .engine_config import lookup
-
     setup = lookup(engine_config)
     return SyntheticDataLoader(stream=setup.stream, cache=setup.cache)

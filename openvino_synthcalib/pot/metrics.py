@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 from openvino.tools.pot.api.metric import Metric
 
+from .. import models
 from ..defaults import DEFAULTS
 from ..errors import SynthcalibError
 from .loader import SyntheticDataLoader
@@ -46,8 +47,6 @@ class Fp32Reference:
 
     def top1(self) -> np.ndarray:
         if self._top1 is None:
-            from .. import models
-
             model = self.model
             if isinstance(model, (str, os.PathLike)):
                 model = models.read_model(model, "model")

@@ -26,6 +26,7 @@ from typing import Any
 from ..errors import SynthcalibError
 from ..files import cache_dir, ensure_dir, save_ir
 from ..models import first_line
+from ..preprocessing import report_line
 from .engine_config import ENGINE_TYPE, TOKEN_KEY, build_setup, check_type, register, release_all
 
 PATCHED_FLAG = "_synthcalib_patched"
@@ -110,15 +111,14 @@ def apply(run_module: Any = None) -> Any:
 
     def create_data_loader(config: Any, model: Any) -> Any:
         if _is_synthetic(config):
-            from .loader import create_data_loader as make
+            from .loader import create_data_loader as make  # heavy: .loader imports POT
 
             return make(config, model)
         return original_create_data_loader(config, model)
 
     def create_engine(config: Any, **kwargs: Any) -> Any:
         if _is_synthetic(config):
-            from ..preprocessing import report_line
-            from .engine import create_engine as make
+            from .engine import create_engine as make  # heavy: .engine imports POT
 
             engine = make(config, **kwargs)
             transform = engine.synthcalib_setup.plan.transform
@@ -128,7 +128,7 @@ def apply(run_module: Any = None) -> Any:
         return original_create_engine(config, **kwargs)
 
     def create_pipeline(algo_config: Any, engine: Any, interface: str = "API") -> Any:
-        from .pipeline import create_pipeline as make
+        from .pipeline import create_pipeline as make  # heavy: .pipeline imports POT's addict
 
         return make(original_create_pipeline, algo_config, engine, interface)
 

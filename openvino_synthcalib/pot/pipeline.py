@@ -23,11 +23,14 @@ from typing import Any
 
 from addict import Dict
 
+from .. import models
 from ..errors import SynthcalibError
 from ..recipes import (
     ADAPTIVE,
     ADAPTIVE_CANDIDATES,
     CANDIDATES,
+    Scoring,
+    adaptive_choice,
     effective_candidates,
 )
 
@@ -95,8 +98,6 @@ class RecipePipeline:
         """Choose the candidate with the shared adaptive recipe (:func:`..recipes.adaptive_choice`):
         each candidate is a POT pipeline run; the chosen trial is the result where the configured
         pipeline is that single DefaultQuantization."""
-        from ..recipes import Scoring, adaptive_choice
-
         started = time.perf_counter()
         plan = self._setup.plan
         scoring = Scoring.prepare(plan.model, plan.scoring_stream(), plan.settings["device"], plan.target)
@@ -132,8 +133,6 @@ def _compiled(quantized: Any, device: str) -> Any:
     """A POT-quantized model compiled for scoring (FP32 arithmetic), through an IR written to a
     temporary folder (POT's models are not ``openvino.Model`` objects)."""
     import openvino as ov
-
-    from .. import models
 
     with tempfile.TemporaryDirectory() as tmp:
         paths = quantized.save(tmp, model_name="candidate")

@@ -25,11 +25,11 @@ from .errors import http_status
 from .jobs import HELD_OUT, RECIPES, TIMING_SECONDS, JobManager, JobRequest
 from .params import LIMITS, MAX_PER_CLASS, MAX_SAMPLES, MAX_SEED, class_list, integer, shown
 from .preview import preview, sample_files, zip_bytes
+from .runner import LOOPBACK_NAMES
 
 log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).parent / "static"
-LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1", "[::1]")
 # No preset here: the preprocessing comes from the model or the user, never from a default (a
 # generator's preview count comes with it: see GeneratorEntry.summary).
 PAGE_DEFAULTS = {"seed": 0, "count": PREVIEW_PER_CLASS, "num_samples": 300, "recipe": RECIPES[0]}

@@ -12,9 +12,15 @@ from typing import Any
 
 from .. import models
 from ..classifier import classifier_classes
+from ..engine import GeneratorEngine
 from ..errors import SynthcalibError
+from ..plugins import presets
+from ..preprocessing import PreprocessingUnstated, declared, describe_values
+from ..shipped import DEMO_CLASSIFIER, GENERATORS, generator_path
 from ..sources.base import Source
 from ..sources.generator import GeneratorSource
+from ..stream import SyntheticStream
+from ..transforms import as_transform
 from .errors import UnknownId
 from .params import preview_defaults, shown
 
@@ -26,15 +32,11 @@ PREVIEW_PER_CLASS = 10
 
 def shipped_generators() -> list[tuple[str, Path]]:
     """``(name, path)`` of the generators shipped with the package (see :mod:`openvino_synthcalib.shipped`)."""
-    from ..shipped import GENERATORS
-
     return [(name, GENERATORS[name]) for name in sorted(GENERATORS)]
 
 
 def shipped_models() -> list[Path]:
     """The shipped demo classifier, offered when no ``--model`` is given."""
-    from ..shipped import DEMO_CLASSIFIER
-
     return [DEMO_CLASSIFIER]
 
 
@@ -60,8 +62,6 @@ def _values(values: dict[str, Any]) -> dict[str, Any]:
 
 def matching_preset(values: dict[str, Any]) -> str | None:
     """The preset whose values ``values`` are (a model's [-1, 1] as mean/std 0.5 is ``inception``), or None."""
-    from ..plugins import presets
-
     target = _values(values)
     return next((name for name, preset in presets().items() if _values(preset) == target), None)
 
@@ -69,8 +69,6 @@ def matching_preset(values: dict[str, Any]) -> str | None:
 def preprocessing_summary(values: dict[str, Any]) -> dict[str, Any]:
     """Normalisation values as the page shows them: the values, ``origin`` (where they came from),
     ``preset`` (the preset they equal, if any) and ``text``, a short reading such as ``[-1, 1]``."""
-    from ..preprocessing import describe_values
-
     out = {
         k: [float(x) for x in v] if isinstance(v, (tuple, list)) else v
         for k, v in values.items()
@@ -84,9 +82,6 @@ def declared_preprocessing(model: Any, label: str) -> dict[str, Any] | None:
     """The normalisation ``model`` states about itself, as a calibration with no preset takes it
     (:mod:`openvino_synthcalib.preprocessing`: its metadata, or a uint8 input), summarised for the
     page; ``None`` when it says nothing (then the user must choose a preset)."""
-    from ..preprocessing import PreprocessingUnstated, declared
-    from ..transforms import as_transform
-
     try:
         found = declared(model)
     except SynthcalibError as exc:  # a statement that cannot be read: said at start, naming the model
@@ -184,8 +179,6 @@ class ModelEntry:
 
 def images_per_second(source: Source, seconds: float) -> float:
     """Images/s of a :class:`SyntheticStream` over ``source`` for about ``seconds`` (after one warm-up batch)."""
-    from ..stream import SyntheticStream
-
     stream = SyntheticStream(source, 10_000_000, seed=0)
     batches = stream.batches()
     next(batches)
@@ -214,9 +207,6 @@ class Catalog:
         shipped: bool = True,
     ) -> Catalog:
         """Check and compile the generators (command line first, then shipped ones) and read the models."""
-        from ..engine import GeneratorEngine
-        from ..shipped import GENERATORS, generator_path
-
         # A shipped generator goes by its name (generator:cifar10), not by where the package lives;
         # `--generator imagenet` names it too. Labels are names or relative paths, never absolute ones.
         given = [(generator_path(g), str(g)) for g in generators]

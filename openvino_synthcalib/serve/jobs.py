@@ -11,10 +11,13 @@ from typing import Any
 
 import numpy as np
 
-from .. import models
+from .. import models, options, quality
 from ..errors import SynthcalibError
+from ..inference import predict
+from ..quantization import quantize_settings
 from ..recipes import RECIPES as PRODUCT_RECIPES
-from .catalog import GeneratorEntry, ModelEntry
+from ..stream import make_stream
+from .catalog import GeneratorEntry, ModelEntry, preprocessing_summary
 from .errors import Busy, UnknownId
 from .params import shown
 
@@ -30,8 +33,6 @@ def page_settings(request: JobRequest, output: Path | None = None, check_samples
     """The page's request as calibration settings (option table, ``page`` names). The generator is
     named by its spec, so that the plan opens it with the calibration's settings (precision...)
     exactly as ``synthcalib quantize --source SPEC`` does; the page's shared source serves previews."""
-    from .. import options
-
     values = {
         "model": str(request.model.path),
         "source": request.generator.source.spec,
@@ -50,16 +51,12 @@ def page_settings(request: JobRequest, output: Path | None = None, check_samples
 def preprocessing_used(result: dict[str, Any], transform: Any) -> dict[str, Any]:
     """The report's preprocessing: the values the calibration used, where they came from (a preset
     chosen on the page, or what the model declares) and a short reading of them."""
-    from .catalog import preprocessing_summary
-
     used = result.get("preprocessing") or (transform.describe() if hasattr(transform, "describe") else {})
     return preprocessing_summary(used)
 
 
 def run_calibration(settings: Any, progress: Any) -> dict[str, Any]:
     """The one place the page's calibration reaches the quantization every front-end shares."""
-    from ..quantization import quantize_settings
-
     return quantize_settings(settings, progress)
 
 
@@ -177,17 +174,12 @@ def _images_per_s(compiled: Any, x: np.ndarray, seconds: float) -> float:
 
 
 def _top1(compiled: Any, x: np.ndarray, batch: int) -> np.ndarray:
-    from ..inference import predict
-
     return np.concatenate(list(predict(compiled, (x[i : i + batch] for i in range(0, len(x), batch)))))
 
 
 def calibrate(job: Job, held_out: int = HELD_OUT, timing_seconds: float = TIMING_SECONDS) -> dict[str, Any]:
     """Quantize, with the data-free quality check every front-end runs (``held_out`` fresh items,
     see :mod:`..quality`), then time FP32 and INT8 inference."""
-    from ..quality import summary, warning
-    from ..stream import make_stream
-
     req = job.request
     started = time.perf_counter()
     job.output = job.folder / f"{req.model.path.stem}_int8.xml"
@@ -234,8 +226,8 @@ def calibrate(job: Job, held_out: int = HELD_OUT, timing_seconds: float = TIMING
         "int8_top1_vs_class": check.get("int8_top1_vs_class"),
         "check": check,
         "prediction": prediction,
-        "quality": summary(check),
-        "warning": warning(check, settings.name),
+        "quality": quality.summary(check),
+        "warning": quality.warning(check, settings.name),
         "timing_batch": len(sample),
         "fp32_images_per_s": round(fps32, 1),
         "int8_images_per_s": round(fps8, 1),

@@ -11,9 +11,12 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from ..errors import SynthcalibError
+from .catalog import Catalog
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
+#: Host headers that name this machine's loopback interface.
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1", "[::1]")
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -51,8 +54,6 @@ def is_loopback(host: str) -> bool:
 
 def allowed_hosts(host: str) -> list[str]:
     """Host headers to accept: loopback names, plus the bound name; any when bound to all interfaces."""
-    from .app import LOOPBACK_NAMES
-
     if host in ("0.0.0.0", "::", ""):
         return ["*"]
     return [*LOOPBACK_NAMES, host, f"[{host}]"]
@@ -71,8 +72,7 @@ def serve(
     port: int = DEFAULT_PORT,
 ) -> None:
     """Load the catalog, print the address, serve until interrupted."""
-    from .app import create_app
-    from .catalog import Catalog
+    from .app import create_app  # heavy: .app imports fastapi
 
     catalog = Catalog.load(generators, model_paths)
     sock = bind(host, port)

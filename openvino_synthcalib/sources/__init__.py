@@ -2,18 +2,9 @@
 
 from __future__ import annotations
 
+from .. import lazy
 from .base import Source, SourceContext, SourceType, parse_spec
 
-__all__ = ["Source", "SourceContext", "SourceType", "parse_spec", "resolve_source", "source_types"]
-
-
-def resolve_source(*args, **kwargs):  # noqa: ANN201 - re-exported with the same signature
-    from ..plugins import resolve_source as _resolve
-
-    return _resolve(*args, **kwargs)
-
-
-def source_types():  # noqa: ANN201
-    from ..plugins import source_types as _types
-
-    return _types()
+# resolve_source and source_types live in ..plugins, which imports .base: served lazily (PEP 562).
+__getattr__, __dir__, _lazy = lazy.attach(__name__, {"resolve_source": "..plugins", "source_types": "..plugins"})
+__all__ = ["Source", "SourceContext", "SourceType", "parse_spec", *_lazy]

@@ -6,6 +6,7 @@ import os
 
 from ..hookspecs import hookimpl
 from ..models import MODEL_SUFFIXES
+from ..shipped import GENERATORS
 from . import arrays, fractal, generator, images, noise
 from .base import SourceType
 
@@ -30,8 +31,6 @@ def synthcalib_add_sources() -> list[SourceType]:
 
 @hookimpl(trylast=True)
 def synthcalib_guess_scheme(path: str) -> str | None:
-    from ..shipped import GENERATORS
-
     if path.lower().endswith(MODEL_SUFFIXES) or (path in GENERATORS and not os.path.exists(path)):
         return "generator"
     if os.path.isdir(path):

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import SynthcalibError
 from .base import ItemSource, SourceContext, parse_size, take_options
 
 TAG_FRACTAL = 0xF4AC7
@@ -100,8 +101,6 @@ class FractalSource(ItemSource):
 def make(arg: str, options: dict[str, Any], context: SourceContext) -> FractalSource:
     spec = f"fractal:{arg}"
     if arg not in ("", "ifs"):
-        from ..errors import SynthcalibError
-
         raise SynthcalibError(f"source '{spec}': unknown fractal kind {arg!r}; expected ifs")
     opts = take_options(
         spec, options, {"size": None, "points": 0, "num_classes": None}, {"points": "int>=0", "num_classes": "int>0"}

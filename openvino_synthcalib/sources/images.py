@@ -25,6 +25,7 @@ from ..classes import ClassList, folder_class_list, model_class_list
 from ..defaults import preset_framing
 from ..errors import SynthcalibError
 from ..imagefolder import CenterCrop, ImageFolder, check_crop, check_folder_classes, image_size, load_image
+from ..plugins import get_plugin_manager
 from ..rng import TAG_ORDER, item_rng
 from ..transforms import resize
 from .base import Items, Source, SourceContext, parse_size, parse_spec, take_options
@@ -157,7 +158,7 @@ class FolderOptions:
 
     class_list: ClassList | None = None
     labels: ClassList | None = None
-    partner: Any = None
+    partner: Source | str | None = None
     crop: str | None = None
     crop_fraction: float | None = None
     size: tuple[int, int] | None = None
@@ -226,8 +227,6 @@ def is_folder_spec(spec: Any) -> bool:
     scheme, arg, _ = parse_spec(os.fspath(spec))
     if scheme:
         return scheme == "images"
-    from ..plugins import get_plugin_manager
-
     return get_plugin_manager().hook.synthcalib_guess_scheme(path=arg) == "images"
 
 
