@@ -69,7 +69,7 @@ from commands import record, recorded
 from paths import REPO, RESULTS, SHARED, shown
 from rows import appending, done_keys, load_meta, save_meta
 from testset import IMAGENET_CLASSES as CLASSES_TSV
-from testset import VIEWS, compile_f32, crop_views, resized, sample_images
+from testset import VIEWS, cached_views, compile_f32, sample_images
 
 NAME = "accuracy_control_imagenet"
 MODELS_DIR = SHARED / "models" / "imagenet"
@@ -173,17 +173,7 @@ def split(limit: int | None) -> tuple[list[Path], np.ndarray, list[Path]]:
 
 def views_of(cache: Path, files: list[Path], size: int = 224) -> np.ndarray:
     """uint8 [N, len(VIEWS), 3, size, size] of ``files`` (cached as a memory map)."""
-    path = cache / f"views-{size}-even-{len(files)}.npy"
-    if not path.exists():
-        cache.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp.npy")
-        out = np.lib.format.open_memmap(tmp, "w+", np.uint8, (len(files), len(VIEWS), 3, size, size))
-        for i, p in enumerate(files):
-            out[i] = crop_views(resized(p, size), size)
-        out.flush()
-        del out
-        tmp.replace(path)
-    return np.load(path, mmap_mode="r")
+    return cached_views(cache / f"views-{size}-even-{len(files)}.npy", files, size)
 
 
 def validation_folder(cache: Path, files: list[Path]) -> Path:

@@ -62,7 +62,7 @@ from commands import record, recorded
 from paths import CIFAR_TEST, CIFAR_TRAIN, REPO, RESULTS, SHARED, TEACHER, shown
 from rows import appending, done_keys
 from source_specs import chosen_sources
-from testset import IMAGENET_CALIBRATION_IMAGES, compile_f32, crop_views, imagenet_split, load_test, resized
+from testset import IMAGENET_CALIBRATION_IMAGES, VIEWS, cached_views, compile_f32, imagenet_split, load_test
 from testset import IMAGENET_CLASSES as CLASSES_TSV
 from zoo import resolve_models
 
@@ -169,17 +169,8 @@ def cifar_test(root: Path, limit: int | None) -> TestSet:
 
 
 def imagenet_test(cache: Path, size: int = 224) -> TestSet:
-    from testset import VIEWS
-
     _, files, labels = imagenet_split(cache)
-    path = cache / f"imagenet-views-{size}-{len(files)}.npy"
-    if not path.exists():
-        started = time.perf_counter()
-        views = np.stack([crop_views(resized(p, size), size) for p in files])
-        np.save(path.with_suffix(".tmp.npy"), views)
-        path.with_suffix(".tmp.npy").replace(path)
-        log(f"imagenet: {len(files)} images x {len(VIEWS)} views -> {path} ({time.perf_counter() - started:.0f} s)")
-    views = np.load(path)
+    views = np.asarray(cached_views(cache / f"imagenet-views-{size}-{len(files)}.npy", files, size))
     flat = views.reshape(-1, *views.shape[2:])
 
     def load(preset: str):

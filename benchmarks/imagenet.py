@@ -56,7 +56,7 @@ import numpy as np
 from commands import record, recorded
 from paths import REPO, RESULTS, SHARED, shown
 from rows import appending, done_keys, load_meta, save_meta
-from testset import CROP_FRACTION, IMAGENET_CALIBRATION_IMAGES, VIEWS, compile_f32, crop_views, imagenet_split, resized
+from testset import CROP_FRACTION, IMAGENET_CALIBRATION_IMAGES, VIEWS, cached_views, compile_f32, imagenet_split
 from testset import IMAGENET_CLASSES as CLASSES_TSV
 
 NAME = "imagenet"
@@ -146,20 +146,7 @@ def measured_images(cache: Path, limit: int | None) -> tuple[list[Path], np.ndar
 def eval_views(cache: Path, size: int, limit: int | None) -> tuple[np.ndarray, np.ndarray]:
     """uint8 [N, len(VIEWS), 3, size, size] (a memory map of the cache) and the labels [N]."""
     files, labels = measured_images(cache, limit)
-    path = cache / f"views-measured-{size}-{len(files)}.npy"
-    if not path.exists():
-        cache.mkdir(parents=True, exist_ok=True)
-        started = time.perf_counter()
-        out = np.lib.format.open_memmap(
-            path.with_suffix(".tmp.npy"), "w+", np.uint8, (len(files), len(VIEWS), 3, size, size)
-        )
-        for i, p in enumerate(files):
-            out[i] = crop_views(resized(p, size), size)
-        out.flush()
-        del out
-        path.with_suffix(".tmp.npy").replace(path)
-        log(f"views: {len(files)} images x {len(VIEWS)} at {size} px -> {path} ({time.perf_counter() - started:.0f} s)")
-    return np.load(path, mmap_mode="r"), labels
+    return cached_views(cache / f"views-measured-{size}-{len(files)}.npy", files, size), labels
 
 
 def calibration_classes(cache: Path) -> list[int]:

@@ -58,7 +58,7 @@ from paths import REPO, RESULTS, SHARED, shown
 from rows import appending, done_keys, load_meta, save_meta
 from testset import IMAGENET_CLASSES as CLASSES_TSV
 from testset import IMAGENET_SAMPLE as SAMPLE
-from testset import VIEWS, crop_views, resized, sample_images
+from testset import VIEWS, cached_views, limit_threads, sample_images
 
 NAME = "range_swap"
 CACHE = REPO / "runs" / NAME
@@ -96,23 +96,6 @@ def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def limit_threads(n: int | None) -> None:
-    """Every CPU compile in this process (NNCF's statistics, the generator, the evaluation) with
-    ``INFERENCE_NUM_THREADS`` = n."""
-    if not n:
-        return
-    import openvino as ov
-
-    original = ov.Core.compile_model
-
-    def compile_model(self, model, device_name=None, config=None, *args, **kwargs):
-        if device_name == "CPU":
-            config = {**(config or {}), "INFERENCE_NUM_THREADS": n}
-        return original(self, model, device_name, config, *args, **kwargs)
-
-    ov.Core.compile_model = compile_model
-
-
 def compile_f32(model):
     from openvino_synthcalib import models
 
@@ -125,17 +108,7 @@ def compile_f32(model):
 def eval_views(cache: Path, size: int, limit: int | None) -> np.ndarray:
     """uint8 [N, len(VIEWS), 3, size, size] (a memory map of the cache) of the sample images."""
     files, _ = sample_images(limit)
-    path = cache / f"views-{size}-{len(files)}.npy"
-    if not path.exists():
-        cache.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp.npy")
-        out = np.lib.format.open_memmap(tmp, "w+", np.uint8, (len(files), len(VIEWS), 3, size, size))
-        for i, p in enumerate(files):
-            out[i] = crop_views(resized(p, size), size)
-        out.flush()
-        del out
-        tmp.replace(path)
-    return np.load(path, mmap_mode="r")
+    return cached_views(cache / f"views-{size}-{len(files)}.npy", files, size)
 
 
 def top1(compiled, views: np.ndarray, mean: float, std: float, batch: int = 50) -> np.ndarray:

@@ -45,6 +45,7 @@ from pathlib import Path
 import numpy as np
 from commands import record, recorded
 from paths import REPO, RESULTS, SHARED
+from testset import VIEWS, cached_views, compile_f32, imagenet_split, limit_threads
 
 NAME = "recipe_imagenet"
 CACHE = REPO / "runs" / "flip_prediction"  # the views and calibration links flip_prediction.py made
@@ -106,23 +107,6 @@ def known(name: str, settings: dict) -> bool:
         return False
 
 
-def limit_threads(n: int | None) -> None:
-    """Every CPU compile in this process (the generator, the statistics, the evaluation) with
-    ``INFERENCE_NUM_THREADS`` = n."""
-    if not n:
-        return
-    import openvino as ov
-
-    original = ov.Core.compile_model
-
-    def compile_model(self, model, device_name=None, config=None, *args, **kwargs):
-        if device_name == "CPU":
-            config = {**(config or {}), "INFERENCE_NUM_THREADS": n}
-        return original(self, model, device_name, config, *args, **kwargs)
-
-    ov.Core.compile_model = compile_model
-
-
 def done_keys(csv_path: Path) -> set[tuple[str, str, str]]:
     if not csv_path.exists():
         return set()
@@ -135,22 +119,13 @@ class RealViews:
     does not draw (``testset.imagenet_split``), cached as ``flip_prediction.py`` caches them."""
 
     def __init__(self, cache: Path, size: int = 224) -> None:
-        from testset import VIEWS, crop_views, imagenet_split, resized
-
         _, files, labels = imagenet_split(cache)
-        path = cache / f"imagenet-views-{size}-{len(files)}.npy"
-        if not path.exists():
-            views = np.stack([crop_views(resized(p, size), size) for p in files])
-            np.save(path.with_suffix(".tmp.npy"), views)
-            path.with_suffix(".tmp.npy").replace(path)
-        views = np.load(path)
+        views = np.asarray(cached_views(cache / f"imagenet-views-{size}-{len(files)}.npy", files, size))
         self.flat = views.reshape(-1, *views.shape[2:])
         self.labels = np.repeat(labels, len(VIEWS))
 
     def top1(self, model, preset: str) -> np.ndarray:
         """Top-1 of ``model`` (an ``ov.Model`` or a file) on every view, OpenVINO CPU at f32."""
-        from testset import compile_f32
-
         from openvino_synthcalib.inference import predict
         from openvino_synthcalib.transforms import Transform
 

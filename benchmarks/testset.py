@@ -129,3 +129,35 @@ def imagenet_split(cache: Path) -> tuple[Path, list[Path], np.ndarray]:
             link.symlink_to(files[i].resolve())
     measured = [i for i in range(len(files)) if i not in picked]
     return folder, [files[i] for i in measured], labels[measured]
+
+
+def cached_views(path: Path, files: list[Path], size: int = 224) -> np.ndarray:
+    """uint8 [N, len(VIEWS), 3, size, size] of ``files`` (:func:`crop_views` of each), made once into
+    ``path`` and returned as a memory map."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp.npy")
+        out = np.lib.format.open_memmap(tmp, "w+", np.uint8, (len(files), len(VIEWS), 3, size, size))
+        for i, p in enumerate(files):
+            out[i] = crop_views(resized(p, size), size)
+        out.flush()
+        del out
+        tmp.replace(path)
+    return np.load(path, mmap_mode="r")
+
+
+def limit_threads(n: int | None) -> None:
+    """Every CPU compile in this process (the generator, NNCF's statistics, the evaluation) with
+    ``INFERENCE_NUM_THREADS`` = n (None or 0: OpenVINO's default)."""
+    if not n:
+        return
+    import openvino as ov
+
+    original = ov.Core.compile_model
+
+    def compile_model(self, model, device_name=None, config=None, *args, **kwargs):
+        if device_name == "CPU":
+            config = {**(config or {}), "INFERENCE_NUM_THREADS": n}
+        return original(self, model, device_name, config, *args, **kwargs)
+
+    ov.Core.compile_model = compile_model

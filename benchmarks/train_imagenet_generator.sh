@@ -7,6 +7,8 @@
 # class names only, ../shared/datasets/imagenet-sample/classes.tsv (no image is read).
 #   bash benchmarks/train_imagenet_generator.sh [train|resume|export|all|div1]
 # On a GPU the same command runs there (--device auto); raise --steps and --max-minutes.
+# DGH's options (--bn-set-momentum, --w-out, --rrc-scale) default off, as in this run; their grid:
+# benchmarks/imagenet_training_grid.sh and benchmarks/results/imagenet_training_grid/grid.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}

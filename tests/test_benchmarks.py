@@ -157,7 +157,7 @@ def test_imagenet_views_frame_as_the_product_crops(tmp_path):
 
     from openvino_synthcalib.imagefolder import CenterCrop, load_image
 
-    im = _imagenet()
+    im = _benchmark_module("testset")
     rng = np.random.default_rng(0)
     path = tmp_path / "x.png"
     Image.fromarray(rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)).save(path)

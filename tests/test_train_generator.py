@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import re
 import signal
 import socket
 import subprocess
@@ -794,3 +795,138 @@ def test_shared_cifar10_teacher_adapter():
     assert (t.z_dim, t.num_classes, t.image_size) == (128, 10, (32, 32))
     assert t.sha256 == "a53161a578e2e5bdcb927e83cb688892ea4dab3e75da7a2725699d06768585e6"
     _check(t, z_dim=128, num_classes=10)
+
+
+# ----------------------------------------------------------------------------- inversion options (DGH & co.)
+
+INV_CLASSIFIER = textwrap.dedent(
+    """
+    import torch
+    from torch import nn
+
+
+    def classifier():
+        torch.manual_seed(0)
+        net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+                            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 3))
+        net.train()
+        with torch.no_grad():
+            for _ in range(5):
+                net(torch.randn(16, 3, 16, 16) * 0.5 + 0.2)
+        return net.eval()
+    """
+)
+
+
+def test_set_level_statistics_equal_per_batch_at_one_and_keep_the_gradient_scale():
+    from openvino_synthcalib.train_generator.classifiers import BatchNormStatistics
+
+    bn = torch.nn.BatchNorm2d(4).eval()
+    x1 = (torch.randn(8, 4, 6, 6) * 2 + 1).requires_grad_(True)
+    x2 = (torch.randn(8, 4, 6, 6) - 1).requires_grad_(True)
+    per_batch = BatchNormStatistics([bn])
+    bn(x1)
+    ref = per_batch.loss()
+    (g_ref,) = torch.autograd.grad(ref, x1)
+    per_batch.remove()
+    at_one = BatchNormStatistics([bn], set_momentum=1.0)
+    bn(x2)
+    at_one.loss()  # a first batch; at a = 1 it is forgotten
+    bn(x1)
+    one = at_one.loss()
+    (g_one,) = torch.autograd.grad(one, x1)
+    at_one.remove()
+    torch.testing.assert_close(one, ref)
+    torch.testing.assert_close(g_one, g_ref)
+
+    a = 0.25
+    stats = BatchNormStatistics([bn], set_momentum=a)
+    bn(x1)
+    torch.testing.assert_close(stats.loss(), ref)  # the first batch starts the averages
+    bn(x2)
+    loss = stats.loss()
+    m1, m2 = x1.mean((0, 2, 3)), x2.mean((0, 2, 3))
+    s1, s2 = (x1 * x1).mean((0, 2, 3)), (x2 * x2).mean((0, 2, 3))
+    m, s = (1 - a) * m1 + a * m2, (1 - a) * s1 + a * s2
+    expected = torch.linalg.vector_norm(m - bn.running_mean) + torch.linalg.vector_norm(s - m * m - bn.running_var)
+    torch.testing.assert_close(loss, expected)  # the loss of the blended (set-level) moments
+    (g,) = torch.autograd.grad(loss, x2)
+    (g_blend,) = torch.autograd.grad(expected, x2, retain_graph=True)
+    torch.testing.assert_close(g, g_blend / a)  # compensated: the blend's gradient divided by a
+    stats.reset()
+    bn(x2)
+    (g_fresh,) = torch.autograd.grad(stats.loss(), x2)
+    stats.remove()
+    assert not torch.allclose(g_fresh, g)  # the set's residual, not the batch's, sets the direction
+
+
+def test_output_stretching_loss():
+    from openvino_synthcalib.train_generator.losses import output_stretching
+
+    weight = torch.tensor([[1.0, 0.0], [0.0, 2.0], [0.0, 0.0]])
+    feats = torch.tensor([[3.0, 4.0]])  # ||f|| = 5
+    logits = torch.tensor([[2.5, 5.0, 0.0]])  # max 5 (class 1: 0.5*5*2 = 5), min 0 (class 2: 0)
+    assert output_stretching(logits, feats, weight).item() == pytest.approx(1 / 5, rel=1e-4)
+    logits = torch.tensor([[1.0, 2.0, 0.0]], requires_grad=True)  # |2 - 5| + 0 + 1/2
+    loss = output_stretching(logits, feats[:, :, None, None], weight)  # a [N, C, 1, 1] input is pooled
+    assert loss.item() == pytest.approx(3.5, rel=1e-4)
+    loss.backward()
+    assert logits.grad[0, 1] < 0  # raising the largest logit lowers the loss here
+
+
+def test_random_resized_crop_shapes_range_and_identity():
+    from openvino_synthcalib.train_generator.inversion import random_resized_crop
+
+    x = torch.rand(6, 3, 16, 16, requires_grad=True)
+    gen = torch.Generator().manual_seed(0)
+    y = random_resized_crop(x, 24, gen, 0.08)
+    assert y.shape == (6, 3, 24, 24) and y.min() >= 0 and y.max() <= 1
+    y.sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    full = random_resized_crop(x, 16, torch.Generator().manual_seed(0), 1.0)  # area 1: the whole image, or a
+    assert full.shape == (6, 3, 16, 16)  # narrow crop when the aspect is not 1 (clipped to the side)
+    a = random_resized_crop(x, 24, torch.Generator().manual_seed(1), 0.25)
+    b = random_resized_crop(x, 24, torch.Generator().manual_seed(1), 0.25)
+    torch.testing.assert_close(a, b)  # reproducible from the generator
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        ({"bn_set_momentum": 1.5}, "--bn-set-momentum: must be <= 1.0"),
+        ({"bn_set_momentum": -0.1}, "--bn-set-momentum: must be >= 0.0"),
+        ({"w_out": -1}, "--w-out: must be >= 0.0"),
+        ({"rrc_scale": 0.001}, "--rrc-scale: expected 0 (off) or an area fraction in [0.01, 1]"),
+        ({"rrc_scale": 2}, "--rrc-scale: must be <= 1.0"),
+        ({"classifier": None, "data": "x", "w_out": 0.1}, "--w-out: only used with --classifier"),
+    ],
+)
+def test_inversion_option_validation_names_the_flag(extra, expected):
+    values = {"classifier": "m:f", **extra}
+    with pytest.raises(SynthcalibError, match=re.escape(expected)):
+        opt_mod.resolve_options("train", values)
+    ok = opt_mod.resolve_options("train", {"classifier": "m:f"})
+    assert ok["bn_set_momentum"] == 0.0 and ok["w_out"] == 0.0 and ok["rrc_scale"] == 0.0  # today's behaviour
+
+
+def test_inversion_with_set_statistics_output_term_and_crops_trains(tmp_path, capsys):
+    (tmp_path / "inv_clf.py").write_text(INV_CLASSIFIER)
+    runs = tmp_path / "runs"
+    args = ["train", "--classifier", f"{tmp_path / 'inv_clf.py'}:classifier", "--num-classes", "3",
+            "--runs-dir", runs, "--name", "inv", "--g-channels", "16,8,8", "--g-class-dim", "4", "--batch", "8",
+            "--no-progress", "--threads", "1", "--log-every", "1", "--image-every", "100", "--steps", "3",
+            "--ckpt-every", "3", "--bn-set-momentum", "0.2", "--w-out", "0.1", "--rrc-scale", "0.25",
+            "--jitter", "0"]  # fmt: skip
+    rc = main([str(a) for a in args])
+    _, err = capsys.readouterr()
+    assert rc == 0, err
+    run = runs / "00000-inv"
+    log = [json.loads(x) for x in (run / "log.txt").read_text().splitlines() if x.startswith("{")]
+    assert len(log) == 3 and all(np.isfinite(e["loss/out"]) and e["loss/out"] > 0 for e in log)
+    opts = json.loads((run / "options.json").read_text())
+    assert (opts["bn_set_momentum"], opts["w_out"], opts["rrc_scale"]) == (0.2, 0.1, 0.25)
+    xml = tmp_path / "g.xml"
+    assert main(["export", "--run", str(run), "--out", str(xml), "--bn-batches", "1"]) == 0
+    method = read_info(ov.Core().read_model(str(xml)))["provenance"]["method"]
+    assert "set-level statistics (momentum 0.2)" in method and "output stretching" in method
+    assert "random resized crops (scale 0.25-1)" in method

@@ -166,10 +166,30 @@ class BatchNormStatistics:
     (fast bfloat16 GEMMs under autocast, float32 accumulation), and maps of more than
     ``max_positions`` positions are read at every other row and column, from an offset that
     :meth:`shuffle` draws anew each step so that every pixel is counted over the steps.
+
+    ``set_momentum`` ``a`` in (0, 1) matches set-level statistics instead of the batch's (DGH,
+    Dikstein et al. 2025: per-batch matching makes every batch, hence every image, carry all the
+    statistics, which homogenises the images): per layer, the mean and ``E[x^2]`` are exponential
+    moving averages over the batches, ``m = (1 - a) * m_prev + a * m_batch`` with ``m_prev``
+    detached, the variance is ``E[x^2] - m^2`` of the blended moments, and the loss is measured on
+    these. The gradient of that loss reaches the batch scaled by ``a``; it is divided by ``a`` (the
+    blend's value is kept, its derivative with respect to the batch's moments is 1), so the loss'
+    weight means what it means per batch (the norms' gradients are unit vectors either way) while
+    its direction is the set's residual: a batch is pushed only where the set still misses a
+    statistic. At ``a = 1`` (or 0/None: off) it is the per-batch loss. The averages start from the
+    first batch's moments and are not checkpointed: a resumed run rebuilds them within ~1/a steps.
     """
 
-    def __init__(self, layers: list[nn.Module], first_weight: float = 1.0, max_positions: int = 56 * 56) -> None:
+    def __init__(
+        self,
+        layers: list[nn.Module],
+        first_weight: float = 1.0,
+        max_positions: int = 56 * 56,
+        set_momentum: float | None = None,
+    ) -> None:
         self.layers = layers
+        self.set_momentum = set_momentum or None  # 1: the blend's formula, equal to the batch's moments
+        self._set: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         self.first_weight = first_weight
         self.max_positions = max_positions
         self.offset = (0, 0)
@@ -186,15 +206,38 @@ class BatchNormStatistics:
         """Per-channel mean and (biased) variance of ``x`` [N, C, ...], as float32."""
         if x.dim() == 4 and x.shape[2] * x.shape[3] > self.max_positions:
             x = x[:, :, self.offset[0] :: 2, self.offset[1] :: 2]
+        mean, square = self.raw_moments(x)
+        return mean, (square - mean * mean).clamp_min(0.0)
+
+    def raw_moments(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-channel mean and ``E[x^2]`` of ``x`` [N, C, ...] (already sub-sampled), as float32."""
         c = x.shape[1]
         flat = x.movedim(1, -1).reshape(-1, c)  # a view for channels-last activations
         row = torch.full((1, flat.shape[0]), 1.0 / flat.shape[0], dtype=flat.dtype, device=flat.device)
-        mean = (row @ flat)[0].float()
-        square = (row @ (flat * flat))[0].float()
+        return (row @ flat)[0].float(), (row @ (flat * flat))[0].float()
+
+    def blended_moments(self, key: int, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and variance of ``x`` for the loss: the batch's, or (``set_momentum``) the set's."""
+        a = self.set_momentum
+        if a is None:
+            return self.moments(x)
+        if x.dim() == 4 and x.shape[2] * x.shape[3] > self.max_positions:
+            x = x[:, :, self.offset[0] :: 2, self.offset[1] :: 2]
+        mean, square = self.raw_moments(x)
+        prev = self._set.get(key)
+        m_prev, s_prev = prev if prev is not None else (mean.detach(), square.detach())
+        # value: (1 - a) * prev + a * batch; derivative with respect to the batch's moments: 1 (= a / a)
+        mean = (1.0 - a) * m_prev + a * mean.detach() + (mean - mean.detach())
+        square = (1.0 - a) * s_prev + a * square.detach() + (square - square.detach())
+        self._set[key] = (mean.detach(), square.detach())
         return mean, (square - mean * mean).clamp_min(0.0)
 
+    def reset(self) -> None:
+        """Forget the set-level moments."""
+        self._set = {}
+
     def _hook(self, module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
-        mean, var = self.moments(inputs[0])
+        mean, var = self.blended_moments(id(module), inputs[0])
         term = torch.linalg.vector_norm(mean - module.running_mean.float()) + torch.linalg.vector_norm(
             var - module.running_var.float()
         )

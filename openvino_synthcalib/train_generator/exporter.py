@@ -125,6 +125,14 @@ def export_from_options(opts: dict[str, Any]) -> Path:
             "data-free training through a frozen classifier: BatchNorm-statistics matching (DeepInversion) "
             "+ cross-entropy on the conditioning class + mode-seeking diversity, jitter and flips"
         )
+        o = data.get("options", {})
+        extras = [
+            f"set-level statistics (momentum {o['bn_set_momentum']})" if o.get("bn_set_momentum") else "",
+            f"output stretching (DGH, weight {o['w_out']})" if o.get("w_out") else "",
+            f"random resized crops (scale {o['rrc_scale']}-1)" if o.get("rrc_scale") else "",
+        ]
+        if any(extras):
+            method += "; " + ", ".join(e for e in extras if e)
         teacher_record = {
             "teacher": teacher.get("spec"),
             "teacher_kind": f"classifier ({teacher.get('classifier_kind')})",

@@ -7,6 +7,14 @@ al. 2020; keeps the classes apart) and (3) stay diverse: a mode-seeking term (Ma
 pushes images of different latents apart, and each batch is jittered and mirrored before the
 classifier (DeepInversion), so no single image has to carry the statistics.
 
+Options from DGH (Dikstein et al., WACV 2025), all off by default (the shipped run's behaviour):
+``--bn-set-momentum`` matches set-level statistics (moments averaged across batches, see
+:class:`~.classifiers.BatchNormStatistics`) instead of each batch's; ``--w-out`` adds DGH's
+output-distribution stretching on the logits (:func:`~.losses.output_stretching`; the layers after
+the last BatchNorm get no statistic to match); ``--rrc-scale`` shows the classifier random resized
+crops of each image, the augmentation its statistics were collected under (with ``--jitter 0``:
+instead of the roll).
+
 Forward and backward run under bfloat16 autocast where the device supports it (``--precision``);
 the statistics and losses are computed in float32.
 """
@@ -15,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import math
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +33,7 @@ import torch.nn.functional as F
 from ..classes import ClassList
 from ..errors import SynthcalibError
 from .classifiers import BatchNormStatistics, load_classifier
+from .losses import output_stretching
 from .student import generator_from_options, image_size
 from .training import Method, image_grid
 
@@ -70,6 +80,35 @@ def jitter_and_flip(x: torch.Tensor, gen: torch.Generator, jitter: int, flip: bo
         mask = (torch.rand(x.shape[0], generator=gen) < 0.5).to(x.device)
         x = torch.where(mask[:, None, None, None], x.flip(3), x)
     return x
+
+
+def random_resized_crop(x: torch.Tensor, size: int, gen: torch.Generator, min_scale: float) -> torch.Tensor:
+    """torchvision's ``RandomResizedCrop(size, scale=(min_scale, 1), ratio=(3/4, 4/3))`` per item of
+    ``x`` [N, C, H, W], differentiable: each item's crop (area fraction and log-aspect drawn
+    uniformly, clipped to the image, placed uniformly) is resampled bilinearly to ``size`` x ``size``
+    in one ``grid_sample`` (the augmentation ImageNet classifiers were trained, and their BatchNorm
+    statistics collected, under)."""
+    n = x.shape[0]
+    area = torch.empty(n).uniform_(min_scale, 1.0, generator=gen)
+    log_ratio = torch.empty(n).uniform_(math.log(3 / 4), math.log(4 / 3), generator=gen)
+    ratio = log_ratio.exp()
+    w = (area * ratio).sqrt().clamp(max=1.0)  # fractions of the side
+    h = (area / ratio).sqrt().clamp(max=1.0)
+    cx = (torch.rand(n, generator=gen) * 2 - 1) * (1 - w)  # centre in [-1, 1] coordinates
+    cy = (torch.rand(n, generator=gen) * 2 - 1) * (1 - h)
+    theta = torch.zeros(n, 2, 3)
+    theta[:, 0, 0], theta[:, 0, 2], theta[:, 1, 1], theta[:, 1, 2] = w, cx, h, cy
+    grid = F.affine_grid(theta.to(x.device, x.dtype), [n, x.shape[1], size, size], align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def last_linear(module: torch.nn.Module) -> torch.nn.Linear | None:
+    """The classifier's last ``nn.Linear`` (its output layer), or None."""
+    found = None
+    for m in module.modules():
+        if isinstance(m, torch.nn.Linear):
+            found = m
+    return found
 
 
 def mode_seeking(z: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
@@ -120,7 +159,16 @@ class Inversion(Method):
         betas = (float(opts["beta1"]), float(opts["beta2"]))
         self.optimizers = {"G": torch.optim.Adam(g.parameters(), lr=opts["lr_g"], betas=betas)}
         self.net = self.classifier.module.to(device)
-        self.stats = BatchNormStatistics(self.classifier.layers, opts["bn_first"])
+        self.stats = BatchNormStatistics(
+            self.classifier.layers, opts["bn_first"], set_momentum=opts.get("bn_set_momentum") or None
+        )
+        self._out_input: list[torch.Tensor] = []
+        self.out_layer = None
+        if opts.get("w_out"):
+            self.out_layer = last_linear(self.net)
+            if self.out_layer is None:
+                raise SynthcalibError("--w-out: the classifier has no nn.Linear output layer to stretch")
+            self.out_layer.register_forward_pre_hook(lambda _m, inputs: self._out_input.append(inputs[0]))
         self.amp = autocast_dtype(opts["precision"], device)
         if device.type == "cpu":
             self.net = self.net.to(memory_format=torch.channels_last)
@@ -139,11 +187,14 @@ class Inversion(Method):
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self.amp)
 
-    def to_classifier(self, images: torch.Tensor) -> torch.Tensor:
+    def to_classifier(self, images: torch.Tensor, gen: torch.Generator | None = None) -> torch.Tensor:
         """Generator images in [-1, 1] -> the classifier's normalised input at its size (bilinear,
-        as the calibration stream's Transform resizes)."""
+        as the calibration stream's Transform resizes; with ``--rrc-scale`` and ``gen``, a random
+        resized crop of each image instead)."""
         x = (images.float() + 1.0) * 0.5
-        if x.shape[-1] != self.size or x.shape[-2] != self.size:
+        if gen is not None and self.opts.get("rrc_scale"):
+            x = random_resized_crop(x, self.size, gen, self.opts["rrc_scale"])
+        elif x.shape[-1] != self.size or x.shape[-2] != self.size:
             shrink = x.shape[-1] > self.size or x.shape[-2] > self.size
             x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False, antialias=shrink)
         return (x - self.mean) / self.std
@@ -165,9 +216,10 @@ class Inversion(Method):
         g.train()
         self.stats.clear()
         self.stats.shuffle(gen)
+        self._out_input.clear()
         with self._autocast():
             fake = g(z, y)
-            x = self.to_classifier(fake)
+            x = self.to_classifier(fake, gen)
             x = jitter_and_flip(x, gen, opts["jitter"], opts["flip"])
             if device.type == "cpu":
                 x = x.contiguous(memory_format=torch.channels_last)
@@ -178,7 +230,11 @@ class Inversion(Method):
         loss_bn = self.stats.loss()
         loss_ce = F.cross_entropy(logits, y)
         loss_div = mode_seeking(z, fake.float()) if opts["w_div"] > 0 and half > 0 else torch.zeros((), device=device)
-        loss = opts["w_bn"] * loss_bn + opts["w_ce"] * loss_ce + opts["w_div"] * loss_div
+        loss_out = torch.zeros((), device=device)
+        if self.out_layer is not None:
+            loss_out = output_stretching(logits, self._out_input[-1], self.out_layer.weight)
+            self._out_input.clear()
+        loss = opts["w_bn"] * loss_bn + opts["w_ce"] * loss_ce + opts["w_div"] * loss_div + opts["w_out"] * loss_out
         if not torch.isfinite(loss):
             raise SynthcalibError(
                 f"train: the loss became {loss.item()} at step {step + 1}; lower --lr-g or the loss weights"
@@ -190,6 +246,7 @@ class Inversion(Method):
             "loss/bn": loss_bn.item(),
             "loss/ce": loss_ce.item(),
             "loss/diversity": loss_div.item(),
+            "loss/out": loss_out.item(),
             "loss/total": loss.item(),
             "acc": (logits.argmax(1) == y).float().mean().item(),
         }

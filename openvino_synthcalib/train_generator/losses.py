@@ -4,6 +4,8 @@
 * feature: L1 between discriminator features of the student's and the teacher's images;
 * adversarial distillation: hinge loss, the discriminator sees teacher images as real, student images as fake;
 * optional GAN loss against real images (discriminator only sees them as real, weighted by ``w_real``).
+
+and, for training through a classifier (``inversion.py``), DGH's output-distribution stretching.
 """
 
 from __future__ import annotations
@@ -37,3 +39,30 @@ def g_hinge(fake_logits: torch.Tensor) -> torch.Tensor:
 def ramp(step: int, length: int) -> float:
     """Linear ramp from 0 to 1 over ``length`` steps (1 when ``length`` is 0)."""
     return 1.0 if length <= 0 else min(1.0, step / float(length))
+
+
+def output_stretching(
+    logits: torch.Tensor, features: torch.Tensor, weight: torch.Tensor, eps: float = 1e-6
+) -> torch.Tensor:
+    """DGH's output-distribution-stretching loss (Dikstein et al., WACV 2025, Sec. 3.3; the
+    ``REGULARIZED_MIN_MAX_DIFF`` output loss of Sony MCT's data generation, which implements it), for
+    a classifier whose last layer is a linear map ``logits = features @ weight.T + b`` with no
+    BatchNorm after it, so the BatchNorm loss says nothing about the logits' range.
+
+    Per item, with ``z_max``/``z_min`` its largest/smallest logit (classes ``i``/``j``) and ``f`` its
+    (pooled) input to the last layer, the loss is
+    ``| |z_max| - ||f|| ||w_i|| / 2 | + | |z_min| - ||f|| ||w_j|| / 2 | + 1 / (z_max - z_min + eps)``,
+    mean over the batch: it stretches the logit range (the last term) while keeping each extreme
+    near half its Cauchy-Schwarz bound ``||f|| ||w||`` (the first two), i.e. the output layer sees
+    a range like real data's instead of the flat logits of images no class owns."""
+    logits = logits.float().flatten(1)
+    feats = features.float()
+    if feats.dim() > 2:
+        feats = feats.flatten(2).mean(-1)
+    w_norm = torch.linalg.vector_norm(weight.float().flatten(1), dim=1)
+    f_norm = torch.linalg.vector_norm(feats, dim=1)
+    z_max, i_max = logits.max(1)
+    z_min, i_min = logits.min(1)
+    reg_max = (z_max.abs() - 0.5 * f_norm * w_norm[i_max]).abs()
+    reg_min = (z_min.abs() - 0.5 * f_norm * w_norm[i_min]).abs()
+    return (reg_max + reg_min + 1.0 / (z_max - z_min + eps)).mean()

@@ -207,6 +207,34 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option("flip", True, _bool, "--classifier: mirror a random half of each batch before the classifier", (T,)),
     Option(
+        "bn_set_momentum",
+        0.0,
+        float,
+        "--classifier: match set-level BatchNorm statistics: per layer, moving averages of the batches' mean "
+        "and E[x^2] with this momentum, blended with the current batch's (DGH); 0 = per batch",
+        (T,),
+        minimum=0.0,
+        maximum=1.0,
+    ),
+    Option(
+        "w_out",
+        0.0,
+        float,
+        "--classifier: weight of DGH's output-distribution-stretching loss on the logits (last nn.Linear)",
+        (T,),
+        minimum=0.0,
+    ),
+    Option(
+        "rrc_scale",
+        0.0,
+        float,
+        "--classifier: random resized crops (area fraction from this to 1, aspect 3/4 to 4/3, per image, "
+        "as ImageNet training: 0.08) before the classifier; 0 = off (resize only)",
+        (T,),
+        minimum=0.0,
+        maximum=1.0,
+    ),
+    Option(
         "precision",
         "auto",
         str,
@@ -278,6 +306,14 @@ def resolve_options(command: str, values: dict[str, Any] | None = None, **kwargs
             )
         if out["data"] is not None and out["classifier"] is not None:
             raise SynthcalibError("train: --data and --classifier exclude each other (give one)")
+        if 0.0 < out["rrc_scale"] < 0.01:
+            raise SynthcalibError(
+                f"--rrc-scale: expected 0 (off) or an area fraction in [0.01, 1], got {out['rrc_scale']}"
+            )
+        if out["classifier"] is None:
+            for name in ("bn_set_momentum", "w_out", "rrc_scale"):
+                if out[name]:
+                    raise SynthcalibError(f"--{name.replace('_', '-')}: only used with --classifier")
         if out["classifier"] is not None and out["real_data"] is not None:
             raise SynthcalibError("--real-data: not used with --classifier (training without data)")
     return out
@@ -325,6 +361,9 @@ METHOD_ONLY = {
             "jitter",
             "flip",
             "precision",
+            "bn_set_momentum",
+            "w_out",
+            "rrc_scale",
         }
     ),
 }

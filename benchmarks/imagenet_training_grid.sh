@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# The ImageNet generator's training grid (benchmarks/results/imagenet_training_grid/): the shipped run's
+# options (benchmarks/train_imagenet_generator.sh) from scratch, same seed, each variant changing one
+# thing, each for the same wall budget (MAX_MINUTES, default 11, on 2 shared CPU cores), then Lite0's INT8
+# flips (NNCF defaults, 300 items; benchmarks/imagenet.py's measured split, 200 images x 6 views) against
+# each checkpoint's step and training minutes.
+# On a CPU shared with other jobs (load 10-12 on 2 cores) a wall budget buys a few dozen steps and
+# different runs get different shares, so the committed grid fixes the steps instead (STEPS=60,
+# MAX_MINUTES as a cap) and runs two variants at a time with THREADS=1 each (2 threads in all), so a
+# pair shares the same contention:
+#   STEPS=60 CKPT_EVERY=60 MAX_MINUTES=40 THREADS=1 bash benchmarks/imagenet_training_grid.sh train set &
+#   STEPS=60 CKPT_EVERY=60 MAX_MINUTES=40 THREADS=1 bash benchmarks/imagenet_training_grid.sh train out; wait
+# The committed grid (benchmarks/results/imagenet_training_grid/grid.md): base with the defaults above
+# (2 threads, stopped by MAX_MINUTES=11 at step 72), set+out then rrc+combo as pairs to step 60, then
+# base+set as a pair resumed to STEPS=120 and STEPS=240; curves with CURVE_EVERY 2 (base: 3 at 240,
+# set: 4 at 240), calibration seeds 1 and 2 of the step-60 and step-120 exports with
+#   python benchmarks/imagenet.py --models lite0 --generator runs/imagenet/curve/RUN/checkpoint-0000120.xml \
+#     --sources generator-nncf --seeds 1 2 --no-speed --out benchmarks/results/imagenet_training_grid
+#   bash benchmarks/imagenet_training_grid.sh train VARIANT   # base | set | out | rrc | combo
+#   STEPS=120 bash benchmarks/imagenet_training_grid.sh resume VARIANT   # continue its latest run
+#   bash benchmarks/imagenet_training_grid.sh curve VARIANT   # flips of its checkpoints (at nice NICE, default 5)
+# Variants (options added on top of the shipped run's; later options win):
+#   base   today's options (per-batch BatchNorm statistics, jitter 16 + flips)
+#   set    --bn-set-momentum 0.1 (set-level statistics: moving averages of the batches' moments, DGH)
+#   out    --w-out 0.1 (DGH's output-distribution stretching on the logits)
+#   rrc    --rrc-scale 0.25 --jitter 0 (random resized crops as in ImageNet training instead of the roll)
+#   combo  COMBO (default: all three)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PY:-.venv/bin/python}
+SHARED=${SYNTHCALIB_SHARED:-../shared}
+RUNS=${RUNS:-runs/grid}
+OUT=${OUT:-benchmarks/results/imagenet_training_grid}
+TG="$PY -m openvino_synthcalib.train_generator"
+TRAIN_ARGS=(--classifier openvino_synthcalib.train_generator.classifiers:efficientnet_lite0
+  --classifier-mean 0.5 --classifier-std 0.5 --classifier-size 224
+  --class-names "$SHARED/datasets/imagenet-sample/classes.tsv"
+  --g-channels 256,192,128,64,32,16 --g-class-dim 128 --max-params 3000000
+  --batch 32 --lr-g 1e-3 --beta1 0.5 --w-ce 0.1 --w-div 0.1 --jitter 16
+  --steps "${STEPS:-100000}" --ckpt-every "${CKPT_EVERY:-60}" --keep-checkpoints 0 --log-every 10 --image-every 100
+  --threads "${THREADS:-2}" --runs-dir "$RUNS" --no-progress --max-minutes "${MAX_MINUTES:-11}")
+variant=${2:?variant: base | set | out | rrc | combo}
+case $variant in
+  base) EXTRA=() ;;
+  set) EXTRA=(--bn-set-momentum 0.1) ;;
+  out) EXTRA=(--w-out 0.1) ;;
+  rrc) EXTRA=(--rrc-scale 0.25 --jitter 0) ;;
+  combo) read -r -a EXTRA <<<"${COMBO:---bn-set-momentum 0.1 --w-out 0.1 --rrc-scale 0.25 --jitter 0}" ;;
+  *) echo "unknown variant $variant" >&2; exit 2 ;;
+esac
+case $1 in
+  train) $TG train "${TRAIN_ARGS[@]}" "${EXTRA[@]}" --name "$variant" ;;
+  resume) $TG train "${TRAIN_ARGS[@]}" "${EXTRA[@]}" --name "$variant" --resume latest ;;
+  curve)
+    run=$(ls -d "$RUNS"/*-"$variant" | tail -1)
+    nice -n "${NICE:-5}" $PY benchmarks/imagenet.py --curve "$run" --curve-every "${CURVE_EVERY:-2}" --out "$OUT" ;;
+  *) echo "usage: $0 train|resume|curve VARIANT" >&2; exit 2 ;;
+esac
