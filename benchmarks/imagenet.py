@@ -654,9 +654,10 @@ def _table(rows: list[dict], cfg: tuple[str, ...], meta: dict) -> list[str]:
         f"## {model}{trained}: {samples} calibration samples, {images} images x {n_views} views ({views})",
         "",
         f"FP32 top-1 (centre views): {fp32 or '–'}%. Mean ± sd over seeds. Flips / real-nncf: this row's mean flip"
-        " rate over that of real images with NNCF's defaults. Wall / own nncf: the quantize call's wall time over"
-        " the `nncf.quantize` with NNCF's defaults inside it (the adaptive recipe's `nncf` candidate). Wall /"
-        " real-nncf: over the real-image `nncf` call's wall time in the same run (median).",
+        " rate over that of real images with NNCF's defaults. Wall / own nncf: the quantize call's wall time"
+        " (the product's quality check on 1,000 fresh items included) over the `nncf.quantize` with NNCF's"
+        " defaults inside it (the adaptive recipe's `nncf` candidate). Wall / real-nncf: over the real-image"
+        " `nncf` call's wall time in the same run (median). Wall times come from a CPU shared with other jobs.",
         "",
         "| source | recipe | seeds | flip % (all views) | flip % (centre) | INT8 top-1 % (centre) | flips / real-nncf |"
         " wall / own nncf | wall / real-nncf | chosen |",
