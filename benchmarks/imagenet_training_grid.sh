@@ -25,6 +25,9 @@
 #   out    --w-out 0.1 (DGH's output-distribution stretching on the logits)
 #   rrc    --rrc-scale 0.25 --jitter 0 (random resized crops as in ImageNet training instead of the roll)
 #   combo  COMBO (default: all three)
+#   setce  set-level statistics with ten times the cross-entropy weight (--w-ce 1.0): class learning as a later
+#          phase, started from another run's weights with INIT=RUN_OR_CHECKPOINT (--init-from), e.g.
+#          INIT=runs/grid/00001-set MAX_MINUTES=25 bash benchmarks/imagenet_training_grid.sh train setce
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
@@ -46,10 +49,11 @@ case $variant in
   out) EXTRA=(--w-out 0.1) ;;
   rrc) EXTRA=(--rrc-scale 0.25 --jitter 0) ;;
   combo) read -r -a EXTRA <<<"${COMBO:---bn-set-momentum 0.1 --w-out 0.1 --rrc-scale 0.25 --jitter 0}" ;;
+  setce) EXTRA=(--bn-set-momentum 0.1 --w-ce 1.0) ;;
   *) echo "unknown variant $variant" >&2; exit 2 ;;
 esac
 case $1 in
-  train) $TG train "${TRAIN_ARGS[@]}" "${EXTRA[@]}" --name "$variant" ;;
+  train) $TG train "${TRAIN_ARGS[@]}" "${EXTRA[@]}" ${INIT:+--init-from "$INIT"} --name "$variant" ;;
   resume) $TG train "${TRAIN_ARGS[@]}" "${EXTRA[@]}" --name "$variant" --resume latest ;;
   curve)
     run=$(ls -d "$RUNS"/*-"$variant" | tail -1)

@@ -280,6 +280,27 @@ def test_resume_continues_and_checks_options(work, capsys):
     assert code == 2 and "--lr-g" in err and err.startswith("synthcalib: error: --resume") and err.count("\n") == 1
 
 
+def test_init_from_starts_a_new_run_from_another_runs_weights(work, capsys, tmp_path):
+    """A later phase with other options: a new run folder, the weights, step and time of the checkpoint
+    carried on; networks of another shape are refused in one line naming the flag."""
+    base = ["train", "--data", work["data"], "--runs-dir", tmp_path, "--name", "phase2", *TINY_TRAIN]
+    code, _, _ = run_cli([*base, "--steps", "14", "--lr-g", "0.0005", "--init-from", work["run"]], capsys)
+    assert code == 0
+    run = tmp_path / "00000-phase2"
+    opts = json.loads((run / "options.json").read_text())
+    assert opts["lr_g"] == 0.0005 and opts["init_from"] == str(work["run"])
+    assert sorted(p.name for p in run.glob("checkpoint-*.pt")) == ["checkpoint-0000014.pt"]
+    first = torch.load(work["run"] / "checkpoint-0000012.pt", weights_only=False)
+    ck = torch.load(run / "checkpoint-0000014.pt", weights_only=False)
+    assert ck["step"] == 14 and ck["elapsed_s"] > first["elapsed_s"]
+    # resuming it later needs no --init-from (its own checkpoint wins)
+    code, _, _ = run_cli([*base, "--steps", "15", "--lr-g", "0.0005", "--resume", str(run)], capsys)
+    assert code == 0 and (run / "checkpoint-0000015.pt").is_file()
+    bigger = [*base[: -len(TINY_TRAIN)], *TINY_TRAIN, "--g-channels", "24,8"]
+    code, _, err = run_cli([*bigger, "--steps", "13", "--init-from", work["run"]], capsys)
+    assert code == 2 and err.startswith("synthcalib: error: --init-from") and err.count("\n") == 1
+
+
 def test_export_ir_metadata_engine_and_quantize(work, capsys, tmp_path):
     xml = tmp_path / "student.xml"
     code, out, _ = run_cli(["export", "--run", work["run"], "--out", xml, "--bn-batches", "2"], capsys)

@@ -118,6 +118,14 @@ OPTIONS: tuple[Option, ...] = (
     Option("runs_dir", "runs", str, "parent folder of the run folders NNNNN-<name>", (T,)),
     Option("name", "student", str, "run name (folder suffix)", (T,)),
     Option("resume", None, str, "resume a run: its folder, or 'latest' for the newest run named --name", (T,)),
+    Option(
+        "init_from",
+        None,
+        str,
+        "start a new run from another run's weights (a checkpoint-*.pt, or a run folder: its newest checkpoint); "
+        "its step count and training time carry on, its options may differ (a later phase of training)",
+        (T,),
+    ),
     Option("dry_run", False, _bool, "print the resolved options and exit", (T,)),
     Option("real_data", None, str, "optional GAN loss against real images: images:DIR (ImageFolder)", (T,)),
     Option(
@@ -323,10 +331,12 @@ def jsonable(options: dict[str, Any]) -> dict[str, Any]:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in sorted(options.items())}
 
 
-# Options that do not change what a run computes (may differ on --resume).
+# Options that do not change what a run computes (may differ on --resume; a resumed run starts from its
+# own checkpoint, so where its first weights came from, --init-from, no longer matters).
 NON_SEMANTIC = frozenset(
     {
         "resume",
+        "init_from",
         "dry_run",
         "progress",
         "threads",

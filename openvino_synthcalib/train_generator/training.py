@@ -387,6 +387,15 @@ def _train(opts: dict[str, Any], run_dir: Path, device: torch.device, method: Me
         ckpt, _ = load_checkpoint(run_dir, "--resume", map_location=device)
         method.load(ckpt)
         start_step, elapsed0 = int(ckpt["step"]), float(ckpt.get("elapsed_s", 0.0))
+    elif opts["init_from"]:
+        ckpt, path = load_checkpoint(opts["init_from"], "--init-from", map_location=device)
+        try:
+            method.load(ckpt)
+        except (KeyError, RuntimeError, ValueError) as exc:
+            raise SynthcalibError(
+                f"--init-from {path}: its networks do not fit this run's options ({str(exc).splitlines()[0][:200]})"
+            ) from None
+        start_step, elapsed0 = int(ckpt["step"]), float(ckpt.get("elapsed_s", 0.0))
     if distributed:
         method.wrap_ddp(device)
 
