@@ -350,6 +350,19 @@ def test_committed_report_rebuilds_from_its_committed_data(name, tmp_path):
     )
 
 
+@pytest.mark.parametrize("name", ["imagenet", "imagenet_generator_quality"])
+def test_training_grid_reports_rebuild_from_their_data(name, tmp_path):
+    """The training grid's folder holds reports of the same scripts (``--out`` that folder): they too
+    are their committed data rendered, nothing typed by hand."""
+    import shutil
+
+    grid = REPO / "benchmarks" / "results" / "imagenet_training_grid"
+    out = tmp_path / "grid"
+    shutil.copytree(grid, out)
+    run_benchmark(f"{name}.py", "--report-only", "--out", out)
+    assert (out / f"{name}.md").read_text() == (grid / f"{name}.md").read_text()
+
+
 def test_mct_peer_census_on_a_tiny_zoo(tmp_path):
     """The census counts each ONNX op (a BatchNormalization node included) and the report shows it;
     --report-only rebuilds the same report from the JSON alone."""
