@@ -55,7 +55,7 @@ from pathlib import Path
 import numpy as np
 from commands import record, recorded
 from paths import REPO, RESULTS, SHARED, shown
-from rows import appending, done_keys, load_meta, save_meta
+from rows import appending, done_keys, drop_rows, load_meta, save_meta
 from testset import CROP_FRACTION, IMAGENET_CALIBRATION_IMAGES, VIEWS, cached_views, compile_f32, imagenet_split
 from testset import IMAGENET_CLASSES as CLASSES_TSV
 
@@ -333,6 +333,16 @@ class Bench:
 
 def run_main(args, meta: dict) -> None:
     groups = parse_groups(args.sources, args.seeds)
+    if args.replace:  # measure these rows again (e.g. after a change to the recipe), keeping the others
+        chosen = {(m, s, r, str(seed)) for m in args.models for s, r, seeds in groups for seed in seeds}
+        label = generator_label(args.generator)
+
+        def again(row: dict) -> bool:
+            mine = row["source"] != "generator" or row["generator"] == label
+            return mine and (row["model"], row["source"], row["recipe"], row["seed"]) in chosen
+
+        n = drop_rows(args.out / f"{NAME}.csv", FIELDS, again)
+        log(f"--replace: {n} rows dropped to be measured again")
     for name in args.models:
         bench = Bench(args, name, meta)
         save_meta(args.out, NAME, meta)
@@ -862,6 +872,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--mct-batch", type=int, default=32)
     p.add_argument("--mct-threads", type=int, default=2)
     p.add_argument("--cache", type=Path, default=CACHE, help="views, FP32 predictions, exported checkpoints")
+    p.add_argument("--replace", action="store_true", help="measure the chosen groups' rows again (drops them first)")
     p.add_argument("--report-only", action="store_true")
     p.add_argument("--out", type=Path, default=RESULTS)
     args = p.parse_args(argv)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,22 @@ def done_keys(csv_path: Path, key: tuple[str, ...]) -> set[tuple[str, ...]]:
         return set()
     with open(csv_path) as f:
         return {tuple(r[k] for k in key) for r in csv.DictReader(f)}
+
+
+def drop_rows(csv_path: Path, fields: list[str], drop: Callable[[dict[str, str]], bool]) -> int:
+    """Rewrite the CSV without the rows ``drop`` selects (to measure them again); returns how many."""
+    if not csv_path.exists():
+        return 0
+    with open(csv_path) as f:
+        rows = list(csv.DictReader(f))
+    kept = [r for r in rows if not drop(r)]
+    tmp = csv_path.with_suffix(".tmp.csv")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(kept)
+    tmp.replace(csv_path)
+    return len(rows) - len(kept)
 
 
 @contextlib.contextmanager

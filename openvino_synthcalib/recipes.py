@@ -6,8 +6,9 @@ ranges, NNCF's ``MIXED`` preset). The ``adaptive`` recipe chooses for *this* mod
 data: it quantizes the model with each candidate on the same calibration items, then runs every
 INT8 model and the FP32 model on an independent synthetic scoring stream (the calibration source
 with another seed, or a ``score_source``) and keeps the candidate whose output distribution stays
-closest to FP32's (smallest mean KL divergence, then fewest top-1 flips). Synthetic scores rank the
-candidates; they are not estimates of the flip rate on real data.
+closest to FP32's (smallest mean KL divergence, then fewest top-1 flips) when it leads the first
+candidate (NNCF's defaults) decisively, else the first. Synthetic scores rank the candidates; they
+are not estimates of the flip rate on real data.
 
 A generator's typical samples drive a classifier's deep activations less far than real images do,
 so a candidate whose ranges clip what real images reach would score well on items like the
@@ -220,6 +221,9 @@ class Recipe(Mapping):
     model: Any = None
     candidate_models: dict[str, Any] = field(default_factory=dict)
     time_split: dict[str, float] = field(default_factory=dict)
+    #: When the candidate with the smallest KL did not lead the first candidate decisively: its name
+    #: and the z of its lead (the first candidate was kept).
+    not_decisive: tuple[str, float] | None = None
 
     def _kwargs(self, advanced_key: str) -> dict[str, Any]:
         out = {} if self.preset is None else {"preset": self.preset}
@@ -253,6 +257,8 @@ class Recipe(Mapping):
                 seconds=round(self.seconds, 2),
                 time_split={k: round(v, 2) for k, v in self.time_split.items()},
             )
+        if self.not_decisive:
+            out["not_decisive"] = {"leader": self.not_decisive[0], "z": round(self.not_decisive[1], 2)}
         return out
 
     def summary(self) -> str:
@@ -260,7 +266,11 @@ class Recipe(Mapping):
         if not self.scores:
             return self.chosen
         scores = describe_scores(self.scores, self.score_samples, self.score_source)
-        return f"{self.requested} -> {self.chosen} ({scores}; {self.seconds:.1f} s)"
+        kept = ""
+        if self.not_decisive:
+            leader, z = self.not_decisive
+            kept = f"; {self.chosen} kept: {leader}'s lower KL is not decisive (z {z:.1f} < {DECISIVE_Z:g})"
+        return f"{self.requested} -> {self.chosen} ({scores}{kept}; {self.seconds:.1f} s)"
 
 
 def _materialized(calibration: Any, limit_bytes: int = 256 << 20) -> Any:
@@ -391,18 +401,32 @@ class Scoring:
         return [*dict.fromkeys(looks), self.total]
 
 
+def _lead_z(kl: dict[str, np.ndarray], leader: str, other: str) -> float:
+    """How many standard errors of the paired per-item differences ``leader``'s mean KL is below ``other``'s."""
+    d = kl[other] - kl[leader]
+    se = d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else 0.0
+    return float(d.mean() / se) if se > 0 else 0.0  # no spread (one item, or equal outputs): no evidence
+
+
+def keep_first_unless_decisive(kl: dict[str, np.ndarray], chosen: str) -> tuple[str, tuple[str, float] | None]:
+    """``chosen`` when its KL leads the first candidate (the quantizer's defaults, ``nncf``, in the
+    default list) by ``DECISIVE_Z`` standard errors, else the first candidate and (leader, z).
+
+    On ImageNet the candidates' synthetic KLs differed by under 5% and their ranking did not follow
+    real flips (``benchmarks/results/recipe_imagenet.md``), so an undecided lead replaced NNCF's
+    defaults by chance; on CIFAR-10 the leads that paid off were several-fold."""
+    first = next(iter(kl))
+    if chosen == first:
+        return chosen, None
+    z = _lead_z(kl, chosen, first)
+    return (chosen, None) if z >= DECISIVE_Z else (first, (chosen, z))
+
+
 def _decided(kl: dict[str, np.ndarray]) -> bool:
     """Whether the candidate with the smallest mean KL leads every other by ``DECISIVE_Z`` standard
     errors of the paired per-item differences."""
     leader = min(kl, key=lambda c: kl[c].mean())
-    for other, values in kl.items():
-        if other == leader:
-            continue
-        d = values - kl[leader]
-        se = d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else 0.0
-        if not se > 0 or d.mean() / se < DECISIVE_Z:
-            return False
-    return True
+    return all(_lead_z(kl, leader, other) >= DECISIVE_Z for other in kl if other != leader)
 
 
 def adaptive_choice(
@@ -444,8 +468,9 @@ def adaptive_choice(
         }
         for c in models
     }
-    chosen = choose(scores)
+    chosen, not_decisive = keep_first_unless_decisive({c: np.concatenate(v) for c, v in kl.items()}, choose(scores))
     out = Recipe(ADAPTIVE, chosen, scores=scores, score_source=scoring.source, score_samples=scoring.samples)
+    out.not_decisive = not_decisive
     out.model, out.candidate_models = models[chosen], models
     out.seconds = time.perf_counter() - started
     out.time_split = {"quantization": quantize_seconds, "scoring": prepared + time.perf_counter() - begun}

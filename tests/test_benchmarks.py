@@ -133,6 +133,17 @@ def test_no_benchmark_script_imports_another():
             assert "__main__" not in path.read_text(), f"{path.name} is a shared module, not a script"
 
 
+def test_drop_rows_keeps_the_others(tmp_path):
+    """``imagenet.py --replace`` measures chosen rows again: the others stay, header and order kept."""
+    rows = _benchmark_module("rows")
+    path = tmp_path / "t.csv"
+    with rows.appending(path, ["a", "b"]) as (_, writer):
+        writer.writerows([{"a": "1", "b": "x"}, {"a": "2", "b": "y"}, {"a": "3", "b": "x"}])
+    assert rows.drop_rows(path, ["a", "b"], lambda r: r["b"] == "x") == 2
+    assert path.read_text().splitlines() == ["a,b", "2,y"]
+    assert rows.drop_rows(tmp_path / "none.csv", ["a"], lambda r: True) == 0
+
+
 def test_shared_test_set_loader_and_commands(assets, tmp_path, monkeypatch):
     testset, commands = _benchmark_module("testset"), _benchmark_module("commands")
     x, labels = testset.load_test(assets["images"])

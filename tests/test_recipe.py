@@ -72,13 +72,35 @@ def test_fixed_recipes_give_nncf_keyword_arguments(assets):
     ds.close()
 
 
+def test_a_candidate_replaces_the_first_only_on_a_decisive_lead():
+    """The first candidate (NNCF's defaults) stays unless the smallest KL leads it by DECISIVE_Z
+    standard errors of the paired per-item differences."""
+    from openvino_synthcalib.recipes import DECISIVE_Z, keep_first_unless_decisive
+
+    rng = np.random.default_rng(0)
+    base = rng.gamma(2.0, 1e-3, 1000)
+    noise = rng.normal(0, 1e-3, 1000)
+    slightly = {"nncf": base, "mixed_histogram": base * 0.995 + noise * 0.5}  # a lead well within its noise
+    chosen, why = keep_first_unless_decisive(slightly, "mixed_histogram")
+    assert chosen == "nncf" and why[0] == "mixed_histogram" and why[1] < DECISIVE_Z
+    clearly = {"nncf": base, "mixed_minmax": base * 0.2 + np.abs(noise) * 1e-2}  # several-fold lower
+    assert keep_first_unless_decisive(clearly, "mixed_minmax") == ("mixed_minmax", None)
+    assert keep_first_unless_decisive(clearly, "nncf") == ("nncf", None)
+
+
 def test_adaptive_recipe_chooses_among_the_candidates(assets):
     model = ov.Core().read_model(str(assets["classifier"]))
     with synthcalib.Dataset(f"generator:{assets['generator']}", 24, model=model, transform="unit") as ds:
         r = synthcalib.recipe(model, ds, score_samples=40, keep_candidates=True, subset_size=24)
     assert r.requested == "adaptive" and r.chosen in ADAPTIVE_CANDIDATES
     assert set(r.scores) == set(ADAPTIVE_CANDIDATES) and r.score_samples == 40
-    assert r.chosen == choose(r.scores) and r.model is r.candidate_models[r.chosen]
+    leader = choose(r.scores)
+    if r.not_decisive:  # the smallest KL did not lead nncf decisively: NNCF's defaults were kept
+        assert r.chosen == "nncf" and r.not_decisive[0] == leader and "kept" in r.summary()
+        assert r.describe()["not_decisive"]["leader"] == leader
+    else:
+        assert r.chosen == leader
+    assert r.model is r.candidate_models[r.chosen]
     report = r.describe()
     assert report["chosen"] == r.chosen and report["score_source"].startswith("generator:")
     assert "synthetic scores on 40 items" in r.summary() and "KL" in r.summary()
