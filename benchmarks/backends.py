@@ -39,7 +39,7 @@ import numpy as np
 from commands import record, recorded
 from paths import CIFAR_TEST, CIFAR_TRAIN, RESULTS, STUDENT, ZOO
 from rows import appending, done_keys
-from source_specs import chosen_sources
+from source_specs import use_sources
 from testset import compile_f32, load_test
 from testset import predictions as ov_predictions
 
@@ -495,12 +495,7 @@ def main() -> None:
         args.seeds = [0]
         args.test_limit = args.test_limit or 1000
     args.models = [Path(m) if m.endswith(".onnx") else ZOO / f"{m}.onnx" for m in args.models]
-    try:
-        chosen = chosen_sources(args.sources, SOURCES)
-    except ValueError as exc:
-        p.error(str(exc))
-    args.source_specs = {**SOURCES, **chosen}
-    args.sources = list(chosen)
+    use_sources(args, p, SOURCES)
     args.out.mkdir(parents=True, exist_ok=True)
     if not args.report_only:
         record(args.out, "backends")

@@ -36,7 +36,7 @@ import numpy as np
 from commands import record, recorded
 from paths import CIFAR_TEST, CIFAR_TRAIN, REPO, STUDENT, TEACHER, ZOO
 from rows import CALIBRATION_FIELDS, CALIBRATION_KEY, appending, done_keys
-from source_specs import chosen_sources
+from source_specs import use_sources
 from study import rule_outcome
 from testset import compile_f32, load_test, predictions
 from zoo import resolve_models
@@ -517,12 +517,7 @@ def main() -> None:
         print(summarise(args.out / "calibration_sources.csv", args.out))
         return
     args.models = resolve_models(args.models, args.test.parent)
-    try:
-        chosen = chosen_sources(args.sources, DEFAULT_SOURCES)
-    except ValueError as exc:
-        p.error(str(exc))
-    args.source_specs = {**DEFAULT_SOURCES, **chosen}
-    args.sources = list(chosen)
+    use_sources(args, p, DEFAULT_SOURCES)
     record(args.out, "calibration_sources")
     run(args)
     print(summarise(args.out / "calibration_sources.csv", args.out))

@@ -460,17 +460,24 @@ def adaptive_choice(
             flips[c].append(f)
         if _decided({c: np.concatenate(v) for c, v in kl.items()}):
             break
+    per_item_kl = {c: np.concatenate(v) for c, v in kl.items()}
     scores = {
         c: {
             "flip_rate": float(np.concatenate(flips[c]).mean()),
-            "kl": float(np.concatenate(kl[c]).mean()),
+            "kl": float(per_item_kl[c].mean()),
             "quantize_seconds": seconds[c],
         }
         for c in models
     }
-    chosen, not_decisive = keep_first_unless_decisive({c: np.concatenate(v) for c, v in kl.items()}, choose(scores))
-    out = Recipe(ADAPTIVE, chosen, scores=scores, score_source=scoring.source, score_samples=scoring.samples)
-    out.not_decisive = not_decisive
+    chosen, not_decisive = keep_first_unless_decisive(per_item_kl, choose(scores))
+    out = Recipe(
+        ADAPTIVE,
+        chosen,
+        scores=scores,
+        score_source=scoring.source,
+        score_samples=scoring.samples,
+        not_decisive=not_decisive,
+    )
     out.model, out.candidate_models = models[chosen], models
     out.seconds = time.perf_counter() - started
     out.time_split = {"quantization": quantize_seconds, "scoring": prepared + time.perf_counter() - begun}

@@ -204,10 +204,14 @@ class BatchNormStatistics:
 
     def moments(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-channel mean and (biased) variance of ``x`` [N, C, ...], as float32."""
-        if x.dim() == 4 and x.shape[2] * x.shape[3] > self.max_positions:
-            x = x[:, :, self.offset[0] :: 2, self.offset[1] :: 2]
-        mean, square = self.raw_moments(x)
+        mean, square = self.raw_moments(self._sampled(x))
         return mean, (square - mean * mean).clamp_min(0.0)
+
+    def _sampled(self, x: torch.Tensor) -> torch.Tensor:
+        """``x``, or every other row and column of it from :meth:`shuffle`'s offset when its maps are large."""
+        if x.dim() == 4 and x.shape[2] * x.shape[3] > self.max_positions:
+            return x[:, :, self.offset[0] :: 2, self.offset[1] :: 2]
+        return x
 
     def raw_moments(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-channel mean and ``E[x^2]`` of ``x`` [N, C, ...] (already sub-sampled), as float32."""
@@ -221,9 +225,7 @@ class BatchNormStatistics:
         a = self.set_momentum
         if a is None:
             return self.moments(x)
-        if x.dim() == 4 and x.shape[2] * x.shape[3] > self.max_positions:
-            x = x[:, :, self.offset[0] :: 2, self.offset[1] :: 2]
-        mean, square = self.raw_moments(x)
+        mean, square = self.raw_moments(self._sampled(x))
         prev = self._set.get(key)
         m_prev, s_prev = prev if prev is not None else (mean.detach(), square.detach())
         # value: (1 - a) * prev + a * batch; derivative with respect to the batch's moments: 1 (= a / a)

@@ -160,7 +160,7 @@ class Inversion(Method):
         self.optimizers = {"G": torch.optim.Adam(g.parameters(), lr=opts["lr_g"], betas=betas)}
         self.net = self.classifier.module.to(device)
         self.stats = BatchNormStatistics(
-            self.classifier.layers, opts["bn_first"], set_momentum=opts.get("bn_set_momentum") or None
+            self.classifier.layers, opts["bn_first"], set_momentum=opts.get("bn_set_momentum")
         )
         self._out_input: list[torch.Tensor] = []
         self.out_layer = None
