@@ -60,7 +60,7 @@ from typing import Any
 import numpy as np
 from commands import record, recorded
 from paths import CIFAR_TEST, CIFAR_TRAIN, REPO, RESULTS, SHARED, TEACHER, shown
-from rows import appending, done_keys
+from rows import appending, done_keys, drop_rows
 from source_specs import chosen_sources
 from testset import IMAGENET_CALIBRATION_IMAGES, VIEWS, cached_views, compile_f32, imagenet_split, load_test
 from testset import IMAGENET_CLASSES as CLASSES_TSV
@@ -314,6 +314,15 @@ def domain_sources(args, dom: str) -> dict[str, str]:
 def run(args) -> None:
     csv_path = args.out / f"{NAME}.csv"
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.replace:  # measure these rows again (e.g. after the check's generator changed), keeping the others
+        chosen = {
+            (dom, name, source)
+            for dom in args.domains
+            for name, _, _ in domain_models(args, dom)
+            for source in domain_sources(args, dom)
+        }
+        n = drop_rows(csv_path, FIELDS, lambda r: (r["domain"], r["model"], r["source"]) in chosen)
+        log(f"--replace: {n} rows dropped to be measured again")
     done = done_keys(csv_path, KEY)
     for dom in args.domains:
         recipes = [*(args.cifar_candidates if dom == "cifar10" else args.imagenet_candidates), *args.extra_recipes,
@@ -906,6 +915,8 @@ def main(argv: list[str] | None = None) -> None:
         help="tiny grid: resnet20, vgg11_bn, shufflenetv2 (or --cifar-models), student and gaussian (or --cifar-sources), 32 "
         "calibration and 100 check items, 500 test images",
     )
+    p.add_argument("--replace", action="store_true",
+                   help="measure the chosen domains' models x sources again (drops their rows first)")  # fmt: skip
     p.add_argument("--report-only", action="store_true")
     p.add_argument("--out", type=Path, default=RESULTS)
     args = p.parse_args(argv)

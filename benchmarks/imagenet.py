@@ -599,13 +599,15 @@ def _overview(rows: list[dict]) -> list[str]:
     """One line per model: real images with NNCF's defaults against the generator with the default
     recipe and with NNCF's defaults (seed means), and the default recipe against nncf seed by seed."""
     lines = [
-        "## Summary: the shipped generator against real images",
+        "## Summary: the generator against real images",
         "",
         "Mean flip % over seeds (all views). Ratio: over real images with NNCF's defaults. Adaptive vs nncf:"
-        " the default recipe's flips over NNCF's defaults on the same generator items, seed by seed.",
+        " the default recipe's flips over NNCF's defaults on the same generator items, seed by seed. Generator:"
+        " NAME@ the start of its weights' sha256 (a retrained generator is a new row; the shipped one is"
+        " `--generator`'s default).",
         "",
-        "| model | real, nncf | generator, adaptive (default) | ratio | generator, nncf | ratio | adaptive vs nncf, per seed |",
-        "|---|---|---|---|---|---|---|",
+        "| model | generator | real, nncf | generator, adaptive (default) | ratio | generator, nncf | ratio | adaptive vs nncf, per seed |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     n = 0
     for cfg in dict.fromkeys((r["model"], r["samples"], r["views"], r["images"]) for r in rows):
@@ -629,7 +631,7 @@ def _overview(rows: list[dict]) -> list[str]:
             clf = MODELS.get(cfg[0])
             label = f"{clf.title} (`{cfg[0]}`)" if clf else cfg[0]
             lines.append(
-                f"| {label} | {base:.2f} | {ada:.2f} | {ada / base:.2f} | {nn:.2f} | {nn / base:.2f} | {', '.join(pairs)} |"
+                f"| {label} | {gen} | {base:.2f} | {ada:.2f} | {ada / base:.2f} | {nn:.2f} | {nn / base:.2f} | {', '.join(pairs)} |"
             )
             n += 1
     return [*lines, ""] if n else []

@@ -28,6 +28,7 @@
 #   setce  set-level statistics with ten times the cross-entropy weight (--w-ce 1.0): class learning as a later
 #          phase, started from another run's weights with INIT=RUN_OR_CHECKPOINT (--init-from), e.g.
 #          INIT=runs/grid/00001-set MAX_MINUTES=25 bash benchmarks/imagenet_training_grid.sh train setce
+#          (CE=3.0: that weight instead, a run named setce-ce3.0)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
@@ -35,28 +36,27 @@ SHARED=${SYNTHCALIB_SHARED:-../shared}
 RUNS=${RUNS:-runs/grid}
 OUT=${OUT:-benchmarks/results/imagenet_training_grid}
 TG="$PY -m openvino_synthcalib.train_generator"
-TRAIN_ARGS=(--classifier openvino_synthcalib.train_generator.classifiers:efficientnet_lite0
-  --classifier-mean 0.5 --classifier-std 0.5 --classifier-size 224
-  --class-names "$SHARED/datasets/imagenet-sample/classes.tsv"
-  --g-channels 256,192,128,64,32,16 --g-class-dim 128 --max-params 3000000
-  --batch 32 --lr-g 1e-3 --beta1 0.5 --w-ce 0.1 --w-div 0.1 --jitter 16
+source benchmarks/imagenet_method_args.sh
+TRAIN_ARGS=("${METHOD_ARGS[@]}"
   --steps "${STEPS:-100000}" --ckpt-every "${CKPT_EVERY:-60}" --keep-checkpoints 0 --log-every 10 --image-every 100
   --threads "${THREADS:-2}" --runs-dir "$RUNS" --no-progress --max-minutes "${MAX_MINUTES:-11}")
-variant=${2:?variant: base | set | out | rrc | combo}
+variant=${2:?variant: base | set | out | rrc | combo | setce}
+# setce with another weight (CE=3.0) is its own run, named setce-ce3.0
+name=$variant${CE:+-ce$CE}
 case $variant in
   base) EXTRA=() ;;
   set) EXTRA=(--bn-set-momentum 0.1) ;;
   out) EXTRA=(--w-out 0.1) ;;
   rrc) EXTRA=(--rrc-scale 0.25 --jitter 0) ;;
   combo) read -r -a EXTRA <<<"${COMBO:---bn-set-momentum 0.1 --w-out 0.1 --rrc-scale 0.25 --jitter 0}" ;;
-  setce) EXTRA=(--bn-set-momentum 0.1 --w-ce 1.0) ;;
+  setce) EXTRA=(--bn-set-momentum 0.1 --w-ce "${CE:-1.0}") ;;
   *) echo "unknown variant $variant" >&2; exit 2 ;;
 esac
 case $1 in
-  train) $TG train "${TRAIN_ARGS[@]}" "${EXTRA[@]}" ${INIT:+--init-from "$INIT"} --name "$variant" ;;
-  resume) $TG train "${TRAIN_ARGS[@]}" "${EXTRA[@]}" --name "$variant" --resume latest ;;
+  train) $TG train "${TRAIN_ARGS[@]}" "${EXTRA[@]}" ${INIT:+--init-from "$INIT"} --name "$name" ;;
+  resume) $TG train "${TRAIN_ARGS[@]}" "${EXTRA[@]}" --name "$name" --resume latest ;;
   curve)
-    run=$(ls -d "$RUNS"/*-"$variant" | tail -1)
+    run=$(ls -d "$RUNS"/*-"$name" | tail -1)
     nice -n "${NICE:-5}" $PY benchmarks/imagenet.py --curve "$run" --curve-every "${CURVE_EVERY:-2}" --out "$OUT" ;;
   *) echo "usage: $0 train|resume|curve VARIANT" >&2; exit 2 ;;
 esac

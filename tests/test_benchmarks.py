@@ -213,7 +213,7 @@ def test_imagenet_report_from_a_tiny_csv(tmp_path):
     assert "python benchmarks/imagenet.py --seeds 0" in md
     assert "the classifier the ImageNet generator was trained through" in md and "Tiny Darknet" in md
     # the summary: generator adaptive 6.0 and nncf 5.0 over real 3.0; adaptive over nncf on seed 0
-    assert "| EfficientNet-Lite0 (`lite0`) | 3.00 | 6.00 | 2.00 | 5.00 | 1.67 | 1.20 |" in md
+    assert "| EfficientNet-Lite0 (`lite0`) | imagenet | 3.00 | 6.00 | 2.00 | 5.00 | 1.67 | 1.20 |" in md
     assert "| real | nncf | 2 | 3.00 ± 1.41 |" in md
     assert "| generator (imagenet) | adaptive | 1 | 6.00 | 6.00 | 89.00 | 2.00 | x6.0 | x6.0 | mixed_minmax 1 |" in md
     assert "| run/checkpoint-0000100 | 100 | 5.0 | 5.0 | 1.67 |" in md

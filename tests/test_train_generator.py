@@ -293,9 +293,19 @@ def test_init_from_starts_a_new_run_from_another_runs_weights(work, capsys, tmp_
     first = torch.load(work["run"] / "checkpoint-0000012.pt", weights_only=False)
     ck = torch.load(run / "checkpoint-0000014.pt", weights_only=False)
     assert ck["step"] == 14 and ck["elapsed_s"] > first["elapsed_s"]
-    # resuming it later needs no --init-from (its own checkpoint wins)
+    parent = {"run": work["run"].name, "checkpoint": "checkpoint-0000012.pt", "step": 12}
+    assert ck["started_from"].items() >= parent.items() and ck["started_from"]["options"]["lr_g"] != 0.0005
+    # resuming it later needs no --init-from (its own checkpoint wins) and keeps where it started
     code, _, _ = run_cli([*base, "--steps", "15", "--lr-g", "0.0005", "--resume", str(run)], capsys)
     assert code == 0 and (run / "checkpoint-0000015.pt").is_file()
+    resumed = torch.load(run / "checkpoint-0000015.pt", weights_only=False)
+    assert resumed["started_from"] == ck["started_from"]
+    # the exported generator's provenance names the phase before it (file names only)
+    xml = tmp_path / "phase2.xml"
+    assert run_cli(["export", "--run", run, "--out", xml, "--bn-batches", "1"], capsys)[0] == 0
+    provenance = read_info(ov.Core().read_model(str(xml)))["provenance"]
+    assert provenance["started_from"].items() >= parent.items()
+    assert f"started from the weights of {work['run'].name}/checkpoint-0000012.pt (step 12)" in provenance["method"]
     bigger = [*base[: -len(TINY_TRAIN)], *TINY_TRAIN, "--g-channels", "24,8"]
     code, _, err = run_cli([*bigger, "--steps", "13", "--init-from", work["run"]], capsys)
     assert code == 2 and err.startswith("synthcalib: error: --init-from") and err.count("\n") == 1

@@ -8,6 +8,7 @@ parameter count.
 
 from __future__ import annotations
 
+import json
 import tempfile
 import time
 import warnings
@@ -108,6 +109,16 @@ def without_folders(value: Any) -> Any:
     return value
 
 
+def _init_from_of_run(ckpt: Path) -> dict[str, Any] | None:
+    """For checkpoints written before they recorded ``started_from``: the ``--init-from`` their run's
+    ``options.json`` was made with (which checkpoint of it was not recorded)."""
+    try:
+        init_from = json.loads((ckpt.parent / "options.json").read_text()).get("init_from")
+    except (OSError, ValueError):
+        return None
+    return {"init_from": init_from} if init_from else None
+
+
 def export_from_options(opts: dict[str, Any]) -> Path:
     """``export`` command: last checkpoint of ``--run`` -> ``--out`` .xml."""
     data, ckpt = load_checkpoint(opts["run"], "--run")
@@ -146,6 +157,13 @@ def export_from_options(opts: dict[str, Any]) -> Path:
             "teacher_kind": teacher.get("kind"),
             "teacher_sha256": teacher.get("sha256"),
         }
+    started_from = data.get("started_from") or _init_from_of_run(ckpt)
+    if started_from:
+        if "run" in started_from:
+            label = f"{started_from['run']}/{started_from['checkpoint']} (step {started_from['step']})"
+        else:
+            label = PureWindowsPath(started_from["init_from"]).name  # either separator
+        method += f"; started from the weights of {label} (--init-from)"
     info = GeneratorInfo(
         z_dim=g.z_dim,
         num_classes=g.num_classes,
@@ -171,6 +189,7 @@ def export_from_options(opts: dict[str, Any]) -> Path:
                 **({"g_base": g.base} if g.base != 4 else {}),
                 **({"g_class_dim": g.class_dim} if g.class_dim else {}),
             },
+            **({"started_from": without_folders(started_from)} if started_from else {}),
             "trained": data.get("time"),
             "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         },

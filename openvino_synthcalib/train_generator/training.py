@@ -28,7 +28,7 @@ from ..imagefolder import ImageFolder, load_image
 from ..imageio import to_uint8
 from .checkpoints import find_run_dir, load_checkpoint, next_run_dir, save_checkpoint
 from .losses import d_hinge, feature_loss, g_hinge, pixel_loss, ramp
-from .options import BY_NAME, NON_SEMANTIC, jsonable, options_hash
+from .options import BY_NAME, NON_SEMANTIC, jsonable, options_hash, used_options
 from .student import ProjectionDiscriminator, count_params, generator_from_options
 from .teacher_set import load_teacher_set
 
@@ -379,23 +379,41 @@ class Distillation(Method):
         }
 
 
+def parent_record(ckpt: dict[str, Any], path: Path) -> dict[str, Any]:
+    """What a run started with ``--init-from`` came from: the checkpoint, its step and the options its
+    method used, and where that run came from in turn (a generator's provenance keeps the whole chain)."""
+    record = {
+        "run": path.parent.name,
+        "checkpoint": path.name,
+        "step": int(ckpt["step"]),
+        "options_hash": ckpt.get("options_hash"),
+        "options": used_options(ckpt.get("options") or {}),
+    }
+    if ckpt.get("started_from"):
+        record["started_from"] = ckpt["started_from"]
+    return record
+
+
 def _train(opts: dict[str, Any], run_dir: Path, device: torch.device, method: Method) -> None:
     rank, _, world = _dist_info()
     distributed = world > 1
-    start_step, elapsed0 = 0, 0.0
+    start_step, elapsed0, started_from = 0, 0.0, None
     if opts["resume"] and any(run_dir.glob("checkpoint-*.pt")):
-        ckpt, _ = load_checkpoint(run_dir, "--resume", map_location=device)
-        method.load(ckpt)
-        start_step, elapsed0 = int(ckpt["step"]), float(ckpt.get("elapsed_s", 0.0))
+        flag, where = "--resume", run_dir
     elif opts["init_from"]:
-        ckpt, path = load_checkpoint(opts["init_from"], "--init-from", map_location=device)
+        flag, where = "--init-from", opts["init_from"]
+    else:
+        flag = where = None
+    if where is not None:
+        ckpt, path = load_checkpoint(where, flag, map_location=device)
         try:
             method.load(ckpt)
         except (KeyError, RuntimeError, ValueError) as exc:
             raise SynthcalibError(
-                f"--init-from {path}: its networks do not fit this run's options ({str(exc).splitlines()[0][:200]})"
+                f"{flag} {path}: its networks do not fit this run's options ({str(exc).splitlines()[0][:200]})"
             ) from None
         start_step, elapsed0 = int(ckpt["step"]), float(ckpt.get("elapsed_s", 0.0))
+        started_from = ckpt.get("started_from") if flag == "--resume" else parent_record(ckpt, path)
     if distributed:
         method.wrap_ddp(device)
 
@@ -410,6 +428,7 @@ def _train(opts: dict[str, Any], run_dir: Path, device: torch.device, method: Me
             "image_size": method.image_size,
             "params": n_params,
             "elapsed_s": elapsed0 + time.time() - t0,  # training time over all sessions of the run
+            **({"started_from": started_from} if started_from else {}),
         }
         return save_checkpoint(run_dir, step, state, keep=opts["keep_checkpoints"])
 
