@@ -67,7 +67,7 @@ from pathlib import Path
 import numpy as np
 from commands import record, recorded
 from paths import REPO, RESULTS, SHARED, shown
-from rows import appending, done_keys, load_meta, save_meta
+from rows import appending, done_keys, drop_rows, load_meta, save_meta
 from testset import IMAGENET_CLASSES as CLASSES_TSV
 from testset import VIEWS, cached_views, compile_f32, sample_images
 
@@ -409,6 +409,10 @@ class Bench:
 
 
 def run(args, meta: dict) -> None:
+    if args.replace:  # measure these rows again (e.g. after the shipped generator changed), keeping the others
+        configs = {"plain", *args.configs}
+        n = drop_rows(args.out / f"{NAME}.csv", FIELDS, lambda r: r["model"] in args.models and r["config"] in configs)
+        log(f"--replace: {n} rows dropped to be measured again")
     for name in args.models:
         clf = MODELS[name]
         if not clf.path.exists():
@@ -570,6 +574,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--limit-images", type=int, default=None, help="an evenly spaced subset of each half")
     p.add_argument("--quick", action="store_true", help="darknet, 64 samples, 32 images, centre views")
     p.add_argument("--cache", type=Path, default=CACHE, help="views, FP32 predictions, the validation folder")
+    p.add_argument("--replace", action="store_true",
+                   help="measure the chosen models' plain and --configs rows again (drops them first)")  # fmt: skip
     p.add_argument("--report-only", action="store_true")
     p.add_argument("--out", type=Path, default=RESULTS)
     args = p.parse_args(argv)
