@@ -67,7 +67,7 @@ from pathlib import Path
 import numpy as np
 from commands import record, recorded
 from paths import REPO, RESULTS, SHARED, shown
-from rows import appending, done_keys, drop_rows, load_meta, save_meta
+from rows import appending, done_keys, load_meta, replace_rows, save_meta
 from testset import IMAGENET_CLASSES as CLASSES_TSV
 from testset import VIEWS, cached_views, compile_f32, sample_images
 
@@ -411,8 +411,7 @@ class Bench:
 def run(args, meta: dict) -> None:
     if args.replace:  # measure these rows again (e.g. after the shipped generator changed), keeping the others
         configs = {"plain", *args.configs}
-        n = drop_rows(args.out / f"{NAME}.csv", FIELDS, lambda r: r["model"] in args.models and r["config"] in configs)
-        log(f"--replace: {n} rows dropped to be measured again")
+        replace_rows(args.out / f"{NAME}.csv", FIELDS, lambda r: r["model"] in args.models and r["config"] in configs)
     for name in args.models:
         clf = MODELS[name]
         if not clf.path.exists():

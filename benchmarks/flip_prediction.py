@@ -60,7 +60,7 @@ from typing import Any
 import numpy as np
 from commands import record, recorded
 from paths import CIFAR_TEST, CIFAR_TRAIN, REPO, RESULTS, SHARED, TEACHER, shown
-from rows import appending, done_keys, drop_rows
+from rows import appending, done_keys, replace_rows
 from source_specs import chosen_sources
 from testset import IMAGENET_CALIBRATION_IMAGES, VIEWS, cached_views, compile_f32, imagenet_split, load_test
 from testset import IMAGENET_CLASSES as CLASSES_TSV
@@ -321,8 +321,7 @@ def run(args) -> None:
             for name, _, _ in domain_models(args, dom)
             for source in domain_sources(args, dom)
         }
-        n = drop_rows(csv_path, FIELDS, lambda r: (r["domain"], r["model"], r["source"]) in chosen)
-        log(f"--replace: {n} rows dropped to be measured again")
+        replace_rows(csv_path, FIELDS, lambda r: (r["domain"], r["model"], r["source"]) in chosen)
     done = done_keys(csv_path, KEY)
     for dom in args.domains:
         recipes = [*(args.cifar_candidates if dom == "cifar10" else args.imagenet_candidates), *args.extra_recipes,

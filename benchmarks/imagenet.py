@@ -55,7 +55,7 @@ from pathlib import Path
 import numpy as np
 from commands import record, recorded
 from paths import REPO, RESULTS, SHARED, shown
-from rows import appending, done_keys, drop_rows, load_meta, save_meta
+from rows import appending, done_keys, load_meta, replace_rows, save_meta
 from testset import CROP_FRACTION, IMAGENET_CALIBRATION_IMAGES, VIEWS, cached_views, compile_f32, imagenet_split
 from testset import IMAGENET_CLASSES as CLASSES_TSV
 
@@ -341,8 +341,7 @@ def run_main(args, meta: dict) -> None:
             mine = row["source"] != "generator" or row["generator"] == label
             return mine and (row["model"], row["source"], row["recipe"], row["seed"]) in chosen
 
-        n = drop_rows(args.out / f"{NAME}.csv", FIELDS, again)
-        log(f"--replace: {n} rows dropped to be measured again")
+        replace_rows(args.out / f"{NAME}.csv", FIELDS, again)
     for name in args.models:
         bench = Bench(args, name, meta)
         save_meta(args.out, NAME, meta)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import json
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,12 @@ def drop_rows(csv_path: Path, fields: list[str], drop: Callable[[dict[str, str]]
         writer.writerows(kept)
     tmp.replace(csv_path)
     return len(rows) - len(kept)
+
+
+def replace_rows(csv_path: Path, fields: list[str], drop: Callable[[dict[str, str]], bool]) -> None:
+    """A benchmark's ``--replace``: drop the rows it is about to measure again, and say how many."""
+    n = drop_rows(csv_path, fields, drop)
+    print(f"--replace: {n} rows dropped to be measured again", file=sys.stderr, flush=True)
 
 
 @contextlib.contextmanager
