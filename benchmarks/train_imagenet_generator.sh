@@ -23,7 +23,8 @@ TG="$PY -m openvino_synthcalib.train_generator"
 source benchmarks/imagenet_method_args.sh
 TRAIN_ARGS=("${METHOD_ARGS[@]}" --ckpt-every 50 --keep-checkpoints 0 --log-every 10 --image-every 100
   --threads "${THREADS:-2}" --runs-dir runs --no-progress --max-minutes "${MAX_MINUTES:-150}")
-STATS=(--bn-set-momentum 0.1 --steps "${STATS_STEPS:-1271}" --name imagenet-stats)
+STATS_STEPS=${STATS_STEPS:-1271}
+STATS=(--bn-set-momentum 0.1 --steps "$STATS_STEPS" --name imagenet-stats)
 CLASS=(--bn-set-momentum 0.1 --w-ce "${CE_WEIGHT:-1.0}" --steps "${STEPS:-4264}" --name imagenet)
 latest() { ls -d runs/*-"$1" 2>/dev/null | tail -1 || true; }
 
@@ -37,6 +38,12 @@ case $step in
   class|all)
     stats_run=$(latest imagenet-stats)
     [[ -n $stats_run ]] || { echo "no runs/*-imagenet-stats: run the stats phase first" >&2; exit 2; }
+    # a stats phase stopped by MAX_MINUTES would silently start the class phase from an earlier step
+    last=$(ls "$stats_run"/checkpoint-*.pt 2>/dev/null | tail -1 || true)
+    done_steps=0
+    [[ $last =~ checkpoint-([0-9]+)\.pt$ ]] && done_steps=$((10#${BASH_REMATCH[1]}))
+    ((done_steps >= STATS_STEPS)) || {
+      echo "$stats_run stopped at step $done_steps of $STATS_STEPS: finish it with resume-stats first" >&2; exit 2; }
     $TG train "${TRAIN_ARGS[@]}" "${CLASS[@]}" --init-from "$stats_run" ;;&
   resume-stats) $TG train "${TRAIN_ARGS[@]}" "${STATS[@]}" --resume latest ;;
   resume-class) $TG train "${TRAIN_ARGS[@]}" "${CLASS[@]}" --resume latest ;;
