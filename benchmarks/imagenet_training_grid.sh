@@ -29,6 +29,11 @@
 #          phase, started from another run's weights with INIT=RUN_OR_CHECKPOINT (--init-from), e.g.
 #          INIT=runs/grid/00001-set MAX_MINUTES=25 bash benchmarks/imagenet_training_grid.sh train setce
 #          (CE=3.0: that weight instead, a run named setce-ce3.0)
+#   setfdiv  setce plus the feature-diversity loss (--w-fdiv FDIV, default 5.0: images of one class from
+#          different latents must differ in Lite0's pooled features), e.g. from the shipped run's last step:
+#          INIT=runs/grid/00005-setce THREADS=1 MAX_MINUTES=60 bash benchmarks/imagenet_training_grid.sh train setfdiv
+#          beside its control, the same without the loss:
+#          INIT=runs/grid/00005-setce THREADS=1 MAX_MINUTES=60 bash benchmarks/imagenet_training_grid.sh train setce
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
@@ -40,7 +45,7 @@ source benchmarks/imagenet_method_args.sh
 TRAIN_ARGS=("${METHOD_ARGS[@]}"
   --steps "${STEPS:-100000}" --ckpt-every "${CKPT_EVERY:-60}" --keep-checkpoints 0 --log-every 10 --image-every 100
   --threads "${THREADS:-2}" --runs-dir "$RUNS" --no-progress --max-minutes "${MAX_MINUTES:-11}")
-variant=${2:?variant: base | set | out | rrc | combo | setce}
+variant=${2:?variant: base | set | out | rrc | combo | setce | setfdiv}
 # setce with another weight (CE=3.0) is its own run, named setce-ce3.0
 name=$variant${CE:+-ce$CE}
 case $variant in
@@ -50,6 +55,7 @@ case $variant in
   rrc) EXTRA=(--rrc-scale 0.25 --jitter 0) ;;
   combo) read -r -a EXTRA <<<"${COMBO:---bn-set-momentum 0.1 --w-out 0.1 --rrc-scale 0.25 --jitter 0}" ;;
   setce) EXTRA=(--bn-set-momentum 0.1 --w-ce "${CE:-1.0}") ;;
+  setfdiv) EXTRA=(--bn-set-momentum 0.1 --w-ce "${CE:-1.0}" --w-fdiv "${FDIV:-5.0}") ;;
   *) echo "unknown variant $variant" >&2; exit 2 ;;
 esac
 case $1 in

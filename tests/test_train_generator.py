@@ -921,6 +921,22 @@ def test_random_resized_crop_shapes_range_and_identity():
     torch.testing.assert_close(a, b)  # reproducible from the generator
 
 
+def test_feature_diversity_loss():
+    from openvino_synthcalib.train_generator.losses import feature_diversity
+
+    g = torch.Generator().manual_seed(0)
+    base = torch.rand(4, 32, generator=g)
+    same = torch.cat([base, base])  # pairs (i, i + 4) identical: as alike as can be
+    assert feature_diversity(same).item() == pytest.approx(1.0, abs=1e-5)
+    apart = torch.cat([base, base.flip(0)])  # items paired with others: no more alike than at random
+    assert feature_diversity(apart).item() < 0.5
+    x = torch.cat([base, base + 0.01 * torch.rand(4, 32, generator=g)]).requires_grad_(True)
+    loss = feature_diversity(x[:, :, None, None])  # a [N, C, 1, 1] input is pooled
+    loss.backward()
+    assert 0.9 < loss.item() <= 1.0 and x.grad is not None and x.grad.abs().sum() > 0
+    assert feature_diversity(torch.rand(1, 8)).item() == 0.0  # no pair
+
+
 @pytest.mark.parametrize(
     ("extra", "expected"),
     [
@@ -930,6 +946,8 @@ def test_random_resized_crop_shapes_range_and_identity():
         ({"rrc_scale": 0.001}, "--rrc-scale: expected 0 (off) or an area fraction in [0.01, 1]"),
         ({"rrc_scale": 2}, "--rrc-scale: must be <= 1.0"),
         ({"classifier": None, "data": "x", "w_out": 0.1}, "--w-out: only used with --classifier"),
+        ({"w_fdiv": -1}, "--w-fdiv: must be >= 0.0"),
+        ({"classifier": None, "data": "x", "w_fdiv": 0.1}, "--w-fdiv: only used with --classifier"),
     ],
 )
 def test_inversion_option_validation_names_the_flag(extra, expected):
@@ -938,6 +956,7 @@ def test_inversion_option_validation_names_the_flag(extra, expected):
         opt_mod.resolve_options("train", values)
     ok = opt_mod.resolve_options("train", {"classifier": "m:f"})
     assert ok["bn_set_momentum"] == 0.0 and ok["w_out"] == 0.0 and ok["rrc_scale"] == 0.0  # today's behaviour
+    assert ok["w_fdiv"] == 0.0
 
 
 def test_inversion_with_set_statistics_output_term_and_crops_trains(tmp_path, capsys):
@@ -947,17 +966,18 @@ def test_inversion_with_set_statistics_output_term_and_crops_trains(tmp_path, ca
             "--runs-dir", runs, "--name", "inv", "--g-channels", "16,8,8", "--g-class-dim", "4", "--batch", "8",
             "--no-progress", "--threads", "1", "--log-every", "1", "--image-every", "100", "--steps", "3",
             "--ckpt-every", "3", "--bn-set-momentum", "0.2", "--w-out", "0.1", "--rrc-scale", "0.25",
-            "--jitter", "0"]  # fmt: skip
+            "--jitter", "0", "--w-fdiv", "0.5"]  # fmt: skip
     rc = main([str(a) for a in args])
     _, err = capsys.readouterr()
     assert rc == 0, err
     run = runs / "00000-inv"
     log = [json.loads(x) for x in (run / "log.txt").read_text().splitlines() if x.startswith("{")]
     assert len(log) == 3 and all(np.isfinite(e["loss/out"]) and e["loss/out"] > 0 for e in log)
+    assert all(0.0 <= e["loss/feature_diversity"] <= 1.0 for e in log)
     opts = json.loads((run / "options.json").read_text())
     assert (opts["bn_set_momentum"], opts["w_out"], opts["rrc_scale"]) == (0.2, 0.1, 0.25)
     xml = tmp_path / "g.xml"
     assert main(["export", "--run", str(run), "--out", str(xml), "--bn-batches", "1"]) == 0
     method = read_info(ov.Core().read_model(str(xml)))["provenance"]["method"]
     assert "set-level statistics (momentum 0.2)" in method and "output stretching" in method
-    assert "random resized crops (scale 0.25-1)" in method
+    assert "random resized crops (scale 0.25-1)" in method and "feature diversity within a class (weight 0.5)" in method

@@ -140,6 +140,7 @@ def export_from_options(opts: dict[str, Any]) -> Path:
         extras = [
             f"set-level statistics (momentum {o['bn_set_momentum']})" if o.get("bn_set_momentum") else "",
             f"output stretching (DGH, weight {o['w_out']})" if o.get("w_out") else "",
+            f"feature diversity within a class (weight {o['w_fdiv']})" if o.get("w_fdiv") else "",
             f"random resized crops (scale {o['rrc_scale']}-1)" if o.get("rrc_scale") else "",
         ]
         if any(extras):

@@ -13,7 +13,9 @@ Options from DGH (Dikstein et al., WACV 2025), all off by default (the shipped r
 output-distribution stretching on the logits (:func:`~.losses.output_stretching`; the layers after
 the last BatchNorm get no statistic to match); ``--rrc-scale`` shows the classifier random resized
 crops of each image, the augmentation its statistics were collected under (with ``--jitter 0``:
-instead of the roll).
+instead of the roll). ``--w-fdiv`` (off by default) adds :func:`~.losses.feature_diversity`: images
+of one class from different latents must differ in the classifier's pooled features, where the
+pixel mode-seeking term lets a generator draw one template per class.
 
 Forward and backward run under bfloat16 autocast where the device supports it (``--precision``);
 the statistics and losses are computed in float32.
@@ -33,7 +35,7 @@ import torch.nn.functional as F
 from ..classes import ClassList
 from ..errors import SynthcalibError
 from .classifiers import BatchNormStatistics, load_classifier
-from .losses import output_stretching
+from .losses import feature_diversity, output_stretching
 from .student import generator_from_options, image_size
 from .training import Method, image_grid
 
@@ -164,10 +166,13 @@ class Inversion(Method):
         )
         self._out_input: list[torch.Tensor] = []
         self.out_layer = None
-        if opts.get("w_out"):
+        if opts.get("w_out") or opts.get("w_fdiv"):
             self.out_layer = last_linear(self.net)
             if self.out_layer is None:
-                raise SynthcalibError("--w-out: the classifier has no nn.Linear output layer to stretch")
+                flag = "--w-out" if opts.get("w_out") else "--w-fdiv"
+                raise SynthcalibError(
+                    f"{flag}: the classifier has no nn.Linear output layer (its input is the features used)"
+                )
             self.out_layer.register_forward_pre_hook(lambda _m, inputs: self._out_input.append(inputs[0]))
         self.amp = autocast_dtype(opts["precision"], device)
         if device.type == "cpu":
@@ -230,11 +235,21 @@ class Inversion(Method):
         loss_bn = self.stats.loss()
         loss_ce = F.cross_entropy(logits, y)
         loss_div = mode_seeking(z, fake.float()) if opts["w_div"] > 0 and half > 0 else torch.zeros((), device=device)
-        loss_out = torch.zeros((), device=device)
+        loss_out = loss_fdiv = torch.zeros((), device=device)
         if self.out_layer is not None:
-            loss_out = output_stretching(logits, self._out_input[-1], self.out_layer.weight)
+            features = self._out_input[-1]
+            if opts.get("w_out"):
+                loss_out = output_stretching(logits, features, self.out_layer.weight)
+            if opts.get("w_fdiv"):
+                loss_fdiv = feature_diversity(features)
             self._out_input.clear()
-        loss = opts["w_bn"] * loss_bn + opts["w_ce"] * loss_ce + opts["w_div"] * loss_div + opts["w_out"] * loss_out
+        loss = (
+            opts["w_bn"] * loss_bn
+            + opts["w_ce"] * loss_ce
+            + opts["w_div"] * loss_div
+            + opts["w_out"] * loss_out
+            + opts.get("w_fdiv", 0.0) * loss_fdiv
+        )
         if not torch.isfinite(loss):
             raise SynthcalibError(
                 f"train: the loss became {loss.item()} at step {step + 1}; lower --lr-g or the loss weights"
@@ -247,6 +262,7 @@ class Inversion(Method):
             "loss/ce": loss_ce.item(),
             "loss/diversity": loss_div.item(),
             "loss/out": loss_out.item(),
+            "loss/feature_diversity": loss_fdiv.item(),
             "loss/total": loss.item(),
             "acc": (logits.argmax(1) == y).float().mean().item(),
         }

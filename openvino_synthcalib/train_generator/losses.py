@@ -5,7 +5,8 @@
 * adversarial distillation: hinge loss, the discriminator sees teacher images as real, student images as fake;
 * optional GAN loss against real images (discriminator only sees them as real, weighted by ``w_real``).
 
-and, for training through a classifier (``inversion.py``), DGH's output-distribution stretching.
+and, for training through a classifier (``inversion.py``), DGH's output-distribution stretching and a
+diversity term on the classifier's features.
 """
 
 from __future__ import annotations
@@ -66,3 +67,22 @@ def output_stretching(
     reg_max = (z_max.abs() - 0.5 * f_norm * w_norm[i_max]).abs()
     reg_min = (z_min.abs() - 0.5 * f_norm * w_norm[i_min]).abs()
     return (reg_max + reg_min + 1.0 / (z_max - z_min + eps)).mean()
+
+
+def feature_diversity(features: torch.Tensor) -> torch.Tensor:
+    """How alike the classifier sees two images of one class drawn from different latents: for the
+    pairs (item i, item i + N/2) of a batch, the cosine similarity of their (pooled) features after
+    the batch's mean feature is subtracted, clipped at 0, mean over pairs.
+
+    0 when a pair is no more alike than two items of the batch taken at random; it pushes pairs apart
+    only down to that, never to opposite features. The pixel mode-seeking term cannot see a generator
+    that draws one template per class in slightly shifted pixels; this one is measured where the
+    deepest layers (and the quantizer ranges they set) see each image."""
+    f = features.float()
+    if f.dim() > 2:
+        f = f.flatten(2).mean(-1)
+    half = f.shape[0] // 2
+    if half == 0:
+        return f.sum() * 0.0
+    f = f - f.mean(0, keepdim=True)
+    return F.cosine_similarity(f[:half], f[half : 2 * half], dim=1, eps=1e-6).clamp_min(0.0).mean()

@@ -233,6 +233,15 @@ OPTIONS: tuple[Option, ...] = (
         minimum=0.0,
     ),
     Option(
+        "w_fdiv",
+        0.0,
+        float,
+        "--classifier: weight of the feature-diversity loss: images of one class from different latents "
+        "must differ in the classifier's pooled features (the last nn.Linear's input)",
+        (T,),
+        minimum=0.0,
+    ),
+    Option(
         "rrc_scale",
         0.0,
         float,
@@ -319,7 +328,7 @@ def resolve_options(command: str, values: dict[str, Any] | None = None, **kwargs
                 f"--rrc-scale: expected 0 (off) or an area fraction in [0.01, 1], got {out['rrc_scale']}"
             )
         if out["classifier"] is None:
-            for name in ("bn_set_momentum", "w_out", "rrc_scale"):
+            for name in ("bn_set_momentum", "w_out", "w_fdiv", "rrc_scale"):
                 if out[name]:
                     raise SynthcalibError(f"--{name.replace('_', '-')}: only used with --classifier")
         if out["classifier"] is not None and out["real_data"] is not None:
@@ -373,6 +382,7 @@ METHOD_ONLY = {
             "precision",
             "bn_set_momentum",
             "w_out",
+            "w_fdiv",
             "rrc_scale",
         }
     ),
