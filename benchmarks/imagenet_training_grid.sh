@@ -29,11 +29,12 @@
 #          phase, started from another run's weights with INIT=RUN_OR_CHECKPOINT (--init-from), e.g.
 #          INIT=runs/grid/00001-set MAX_MINUTES=25 bash benchmarks/imagenet_training_grid.sh train setce
 #          (CE=3.0: that weight instead, a run named setce-ce3.0)
-#   setfdiv  setce plus the feature-diversity loss (--w-fdiv FDIV, default 5.0: images of one class from
-#          different latents must differ in Lite0's pooled features), e.g. from the shipped run's last step:
-#          INIT=runs/grid/00005-setce THREADS=1 MAX_MINUTES=60 bash benchmarks/imagenet_training_grid.sh train setfdiv
-#          beside its control, the same without the loss:
-#          INIT=runs/grid/00005-setce THREADS=1 MAX_MINUTES=60 bash benchmarks/imagenet_training_grid.sh train setce
+#   setfdiv  setce plus the feature-diversity loss (--w-fdiv FDIV, default 25: images of one class from
+#          different latents must differ in Lite0's pooled features). Session 12, from the shipped run's last
+#          step, beside its control (the same without the loss), one thread each:
+#          FDIV=25 INIT=runs/grid/00005-setce THREADS=1 MAX_MINUTES=60 bash benchmarks/imagenet_training_grid.sh train setfdiv
+#          INIT=runs/grid/00005-setce THREADS=1 MAX_MINUTES=58 bash benchmarks/imagenet_training_grid.sh train setce
+#          then CURVE_EVERY=6 ... curve setce / setfdiv
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
@@ -55,7 +56,7 @@ case $variant in
   rrc) EXTRA=(--rrc-scale 0.25 --jitter 0) ;;
   combo) read -r -a EXTRA <<<"${COMBO:---bn-set-momentum 0.1 --w-out 0.1 --rrc-scale 0.25 --jitter 0}" ;;
   setce) EXTRA=(--bn-set-momentum 0.1 --w-ce "${CE:-1.0}") ;;
-  setfdiv) EXTRA=(--bn-set-momentum 0.1 --w-ce "${CE:-1.0}" --w-fdiv "${FDIV:-5.0}") ;;
+  setfdiv) EXTRA=(--bn-set-momentum 0.1 --w-ce "${CE:-1.0}" --w-fdiv "${FDIV:-25}") ;;
   *) echo "unknown variant $variant" >&2; exit 2 ;;
 esac
 case $1 in
