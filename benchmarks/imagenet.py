@@ -53,6 +53,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import paths
 from commands import record, recorded
 from paths import REPO, RESULTS, SHARED, shown
 from rows import appending, done_keys, load_meta, replace_rows, save_meta
@@ -216,13 +217,7 @@ def generator_file(name: str) -> Path:
 def generator_label(name: str) -> str:
     """The generator's name (shipped) or file stem, with the start of its weights' sha256: rows of a
     retrained generator are new rows, not skipped as done."""
-    import hashlib
-
-    from openvino_synthcalib.shipped import GENERATORS
-
-    path = generator_file(name)
-    digest = hashlib.sha256(path.with_suffix(".bin").read_bytes() if path.with_suffix(".bin").exists() else b"")
-    return f"{name if name in GENERATORS else path.stem}@{digest.hexdigest()[:8]}"
+    return paths.generator_label(name, generator_file(name))
 
 
 def source_spec(args, source: str, clf: Classifier, label: str = "") -> tuple[str, str, bool]:

@@ -37,6 +37,7 @@ __all__ = [
     "STUDENT",
     "TEACHER",
     "ZOO",
+    "generator_label",
     "shown",
 ]
 
@@ -50,3 +51,13 @@ def shown(path: str | os.PathLike[str]) -> str:
     if path.is_relative_to(shared):
         return f"../shared/{path.relative_to(shared)}"
     return str(path)
+
+
+def generator_label(name: str, path: Path) -> str:
+    """A generator's name (shipped) or file stem, with the start of its weights' sha256 (``path``: its
+    IR): rows of a retrained generator are new rows, not skipped as done."""
+    import hashlib
+
+    weights = path.with_suffix(".bin")
+    digest = hashlib.sha256(weights.read_bytes() if weights.exists() else b"")
+    return f"{name if name in GENERATORS else path.stem}@{digest.hexdigest()[:8]}"

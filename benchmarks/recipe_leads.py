@@ -28,23 +28,28 @@ import sys
 from pathlib import Path
 
 from commands import record, recorded
-from paths import RESULTS, STUDENT, ZOO
+from paths import GENERATORS, RESULTS, SHARED, STUDENT, ZOO, generator_label
 from rows import appending, done_keys
 
 NAME = "recipe_leads"
 FIELDS = ["domain", "model", "seed", "generator", "chosen", "kl", "lead", "score_samples", "not_decisive"]
 KEY = ("domain", "model", "seed", "generator")
 CIFAR_MODELS = ("resnet20", "resnet56", "mobilenetv2", "shufflenetv2", "vgg11_bn", "repvgg_a0")
-IMAGENET_MODELS = ("lite0", "darknet_tiny", "mobilenet_v1_075")
+#: The ImageNet models of ``imagenet.py`` (name: file under ../shared/models/imagenet, preprocessing preset).
+IMAGENET_MODELS = {
+    "lite0": ("efficientnet_lite0.onnx", "inception"),
+    "darknet_tiny": ("darknet_tiny.onnx", "unit"),
+    "mobilenet_v1_075": ("mobilenet_v1_075.onnx", "inception"),
+}
 
 
 def _imagenet_jobs():
-    import imagenet as bench
-
-    xml, label = bench.generator_file("imagenet"), bench.generator_label("imagenet")
-    for name in IMAGENET_MODELS:
-        clf = bench.MODELS[name]
-        yield name, str(bench.model_file(clf)), f"generator:{xml}", clf.transform, label
+    xml = GENERATORS["imagenet"]
+    for name, (file, preset) in IMAGENET_MODELS.items():
+        path = SHARED / "models" / "imagenet" / file
+        if not path.exists():
+            raise SystemExit(f"{path} not found (set SYNTHCALIB_SHARED to the shared assets)")
+        yield name, str(path), f"generator:{xml}", preset, generator_label("imagenet", xml)
 
 
 def _cifar_jobs():
