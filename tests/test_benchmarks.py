@@ -312,6 +312,7 @@ REPORT_SCRIPTS = {
     "recipe_candidates": "recipe_candidates.py",
     "recipe_cost": "recipe_cost.py",
     "recipe_imagenet": "recipe_imagenet.py",
+    "activation_peaks": "activation_peaks.py",
     "recipe_leads": "recipe_leads.py",
     "score_stream": "score_stream.py",
     "stream_throughput": "stream_throughput.py",
@@ -341,6 +342,7 @@ def test_every_report_is_written_by_a_committed_script():
         "range_swap",
         "recipe_imagenet",
         "recipe_leads",
+        "activation_peaks",
         # these group models by what the shared zoo holds, or read its models
         pytest.param("calibration_sources", marks=pytest.mark.shared),
         pytest.param("backends", marks=pytest.mark.shared),
