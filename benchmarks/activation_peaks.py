@@ -26,23 +26,26 @@ from pathlib import Path
 
 import numpy as np
 from commands import record, recorded
-from paths import GENERATORS, REPO, RESULTS, SHARED, generator_label
+from paths import GENERATORS, REPO, RESULTS, generator_label
 from rows import appending, done_keys
-from testset import cached_views, imagenet_split
+from testset import IMAGENET_MODELS, cached_views, imagenet_split
 
 NAME = "activation_peaks"
 FIELDS = ["generator", "label", "activation", "size", "real_peak", "syn_peak", "ratio", "channel_ratio"]
 KEY = ("generator",)
-LITE0 = SHARED / "models" / "imagenet" / "efficientnet_lite0.onnx"
+LITE0 = IMAGENET_MODELS["lite0"][0]
 CACHE = REPO / "runs" / "imagenet"
 ITEMS = 200
 
 
-def generator_path(name: str) -> Path:
-    path = GENERATORS.get(name) or Path(name)
-    if not Path(path).exists():
+def generator_file(name: str) -> Path:
+    """A shipped generator's IR given its name, or the file given."""
+    from openvino_synthcalib.shipped import generator_path
+
+    path = generator_path(name)
+    if not path.exists():
         raise SystemExit(f"--generator {name}: no such shipped generator ({', '.join(GENERATORS)}) or file")
-    return Path(path)
+    return path
 
 
 class Peaks:
@@ -119,8 +122,8 @@ def measure(args) -> None:
     real = None
     labels = args.label or [None] * len(args.generator)
     for name, label in zip(args.generator, labels):
-        xml = generator_path(name)
-        gen = generator_label(name, xml) if name in GENERATORS else generator_label(xml.stem, xml)
+        xml = generator_file(name)
+        gen = generator_label(name, xml)
         if (gen,) in done:
             continue
         if real is None:
@@ -141,7 +144,10 @@ def measure(args) -> None:
 
 def report(out: Path) -> None:
     path = out / f"{NAME}.csv"
-    rows = list(csv.DictReader(open(path))) if path.exists() else []
+    rows = []
+    if path.exists():
+        with open(path) as f:
+            rows = list(csv.DictReader(f))
     gens = list(dict.fromkeys((r["generator"], r["label"]) for r in rows))
     lines = [
         "# Per-image activation peaks of Lite0: generator items against real images",

@@ -57,17 +57,12 @@ from commands import record, recorded
 from paths import REPO, RESULTS, SHARED, shown
 from rows import appending, done_keys, load_meta, save_meta
 from testset import IMAGENET_CLASSES as CLASSES_TSV
+from testset import IMAGENET_MODELS, VIEWS, cached_views, limit_threads, sample_images
 from testset import IMAGENET_SAMPLE as SAMPLE
-from testset import VIEWS, cached_views, limit_threads, sample_images
 
 NAME = "range_swap"
 CACHE = REPO / "runs" / NAME
-IMAGENET_DIR = SHARED / "models" / "imagenet"
-MODELS = {  # name: (file, preset, mean, std)
-    "lite0": (IMAGENET_DIR / "efficientnet_lite0.onnx", "inception", 0.5, 0.5),
-    "darknet_tiny": (IMAGENET_DIR / "darknet_tiny.onnx", "unit", 0.0, 1.0),
-    "mobilenet_v1_075": (IMAGENET_DIR / "mobilenet_v1_075.onnx", "inception", 0.5, 0.5),
-}
+MODELS = IMAGENET_MODELS  # name: (file, preset, mean, std)
 SOURCES = {
     "real": f"images:{SAMPLE / 'images'}?class_list={CLASSES_TSV}&crop=center",
     "synthetic": "generator:imagenet",

@@ -28,25 +28,19 @@ import sys
 from pathlib import Path
 
 from commands import record, recorded
-from paths import GENERATORS, RESULTS, SHARED, STUDENT, ZOO, generator_label
+from paths import GENERATORS, RESULTS, STUDENT, ZOO, generator_label
 from rows import appending, done_keys
+from testset import IMAGENET_MODELS
 
 NAME = "recipe_leads"
 FIELDS = ["domain", "model", "seed", "generator", "chosen", "kl", "lead", "score_samples", "not_decisive"]
 KEY = ("domain", "model", "seed", "generator")
 CIFAR_MODELS = ("resnet20", "resnet56", "mobilenetv2", "shufflenetv2", "vgg11_bn", "repvgg_a0")
-#: The ImageNet models of ``imagenet.py`` (name: file under ../shared/models/imagenet, preprocessing preset).
-IMAGENET_MODELS = {
-    "lite0": ("efficientnet_lite0.onnx", "inception"),
-    "darknet_tiny": ("darknet_tiny.onnx", "unit"),
-    "mobilenet_v1_075": ("mobilenet_v1_075.onnx", "inception"),
-}
 
 
 def _imagenet_jobs():
     xml = GENERATORS["imagenet"]
-    for name, (file, preset) in IMAGENET_MODELS.items():
-        path = SHARED / "models" / "imagenet" / file
+    for name, (path, preset, _, _) in IMAGENET_MODELS.items():
         if not path.exists():
             raise SystemExit(f"{path} not found (set SYNTHCALIB_SHARED to the shared assets)")
         yield name, str(path), f"generator:{xml}", preset, generator_label("imagenet", xml)
@@ -91,12 +85,16 @@ def _real_flips(out: Path) -> dict[tuple[str, str, str, str, str], float]:
     flips = {}
     path = out / "imagenet.csv"
     if path.exists():
-        for r in csv.DictReader(open(path)):
+        with open(path) as f:
+            rows = list(csv.DictReader(f))
+        for r in rows:
             if r["source"] == "generator" and r["samples"] == "300" and r["recipe"] in ("nncf", "adaptive"):
                 flips[("imagenet", r["model"], r["seed"], r["generator"], r["recipe"])] = float(r["flip_rate"])
     path = out / "calibration_sources.csv"
     if path.exists():
-        for r in csv.DictReader(open(path)):
+        with open(path) as f:
+            rows = list(csv.DictReader(f))
+        for r in rows:
             if r["source"] == "student" and r["mode"] == "default" and r["samples"] == "300":
                 if r["recipe"] in ("nncf", "adaptive"):
                     flips[("cifar10", r["model"], r["seed"], "", r["recipe"])] = float(r["flip_rate"])
@@ -105,7 +103,10 @@ def _real_flips(out: Path) -> dict[tuple[str, str, str, str, str], float]:
 
 def report(out: Path) -> None:
     path = out / f"{NAME}.csv"
-    rows = list(csv.DictReader(open(path))) if path.exists() else []
+    rows = []
+    if path.exists():
+        with open(path) as f:
+            rows = list(csv.DictReader(f))
     flips = _real_flips(out)
     lines = [
         "# The adaptive recipe's synthetic lead over NNCF's defaults, against real flips",

@@ -18,6 +18,13 @@ CROP_FRACTION = 0.875  # torchvision's evaluation framing: short side 256 for a 
 VIEWS = ("centre", "mirror", "tl", "tr", "bl", "br")
 #: Real-image calibration draws these many sample images; flips are counted on the others.
 IMAGENET_CALIBRATION_IMAGES = 300
+IMAGENET_MODELS_DIR = SHARED / "models" / "imagenet"
+#: The shared ImageNet classifiers: name -> (ONNX file, the product's preprocessing preset, input mean, std).
+IMAGENET_MODELS = {
+    "lite0": (IMAGENET_MODELS_DIR / "efficientnet_lite0.onnx", "inception", 0.5, 0.5),
+    "darknet_tiny": (IMAGENET_MODELS_DIR / "darknet_tiny.onnx", "unit", 0.0, 1.0),
+    "mobilenet_v1_075": (IMAGENET_MODELS_DIR / "mobilenet_v1_075.onnx", "inception", 0.5, 0.5),
+}
 
 
 # ----------------------------------------------------------------------------- CIFAR-10

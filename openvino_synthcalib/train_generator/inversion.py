@@ -248,7 +248,7 @@ class Inversion(Method):
             + opts["w_ce"] * loss_ce
             + opts["w_div"] * loss_div
             + opts["w_out"] * loss_out
-            + opts.get("w_fdiv", 0.0) * loss_fdiv
+            + opts["w_fdiv"] * loss_fdiv
         )
         if not torch.isfinite(loss):
             raise SynthcalibError(
