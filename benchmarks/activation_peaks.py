@@ -20,14 +20,13 @@ Rows go to ``benchmarks/results/activation_peaks.csv`` (a rerun skips generators
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 from pathlib import Path
 
 import numpy as np
 from commands import record, recorded
 from paths import GENERATORS, REPO, RESULTS, generator_label
-from rows import appending, done_keys
+from rows import appending, done_keys, read_rows
 from testset import IMAGENET_MODELS, cached_views, imagenet_split
 
 NAME = "activation_peaks"
@@ -143,11 +142,7 @@ def measure(args) -> None:
 
 
 def report(out: Path) -> None:
-    path = out / f"{NAME}.csv"
-    rows = []
-    if path.exists():
-        with open(path) as f:
-            rows = list(csv.DictReader(f))
+    rows = read_rows(out / f"{NAME}.csv")
     gens = list(dict.fromkeys((r["generator"], r["label"]) for r in rows))
     lines = [
         "# Per-image activation peaks of Lite0: generator items against real images",

@@ -22,14 +22,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import csv
 import json
 import sys
 from pathlib import Path
 
 from commands import record, recorded
 from paths import GENERATORS, RESULTS, STUDENT, ZOO, generator_label
-from rows import appending, done_keys
+from rows import appending, done_keys, read_rows
 from testset import IMAGENET_MODELS
 
 NAME = "recipe_leads"
@@ -83,30 +82,18 @@ def measure(args) -> None:
 def _real_flips(out: Path) -> dict[tuple[str, str, str, str, str], float]:
     """(domain, model, seed, generator label, recipe) -> flip % from the committed calibration tables."""
     flips = {}
-    path = out / "imagenet.csv"
-    if path.exists():
-        with open(path) as f:
-            rows = list(csv.DictReader(f))
-        for r in rows:
-            if r["source"] == "generator" and r["samples"] == "300" and r["recipe"] in ("nncf", "adaptive"):
-                flips[("imagenet", r["model"], r["seed"], r["generator"], r["recipe"])] = float(r["flip_rate"])
-    path = out / "calibration_sources.csv"
-    if path.exists():
-        with open(path) as f:
-            rows = list(csv.DictReader(f))
-        for r in rows:
-            if r["source"] == "student" and r["mode"] == "default" and r["samples"] == "300":
-                if r["recipe"] in ("nncf", "adaptive"):
-                    flips[("cifar10", r["model"], r["seed"], "", r["recipe"])] = float(r["flip_rate"])
+    for r in read_rows(out / "imagenet.csv"):
+        if r["source"] == "generator" and r["samples"] == "300" and r["recipe"] in ("nncf", "adaptive"):
+            flips[("imagenet", r["model"], r["seed"], r["generator"], r["recipe"])] = float(r["flip_rate"])
+    for r in read_rows(out / "calibration_sources.csv"):
+        if r["source"] == "student" and r["mode"] == "default" and r["samples"] == "300":
+            if r["recipe"] in ("nncf", "adaptive"):
+                flips[("cifar10", r["model"], r["seed"], "", r["recipe"])] = float(r["flip_rate"])
     return flips
 
 
 def report(out: Path) -> None:
-    path = out / f"{NAME}.csv"
-    rows = []
-    if path.exists():
-        with open(path) as f:
-            rows = list(csv.DictReader(f))
+    rows = read_rows(out / f"{NAME}.csv")
     flips = _real_flips(out)
     lines = [
         "# The adaptive recipe's synthetic lead over NNCF's defaults, against real flips",

@@ -32,6 +32,14 @@ CALIBRATION_FIELDS = [
 CALIBRATION_KEY = ("model", "source", "mode", "recipe", "samples", "seed")
 
 
+def read_rows(csv_path: Path) -> list[dict[str, str]]:
+    """Every row of the CSV (none when it does not exist yet)."""
+    if not csv_path.exists():
+        return []
+    with open(csv_path) as f:
+        return list(csv.DictReader(f))
+
+
 def done_keys(csv_path: Path, key: tuple[str, ...]) -> set[tuple[str, ...]]:
     """The ``key`` columns of every row already in the CSV (a rerun skips them)."""
     if not csv_path.exists():
