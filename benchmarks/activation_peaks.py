@@ -200,8 +200,10 @@ def report(out: Path) -> None:
     (out / f"{NAME}.md").write_text("\n".join(lines) + "\n")
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def cli(doc: str, measure, report) -> None:
+    """The command line of this study and of its sibling ``activation_tails.py``: measure the
+    ``--generator``s (unless ``--report-only``), then rebuild the report."""
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--generator", nargs="+", default=["imagenet"], help="shipped names or IR files")
     p.add_argument("--label", nargs="*", default=None, help="a name for each --generator")
     p.add_argument("--threads", type=int, default=2)
@@ -216,4 +218,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    cli(__doc__, measure, report)

@@ -35,6 +35,19 @@
 #          FDIV=25 INIT=runs/grid/00005-setce THREADS=1 MAX_MINUTES=60 bash benchmarks/imagenet_training_grid.sh train setfdiv
 #          INIT=runs/grid/00005-setce THREADS=1 MAX_MINUTES=58 bash benchmarks/imagenet_training_grid.sh train setce
 #          then CURVE_EVERY=6 ... curve setce / setfdiv
+#   setrrc  setce with random resized crops (--rrc-scale RRC, default 0.08 as torchvision's ImageNet training,
+#          --jitter 0): Lite0's BatchNorm statistics were collected on such crops, so whole generator images
+#          matched through crops sit nearer the evaluation framing. Session 13, from the shipped run's last step:
+#          INIT=runs/grid/00005-setce THREADS=1 MAX_MINUTES=60 bash benchmarks/imagenet_training_grid.sh train setrrc
+#   setout  setce with DGH's output stretching (--w-out WOUT, default 0.1): the range swap puts the excess in the
+#          7x7 stage and the pooled features, the layers after the last BatchNorm that no statistic reaches.
+#          Session 13, beside setrrc:
+#          INIT=runs/grid/00005-setce THREADS=1 MAX_MINUTES=50 bash benchmarks/imagenet_training_grid.sh train setout
+#   setrel  setce with the statistics loss in relative units (--bn-units relative: each channel's difference in
+#          its running deviation, so Lite0's last-stage depthwise layers, whose variances are ~1e-4 of the
+#          expansion layers', count) and --w-bn WBN (default 14: the weight at which its gradient norm on the
+#          shipped step's weights equals the absolute loss's, 7.6 against 109 per unit). Session 13:
+#          INIT=runs/grid/00005-setce THREADS=1 MAX_MINUTES=70 bash benchmarks/imagenet_training_grid.sh train setrel
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
@@ -46,7 +59,7 @@ source benchmarks/imagenet_method_args.sh
 TRAIN_ARGS=("${METHOD_ARGS[@]}"
   --steps "${STEPS:-100000}" --ckpt-every "${CKPT_EVERY:-60}" --keep-checkpoints 0 --log-every 10 --image-every 100
   --threads "${THREADS:-2}" --runs-dir "$RUNS" --no-progress --max-minutes "${MAX_MINUTES:-11}")
-variant=${2:?variant: base | set | out | rrc | combo | setce | setfdiv}
+variant=${2:?variant: base | set | out | rrc | combo | setce | setfdiv | setrrc | setout | setrel}
 # setce with another weight (CE=3.0) is its own run, named setce-ce3.0
 name=$variant${CE:+-ce$CE}
 case $variant in
@@ -57,6 +70,9 @@ case $variant in
   combo) read -r -a EXTRA <<<"${COMBO:---bn-set-momentum 0.1 --w-out 0.1 --rrc-scale 0.25 --jitter 0}" ;;
   setce) EXTRA=(--bn-set-momentum 0.1 --w-ce "${CE:-1.0}") ;;
   setfdiv) EXTRA=(--bn-set-momentum 0.1 --w-ce "${CE:-1.0}" --w-fdiv "${FDIV:-25}") ;;
+  setout) EXTRA=(--bn-set-momentum 0.1 --w-ce "${CE:-1.0}" --w-out "${WOUT:-0.1}") ;;
+  setrel) EXTRA=(--bn-set-momentum 0.1 --w-ce "${CE:-1.0}" --bn-units relative --w-bn "${WBN:-14}") ;;
+  setrrc) EXTRA=(--bn-set-momentum 0.1 --w-ce "${CE:-1.0}" --rrc-scale "${RRC:-0.08}" --jitter 0) ;;
   *) echo "unknown variant $variant" >&2; exit 2 ;;
 esac
 case $1 in

@@ -313,6 +313,7 @@ REPORT_SCRIPTS = {
     "recipe_cost": "recipe_cost.py",
     "recipe_imagenet": "recipe_imagenet.py",
     "activation_peaks": "activation_peaks.py",
+    "activation_tails": "activation_tails.py",
     "recipe_leads": "recipe_leads.py",
     "score_stream": "score_stream.py",
     "stream_throughput": "stream_throughput.py",
@@ -343,6 +344,7 @@ def test_every_report_is_written_by_a_committed_script():
         "recipe_imagenet",
         "recipe_leads",
         "activation_peaks",
+        "activation_tails",
         # these group models by what the shared zoo holds, or read its models
         pytest.param("calibration_sources", marks=pytest.mark.shared),
         pytest.param("backends", marks=pytest.mark.shared),
@@ -365,13 +367,20 @@ def test_committed_report_rebuilds_from_its_committed_data(name, tmp_path):
     )
 
 
-@pytest.mark.parametrize("name", ["imagenet", "imagenet_generator_quality"])
-def test_training_grid_reports_rebuild_from_their_data(name, tmp_path):
-    """The training grid's folder holds reports of the same scripts (``--out`` that folder): they too
-    are their committed data rendered, nothing typed by hand."""
+@pytest.mark.parametrize(
+    "folder, name",
+    [
+        ("imagenet_training_grid", "imagenet"),
+        ("imagenet_training_grid", "imagenet_generator_quality"),
+        ("imagenet_subset_size", "imagenet"),
+    ],
+)
+def test_study_folder_reports_rebuild_from_their_data(folder, name, tmp_path):
+    """The study folders (the training grid, the subset-size study) hold reports of the same scripts
+    (``--out`` that folder): they too are their committed data rendered, nothing typed by hand."""
     import shutil
 
-    grid = REPO / "benchmarks" / "results" / "imagenet_training_grid"
+    grid = REPO / "benchmarks" / "results" / folder
     out = tmp_path / "grid"
     shutil.copytree(grid, out)
     run_benchmark(f"{name}.py", "--report-only", "--out", out)

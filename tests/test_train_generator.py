@@ -937,6 +937,36 @@ def test_feature_diversity_loss():
     assert feature_diversity(torch.rand(1, 8)).item() == 0.0  # no pair
 
 
+def test_relative_statistics_loss_is_in_each_channels_running_units():
+    """``relative``: a layer whose activations (and running statistics) are k times larger gives the same
+    term, where the absolute loss grows with k; its value is the standardised differences' norms."""
+    from openvino_synthcalib.train_generator.classifiers import BatchNormStatistics
+
+    torch.manual_seed(0)
+    small, large = torch.nn.BatchNorm2d(3).eval(), torch.nn.BatchNorm2d(3).eval()
+    k = 100.0
+    small.running_mean.copy_(torch.tensor([0.1, -0.2, 0.0]))
+    small.running_var.copy_(torch.tensor([0.01, 0.04, 0.02]))
+    large.running_mean.copy_(small.running_mean * k)
+    large.running_var.copy_(small.running_var * k * k)
+    x = torch.randn(6, 3, 5, 5) * 0.1
+    losses = {}
+    for relative in (False, True):
+        for name, bn, scale in (("small", small, 1.0), ("large", large, k)):
+            stats = BatchNormStatistics([bn], relative=relative)
+            bn(x * scale)
+            losses[relative, name] = stats.loss().item()
+            stats.remove()
+    assert losses[False, "large"] > 50 * losses[False, "small"]
+    assert losses[True, "large"] == pytest.approx(losses[True, "small"], rel=1e-4)
+    mean, var = x.mean((0, 2, 3)), x.var((0, 2, 3), unbiased=False)
+    scale = small.running_var + small.eps
+    expected = torch.linalg.vector_norm((mean - small.running_mean) / scale.sqrt()) + torch.linalg.vector_norm(
+        var / scale - 1
+    )
+    assert losses[True, "small"] == pytest.approx(expected.item(), rel=1e-4)
+
+
 @pytest.mark.parametrize(
     ("extra", "expected"),
     [
@@ -948,6 +978,8 @@ def test_feature_diversity_loss():
         ({"classifier": None, "data": "x", "w_out": 0.1}, "--w-out: only used with --classifier"),
         ({"w_fdiv": -1}, "--w-fdiv: must be >= 0.0"),
         ({"classifier": None, "data": "x", "w_fdiv": 0.1}, "--w-fdiv: only used with --classifier"),
+        ({"bn_units": "std"}, "--bn-units"),
+        ({"classifier": None, "data": "x", "bn_units": "relative"}, "--bn-units: only used with --classifier"),
     ],
 )
 def test_inversion_option_validation_names_the_flag(extra, expected):
@@ -956,7 +988,7 @@ def test_inversion_option_validation_names_the_flag(extra, expected):
         opt_mod.resolve_options("train", values)
     ok = opt_mod.resolve_options("train", {"classifier": "m:f"})
     assert ok["bn_set_momentum"] == 0.0 and ok["w_out"] == 0.0 and ok["rrc_scale"] == 0.0  # today's behaviour
-    assert ok["w_fdiv"] == 0.0
+    assert ok["w_fdiv"] == 0.0 and ok["bn_units"] == "absolute"
 
 
 def test_inversion_with_set_statistics_output_term_and_crops_trains(tmp_path, capsys):
@@ -966,7 +998,7 @@ def test_inversion_with_set_statistics_output_term_and_crops_trains(tmp_path, ca
             "--runs-dir", runs, "--name", "inv", "--g-channels", "16,8,8", "--g-class-dim", "4", "--batch", "8",
             "--no-progress", "--threads", "1", "--log-every", "1", "--image-every", "100", "--steps", "3",
             "--ckpt-every", "3", "--bn-set-momentum", "0.2", "--w-out", "0.1", "--rrc-scale", "0.25",
-            "--jitter", "0", "--w-fdiv", "0.5"]  # fmt: skip
+            "--jitter", "0", "--w-fdiv", "0.5", "--bn-units", "relative"]  # fmt: skip
     rc = main([str(a) for a in args])
     _, err = capsys.readouterr()
     assert rc == 0, err
@@ -981,3 +1013,4 @@ def test_inversion_with_set_statistics_output_term_and_crops_trains(tmp_path, ca
     method = read_info(ov.Core().read_model(str(xml)))["provenance"]["method"]
     assert "set-level statistics (momentum 0.2)" in method and "output stretching" in method
     assert "random resized crops (scale 0.25-1)" in method and "feature diversity within a class (weight 0.5)" in method
+    assert "statistics in relative units" in method

@@ -178,6 +178,14 @@ class BatchNormStatistics:
     its direction is the set's residual: a batch is pushed only where the set still misses a
     statistic. At ``a = 1`` (or 0/None: off) it is the per-batch loss. The averages start from the
     first batch's moments and are not checkpointed: a resumed run rebuilds them within ~1/a steps.
+
+    ``relative`` measures each layer's term in the units of its own running statistics instead:
+    ``||(mean - running_mean) / running_std||_2 + ||var / running_var - 1||_2``. The absolute form
+    weighs a layer by the size of its activations; in EfficientNet-Lite0 the expansion layers' running
+    variances (tens to a hundred) outweigh the last stage's depthwise layers' (about 0.01) by four
+    orders of magnitude, so those layers' statistics go unmatched (the set's variance there stays
+    0.7-0.8 of the running one, ``benchmarks/results/activation_tails.md``). Relative units give every
+    channel the same say.
     """
 
     def __init__(
@@ -186,8 +194,10 @@ class BatchNormStatistics:
         first_weight: float = 1.0,
         max_positions: int = 56 * 56,
         set_momentum: float | None = None,
+        relative: bool = False,
     ) -> None:
         self.layers = layers
+        self.relative = relative
         self.set_momentum = set_momentum or None  # 1: the blend's formula, equal to the batch's moments
         self._set: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         self.first_weight = first_weight
@@ -240,9 +250,14 @@ class BatchNormStatistics:
 
     def _hook(self, module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
         mean, var = self.blended_moments(id(module), inputs[0])
-        term = torch.linalg.vector_norm(mean - module.running_mean.float()) + torch.linalg.vector_norm(
-            var - module.running_var.float()
-        )
+        running_mean, running_var = module.running_mean.float(), module.running_var.float()
+        if self.relative:
+            scale = running_var + module.eps
+            term = torch.linalg.vector_norm((mean - running_mean) / scale.sqrt()) + torch.linalg.vector_norm(
+                var / scale - 1.0
+            )
+        else:
+            term = torch.linalg.vector_norm(mean - running_mean) + torch.linalg.vector_norm(var - running_var)
         self._terms.append(term * self.first_weight if module is self._first else term)
 
     def loss(self) -> torch.Tensor:

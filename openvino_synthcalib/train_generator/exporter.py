@@ -139,6 +139,9 @@ def export_from_options(opts: dict[str, Any]) -> Path:
         o = data.get("options", {})
         extras = [
             f"set-level statistics (momentum {o['bn_set_momentum']})" if o.get("bn_set_momentum") else "",
+            "statistics in relative units (each channel's running deviation)"
+            if o.get("bn_units") == "relative"
+            else "",
             f"output stretching (DGH, weight {o['w_out']})" if o.get("w_out") else "",
             f"feature diversity within a class (weight {o['w_fdiv']})" if o.get("w_fdiv") else "",
             f"random resized crops (scale {o['rrc_scale']}-1)" if o.get("rrc_scale") else "",

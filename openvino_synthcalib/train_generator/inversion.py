@@ -13,7 +13,8 @@ Options from DGH (Dikstein et al., WACV 2025), all off by default (the shipped r
 output-distribution stretching on the logits (:func:`~.losses.output_stretching`; the layers after
 the last BatchNorm get no statistic to match); ``--rrc-scale`` shows the classifier random resized
 crops of each image, the augmentation its statistics were collected under (with ``--jitter 0``:
-instead of the roll). ``--w-fdiv`` (off by default) adds :func:`~.losses.feature_diversity`: images
+instead of the roll). ``--bn-units relative`` measures the statistics loss in each channel's running
+deviation, so that layers of small activations count as much as large ones. ``--w-fdiv`` (off by default) adds :func:`~.losses.feature_diversity`: images
 of one class from different latents must differ in the classifier's pooled features, where the
 pixel mode-seeking term lets a generator draw one template per class.
 
@@ -162,7 +163,10 @@ class Inversion(Method):
         self.optimizers = {"G": torch.optim.Adam(g.parameters(), lr=opts["lr_g"], betas=betas)}
         self.net = self.classifier.module.to(device)
         self.stats = BatchNormStatistics(
-            self.classifier.layers, opts["bn_first"], set_momentum=opts.get("bn_set_momentum")
+            self.classifier.layers,
+            opts["bn_first"],
+            set_momentum=opts.get("bn_set_momentum"),
+            relative=opts.get("bn_units") == "relative",
         )
         self._out_input: list[torch.Tensor] = []
         self.out_layer = None

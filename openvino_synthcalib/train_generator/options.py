@@ -225,6 +225,16 @@ OPTIONS: tuple[Option, ...] = (
         maximum=1.0,
     ),
     Option(
+        "bn_units",
+        "absolute",
+        str,
+        "--classifier: units of the BatchNorm-statistics loss: absolute (DeepInversion: raw mean and variance "
+        "differences, ruled by the layers of largest variance) or relative (each channel's mean difference in "
+        "running standard deviations, its variance as a ratio to the running variance: every layer counts)",
+        (T,),
+        choices=("absolute", "relative"),
+    ),
+    Option(
         "w_out",
         0.0,
         float,
@@ -331,6 +341,8 @@ def resolve_options(command: str, values: dict[str, Any] | None = None, **kwargs
             for name in ("bn_set_momentum", "w_out", "w_fdiv", "rrc_scale"):
                 if out[name]:
                     raise SynthcalibError(f"--{name.replace('_', '-')}: only used with --classifier")
+            if out["bn_units"] != "absolute":
+                raise SynthcalibError("--bn-units: only used with --classifier")
         if out["classifier"] is not None and out["real_data"] is not None:
             raise SynthcalibError("--real-data: not used with --classifier (training without data)")
     return out
@@ -381,6 +393,7 @@ METHOD_ONLY = {
             "flip",
             "precision",
             "bn_set_momentum",
+            "bn_units",
             "w_out",
             "w_fdiv",
             "rrc_scale",
