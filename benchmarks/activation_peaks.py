@@ -107,34 +107,39 @@ def synthetic_batches(xml: Path, batch: int = 20):
         yield x[i : i + batch]
 
 
-def measure(args) -> None:
+def measured(args, name: str, probe_of):
+    """For each ``--generator`` not yet in ``NAME.csv`` (this study's or a sibling's ``name``): its
+    weights' label, its ``--label``, and what the probe (``probe_of(net)``, with ``run(net, batches)``)
+    returns on the real images and on the generator's items, Lite0 in PyTorch."""
     import torch
 
     from openvino_synthcalib.train_generator.classifiers import efficientnet_lite0
 
     torch.set_num_threads(args.threads)
-    out_csv = args.out / f"{NAME}.csv"
-    done = done_keys(out_csv, KEY)
-    record(args.out, NAME)
+    done = done_keys(args.out / f"{name}.csv", KEY)
+    record(args.out, name)
     net = efficientnet_lite0().eval()
-    peaks = Peaks(net)
+    probe = probe_of(net)
     real = None
-    labels = args.label or [None] * len(args.generator)
-    for name, label in zip(args.generator, labels):
-        xml = generator_file(name)
-        gen = generator_label(name, xml)
+    for spec, label in zip(args.generator, args.label or [None] * len(args.generator)):
+        xml = generator_file(spec)
+        gen = generator_label(spec, xml)
         if (gen,) in done:
             continue
         if real is None:
-            real = peaks.run(net, real_batches())
-        syn = peaks.run(net, synthetic_batches(xml))
-        with appending(out_csv, FIELDS) as (_, writer):
+            real = probe.run(net, real_batches())
+        yield gen, label or gen, real, probe.run(net, synthetic_batches(xml)), probe
+
+
+def measure(args) -> None:
+    for gen, label, real, syn, peaks in measured(args, NAME, Peaks):
+        with appending(args.out / f"{NAME}.csv", FIELDS) as (_, writer):
             for key, (r, r_channels) in real.items():
                 s, s_channels = syn[key]
                 live = r_channels > 0  # channels real images never drive have no range to compare
                 channel_ratio = float(np.exp(np.mean(np.log(np.maximum(s_channels[live], 1e-6) / r_channels[live]))))
                 writer.writerow(
-                    {"generator": gen, "label": label or gen, "activation": key, "size": peaks.sizes[key],
+                    {"generator": gen, "label": label, "activation": key, "size": peaks.sizes[key],
                      "real_peak": round(r, 4), "syn_peak": round(s, 4), "ratio": round(s / r, 4),
                      "channel_ratio": round(channel_ratio, 4)}
                 )  # fmt: skip

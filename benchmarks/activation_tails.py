@@ -26,10 +26,9 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from activation_peaks import cli, generator_file, real_batches, synthetic_batches
-from commands import record, recorded
-from paths import generator_label
-from rows import appending, done_keys, read_rows
+from activation_peaks import cli, measured
+from commands import recorded
+from rows import appending, read_rows
 
 NAME = "activation_tails"
 FIELDS = [
@@ -87,31 +86,12 @@ class Tails:
 
 
 def measure(args) -> None:
-    import torch
-
-    from openvino_synthcalib.train_generator.classifiers import efficientnet_lite0
-
-    torch.set_num_threads(args.threads)
-    out_csv = args.out / f"{NAME}.csv"
-    done = done_keys(out_csv, KEY)
-    record(args.out, NAME)
-    net = efficientnet_lite0().eval()
-    tails = Tails(net)
-    real = None
-    labels = args.label or [None] * len(args.generator)
-    for name, label in zip(args.generator, labels):
-        xml = generator_file(name)
-        gen = generator_label(name, xml)
-        if (gen,) in done:
-            continue
-        if real is None:
-            real = tails.run(net, real_batches())
-        syn = tails.run(net, synthetic_batches(xml))
-        with appending(out_csv, FIELDS) as (_, writer):
+    for gen, label, real, syn, _ in measured(args, NAME, Tails):
+        with appending(args.out / f"{NAME}.csv", FIELDS) as (_, writer):
             for layer, r in real.items():
                 s = syn[layer]
                 writer.writerow(
-                    {"generator": gen, "label": label or gen, "layer": layer, "size": r["size"],
+                    {"generator": gen, "label": label, "layer": layer, "size": r["size"],
                      "real_var": round(float(np.median(r["var"])), 4), "syn_var": round(float(np.median(s["var"])), 4),
                      "real_kurtosis": round(float(np.median(r["kurtosis"])), 3),
                      "syn_kurtosis": round(float(np.median(s["kurtosis"])), 3),
