@@ -184,8 +184,9 @@ class BatchNormStatistics:
     weighs a layer by the size of its activations; in EfficientNet-Lite0 the expansion layers' running
     variances (tens to a hundred) outweigh the last stage's depthwise layers' (about 0.01) by four
     orders of magnitude, so those layers' statistics go unmatched (the set's variance there stays
-    0.7-0.8 of the running one, ``benchmarks/results/activation_tails.md``). Relative units give every
-    channel the same say.
+    0.7-0.9 of the running one, ``benchmarks/results/activation_tails.md``). Relative units give every
+    channel the same say (on Lite0 they matched those layers better and calibrated no better:
+    ``benchmarks/results/imagenet_training_grid/grid.md``).
     """
 
     def __init__(

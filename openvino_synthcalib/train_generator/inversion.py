@@ -14,9 +14,10 @@ output-distribution stretching on the logits (:func:`~.losses.output_stretching`
 the last BatchNorm get no statistic to match); ``--rrc-scale`` shows the classifier random resized
 crops of each image, the augmentation its statistics were collected under (with ``--jitter 0``:
 instead of the roll). ``--bn-units relative`` measures the statistics loss in each channel's running
-deviation, so that layers of small activations count as much as large ones. ``--w-fdiv`` (off by default) adds :func:`~.losses.feature_diversity`: images
-of one class from different latents must differ in the classifier's pooled features, where the
-pixel mode-seeking term lets a generator draw one template per class.
+deviation, so that layers of small activations count as much as large ones. ``--w-fdiv`` (off by
+default) adds :func:`~.losses.feature_diversity`: images of one class from different latents must
+differ in the classifier's pooled features, where the pixel mode-seeking term lets a generator draw
+one template per class.
 
 Forward and backward run under bfloat16 autocast where the device supports it (``--precision``);
 the statistics and losses are computed in float32.
