@@ -19,32 +19,16 @@ Rows go to ``benchmarks/results/activation_peaks.csv`` (a rerun skips generators
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 import numpy as np
-from commands import record, recorded
-from paths import GENERATORS, REPO, RESULTS, generator_label
-from rows import appending, done_keys, read_rows
-from testset import IMAGENET_MODELS, cached_views, imagenet_split
+from commands import recorded
+from lite0_activations import cli, measured
+from rows import appending, read_rows
 
 NAME = "activation_peaks"
 FIELDS = ["generator", "label", "activation", "size", "real_peak", "syn_peak", "ratio", "channel_ratio"]
-KEY = ("generator",)
-LITE0 = IMAGENET_MODELS["lite0"][0]
-CACHE = REPO / "runs" / "imagenet"
-ITEMS = 200
-
-
-def generator_file(name: str) -> Path:
-    """A shipped generator's IR given its name, or the file given."""
-    from openvino_synthcalib.shipped import generator_path
-
-    path = generator_path(name)
-    if not path.exists():
-        raise SystemExit(f"--generator {name}: no such shipped generator ({', '.join(GENERATORS)}) or file")
-    return path
 
 
 class Peaks:
@@ -88,47 +72,6 @@ class Peaks:
                 self._count = {}
                 net(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)))
         return {k: (float(np.concatenate(v).mean()), self.channel_max[k]) for k, v in self.calls.items()}
-
-
-def real_batches(batch: int = 20):
-    files = imagenet_split(CACHE)[1]
-    views = cached_views(CACHE / f"views-measured-224-{len(files)}.npy", files)
-    for i in range(0, min(ITEMS, len(views)), batch):
-        yield (views[i : i + batch, 0].astype(np.float32) / 255.0 - 0.5) / 0.5
-
-
-def synthetic_batches(xml: Path, batch: int = 20):
-    import openvino_synthcalib as synthcalib
-
-    with synthcalib.Dataset(f"generator:{xml}", ITEMS, model=str(LITE0), transform="inception", seed=0) as ds:
-        items = [np.asarray(x, dtype=np.float32).reshape(-1, 3, 224, 224) for x in ds]
-    x = np.concatenate(items)
-    for i in range(0, len(x), batch):
-        yield x[i : i + batch]
-
-
-def measured(args, name: str, probe_of):
-    """For each ``--generator`` not yet in ``NAME.csv`` (this study's or a sibling's ``name``): its
-    weights' label, its ``--label``, and what the probe (``probe_of(net)``, with ``run(net, batches)``)
-    returns on the real images and on the generator's items, Lite0 in PyTorch."""
-    import torch
-
-    from openvino_synthcalib.train_generator.classifiers import efficientnet_lite0
-
-    torch.set_num_threads(args.threads)
-    done = done_keys(args.out / f"{name}.csv", KEY)
-    record(args.out, name)
-    net = efficientnet_lite0().eval()
-    probe = probe_of(net)
-    real = None
-    for spec, label in zip(args.generator, args.label or [None] * len(args.generator)):
-        xml = generator_file(spec)
-        gen = generator_label(spec, xml)
-        if (gen,) in done:
-            continue
-        if real is None:
-            real = probe.run(net, real_batches())
-        yield gen, label or gen, real, probe.run(net, synthetic_batches(xml)), probe
 
 
 def measure(args) -> None:
@@ -203,23 +146,6 @@ def report(out: Path) -> None:
             ]
             lines.append(f"| `{key}` | {float(real):.2f} | " + " | ".join(cells) + " |")
     (out / f"{NAME}.md").write_text("\n".join(lines) + "\n")
-
-
-def cli(doc: str, measure, report) -> None:
-    """The command line of this study and of its sibling ``activation_tails.py``: measure the
-    ``--generator``s (unless ``--report-only``), then rebuild the report."""
-    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--generator", nargs="+", default=["imagenet"], help="shipped names or IR files")
-    p.add_argument("--label", nargs="*", default=None, help="a name for each --generator")
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--report-only", action="store_true")
-    p.add_argument("--out", type=Path, default=RESULTS)
-    args = p.parse_args()
-    if args.label and len(args.label) != len(args.generator):
-        p.error("--label: one per --generator")
-    if not args.report_only:
-        measure(args)
-    report(args.out)
 
 
 if __name__ == "__main__":

@@ -26,8 +26,8 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from activation_peaks import cli, measured
 from commands import recorded
+from lite0_activations import cli, measured
 from rows import appending, read_rows
 
 NAME = "activation_tails"
