@@ -55,7 +55,7 @@ from pathlib import Path
 import numpy as np
 import paths
 from commands import record, recorded
-from paths import REPO, RESULTS, SHARED, shown
+from paths import REPO, RESULTS, SHARED, generator_file, shown
 from rows import appending, done_keys, load_meta, replace_rows, save_meta
 from testset import CROP_FRACTION, IMAGENET_CALIBRATION_IMAGES, VIEWS, cached_views, compile_f32, imagenet_split
 from testset import IMAGENET_CLASSES as CLASSES_TSV
@@ -202,16 +202,6 @@ def reference(args, clf: Classifier, path: Path, views: np.ndarray, labels: np.n
 
 
 # ----------------------------------------------------------------------------- sources
-
-
-def generator_file(name: str) -> Path:
-    from openvino_synthcalib.shipped import GENERATORS, generator_path
-
-    path = generator_path(name)
-    if not path.exists():
-        shipped = ", ".join(GENERATORS)
-        raise SystemExit(f"--generator {name}: no such shipped generator ({shipped}) or file")
-    return path
 
 
 def generator_label(name: str) -> str:

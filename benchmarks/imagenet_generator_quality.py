@@ -46,7 +46,7 @@ from pathlib import Path
 
 import numpy as np
 from commands import record, recorded
-from paths import RESULTS, SHARED, shown
+from paths import RESULTS, SHARED, generator_file, shown
 from rows import appending, done_keys
 from testset import IMAGENET_CLASSES, crop_views, resized, sample_images
 
@@ -225,15 +225,6 @@ def wnids() -> list[str]:
 def class_names() -> list[str]:
     with open(IMAGENET_CLASSES) as f:
         return [r["name"] for r in sorted(csv.DictReader(f, delimiter="\t"), key=lambda r: int(r["index"]))]
-
-
-def generator_file(name: str) -> Path:
-    from openvino_synthcalib.shipped import GENERATORS, generator_path
-
-    path = Path(generator_path(name))
-    if not path.exists():
-        raise SystemExit(f"--generator {name}: no such shipped generator ({', '.join(GENERATORS)}) or file")
-    return path
 
 
 def weights_sha256(path: Path) -> str:

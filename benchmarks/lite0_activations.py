@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 from commands import record
-from paths import GENERATORS, REPO, RESULTS, generator_label
+from paths import REPO, RESULTS, generator_file, generator_label
 from rows import done_keys
 from testset import IMAGENET_MODELS, cached_views, imagenet_split
 
@@ -19,21 +19,13 @@ CACHE = REPO / "runs" / "imagenet"
 ITEMS = 200
 
 
-def generator_file(name: str) -> Path:
-    """A shipped generator's IR given its name, or the file given."""
-    from openvino_synthcalib.shipped import generator_path
-
-    path = generator_path(name)
-    if not path.exists():
-        raise SystemExit(f"--generator {name}: no such shipped generator ({', '.join(GENERATORS)}) or file")
-    return path
-
-
 def real_batches(batch: int = 20):
+    """The centre views of the first ``ITEMS`` measured sample images, normalised as Lite0 takes them."""
+    _, _, mean, std = IMAGENET_MODELS["lite0"]
     files = imagenet_split(CACHE)[1]
     views = cached_views(CACHE / f"views-measured-224-{len(files)}.npy", files)
     for i in range(0, min(ITEMS, len(views)), batch):
-        yield (views[i : i + batch, 0].astype(np.float32) / 255.0 - 0.5) / 0.5
+        yield (views[i : i + batch, 0].astype(np.float32) / 255.0 - mean) / std
 
 
 def synthetic_batches(xml: Path, batch: int = 20):
@@ -71,8 +63,8 @@ def measured(args, name: str, probe_of):
 
 
 def cli(doc: str, measure, report) -> None:
-    """The command line of both studies: measure the
-    ``--generator``s (unless ``--report-only``), then rebuild the report."""
+    """The command line of both studies: measure the ``--generator``s (unless ``--report-only``), then
+    rebuild the report."""
     p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--generator", nargs="+", default=["imagenet"], help="shipped names or IR files")
     p.add_argument("--label", nargs="*", default=None, help="a name for each --generator")

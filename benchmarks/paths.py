@@ -37,6 +37,7 @@ __all__ = [
     "STUDENT",
     "TEACHER",
     "ZOO",
+    "generator_file",
     "generator_label",
     "shown",
 ]
@@ -51,6 +52,17 @@ def shown(path: str | os.PathLike[str]) -> str:
     if path.is_relative_to(shared):
         return f"../shared/{path.relative_to(shared)}"
     return str(path)
+
+
+def generator_file(name: str) -> Path:
+    """A shipped generator's IR given its name, or the file given (``--generator``); exits naming the
+    flag when neither exists."""
+    from openvino_synthcalib.shipped import generator_path
+
+    path = Path(generator_path(name))
+    if not path.exists():
+        raise SystemExit(f"--generator {name}: no such shipped generator ({', '.join(GENERATORS)}) or file")
+    return path
 
 
 def generator_label(name: str, path: Path) -> str:

@@ -42,10 +42,7 @@ def read_rows(csv_path: Path) -> list[dict[str, str]]:
 
 def done_keys(csv_path: Path, key: tuple[str, ...]) -> set[tuple[str, ...]]:
     """The ``key`` columns of every row already in the CSV (a rerun skips them)."""
-    if not csv_path.exists():
-        return set()
-    with open(csv_path) as f:
-        return {tuple(r[k] for k in key) for r in csv.DictReader(f)}
+    return {tuple(r[k] for k in key) for r in read_rows(csv_path)}
 
 
 def drop_rows(csv_path: Path, fields: list[str], drop: Callable[[dict[str, str]], bool]) -> int:
