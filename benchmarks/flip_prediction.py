@@ -59,7 +59,7 @@ from typing import Any
 
 import numpy as np
 from commands import record, recorded
-from paths import CIFAR_TEST, CIFAR_TRAIN, REPO, RESULTS, SHARED, TEACHER, shown
+from paths import CIFAR_TEST, CIFAR_TRAIN, REPO, RESULTS, SHARED, TEACHER, ZOO_MODELS, shown
 from rows import appending, done_keys, replace_rows
 from source_specs import chosen_sources
 from testset import IMAGENET_CALIBRATION_IMAGES, VIEWS, cached_views, compile_f32, imagenet_split, load_test
@@ -119,7 +119,6 @@ IMAGENET_SOURCES = {
     "gaussian": "noise:gaussian",
 }
 #: The shared CIFAR-10 zoo (``../shared/models/cifar10``); the extra zoo is trained, not shared: ask for it by name.
-CIFAR_MODELS = ("resnet20", "resnet56", "mobilenetv2", "shufflenetv2", "vgg11_bn", "repvgg_a0")
 CHECK_SOURCES = {"cifar10": "generator:cifar10", "imagenet": "generator:imagenet"}
 
 
@@ -887,7 +886,7 @@ def write_relation(args, record_: dict) -> None:
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--domains", nargs="*", default=["cifar10", "imagenet"], choices=["cifar10", "imagenet"])
-    p.add_argument("--cifar-models", nargs="*", default=list(CIFAR_MODELS), help="zoo names (zoo.py) or model files")
+    p.add_argument("--cifar-models", nargs="*", default=list(ZOO_MODELS), help="zoo names (zoo.py) or model files")
     p.add_argument("--imagenet-models", nargs="*", default=list(IMAGENET_MODELS))
     p.add_argument("--preset", default="cifar10", help="the cifar10 domain's preprocessing")
     p.add_argument("--test", type=Path, default=CIFAR_TEST, help="the cifar10 domain's labelled test folder")
@@ -928,7 +927,7 @@ def main(argv: list[str] | None = None) -> None:
     args.check_source = checks
     if args.quick:
         args.domains = ["cifar10"]
-        if args.cifar_models == list(CIFAR_MODELS):
+        if args.cifar_models == list(ZOO_MODELS):
             args.cifar_models = ["resnet20", "vgg11_bn", "shufflenetv2"]  # three: one is left out of the fit
         if args.cifar_sources == list(CIFAR_SOURCES):
             args.cifar_sources = ["student", "gaussian"]

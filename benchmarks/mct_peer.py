@@ -17,10 +17,9 @@ import json
 from pathlib import Path
 
 from commands import record, recorded
-from paths import RESULTS, ZOO, shown
+from paths import RESULTS, ZOO, ZOO_MODELS, shown
 
 NAME = "mct_peer"
-MODELS = ("resnet20", "resnet56", "mobilenetv2", "shufflenetv2", "vgg11_bn", "repvgg_a0")
 #: ONNX normalisation ops: any of them would give MCT statistics to match (BatchNormalization) or
 #: show that the zoo keeps normalisation layers at all.
 NORMALISATION_OPS = (
@@ -195,7 +194,7 @@ def report(data: dict, commands: list[str]) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--models", nargs="+", default=list(MODELS), help="zoo models to count (default: all six)")
+    p.add_argument("--models", nargs="+", default=list(ZOO_MODELS), help="zoo models to count (default: all six)")
     p.add_argument("--zoo", type=Path, default=ZOO, help="folder of the zoo's ONNX files")
     p.add_argument("--report-only", action="store_true", help=f"rebuild {NAME}.md from {NAME}.json")
     p.add_argument("--out", type=Path, default=RESULTS)

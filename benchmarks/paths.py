@@ -15,6 +15,8 @@ from openvino_synthcalib.shipped import DEMO_CLASSIFIER, GENERATORS  # noqa: E40
 SHARED = Path(os.environ.get("SYNTHCALIB_SHARED", REPO.parent / "shared"))
 TEACHER = SHARED / "teachers" / "cifar10_cgan_teacher.onnx"
 ZOO = SHARED / "models" / "cifar10"
+#: The shared zoo's six classifiers, in the order the reports list them.
+ZOO_MODELS = ("resnet20", "resnet56", "mobilenetv2", "shufflenetv2", "vgg11_bn", "repvgg_a0")
 CIFAR = SHARED / "datasets" / "cifar10-jpeg"
 CIFAR_TRAIN = CIFAR / "train"
 CIFAR_TEST = CIFAR / "test"
@@ -37,6 +39,7 @@ __all__ = [
     "STUDENT",
     "TEACHER",
     "ZOO",
+    "ZOO_MODELS",
     "generator_file",
     "generator_label",
     "shown",

@@ -37,13 +37,12 @@ import time
 from pathlib import Path
 
 from commands import record, recorded
-from paths import REPO, RESULTS, SHARED, ZOO
+from paths import REPO, RESULTS, SHARED, ZOO, ZOO_MODELS
 from rows import appending, done_keys
 
 LITE0 = SHARED / "models" / "imagenet" / "efficientnet_lite0.onnx"
 SAMPLE = SHARED / "datasets" / "imagenet-sample"
 CIFAR_TEST = SHARED / "datasets" / "cifar10-jpeg" / "test"
-ZOO_MODELS = ("resnet20", "resnet56", "mobilenetv2", "shufflenetv2", "vgg11_bn", "repvgg_a0")
 FIELDS = [
     "model",
     "round",

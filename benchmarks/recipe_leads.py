@@ -27,14 +27,13 @@ import sys
 from pathlib import Path
 
 from commands import record, recorded
-from paths import GENERATORS, RESULTS, STUDENT, ZOO, generator_label
+from paths import GENERATORS, RESULTS, STUDENT, ZOO, ZOO_MODELS, generator_label
 from rows import appending, done_keys, read_rows
 from testset import IMAGENET_MODELS
 
 NAME = "recipe_leads"
 FIELDS = ["domain", "model", "seed", "generator", "chosen", "kl", "lead", "score_samples", "not_decisive"]
 KEY = ("domain", "model", "seed", "generator")
-CIFAR_MODELS = ("resnet20", "resnet56", "mobilenetv2", "shufflenetv2", "vgg11_bn", "repvgg_a0")
 
 
 def _imagenet_jobs():
@@ -46,7 +45,7 @@ def _imagenet_jobs():
 
 
 def _cifar_jobs():
-    for name in CIFAR_MODELS:
+    for name in ZOO_MODELS:
         yield name, str(ZOO / f"{name}.onnx"), f"generator:{STUDENT}", "cifar10", ""
 
 
@@ -163,7 +162,6 @@ def findings(picks: list[tuple[str, str, str, float, float | None]]) -> list[str
 
 
 def main() -> None:
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--domains", nargs="*", default=["imagenet", "cifar10"], choices=["imagenet", "cifar10"])
     p.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2])
