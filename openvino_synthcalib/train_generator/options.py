@@ -338,11 +338,9 @@ def resolve_options(command: str, values: dict[str, Any] | None = None, **kwargs
                 f"--rrc-scale: expected 0 (off) or an area fraction in [0.01, 1], got {out['rrc_scale']}"
             )
         if out["classifier"] is None:
-            for name in ("bn_set_momentum", "w_out", "w_fdiv", "rrc_scale"):
-                if out[name]:
+            for name in ("bn_set_momentum", "bn_units", "w_out", "w_fdiv", "rrc_scale"):
+                if out[name] != BY_NAME[name].default:
                     raise SynthcalibError(f"--{name.replace('_', '-')}: only used with --classifier")
-            if out["bn_units"] != "absolute":
-                raise SynthcalibError("--bn-units: only used with --classifier")
         if out["classifier"] is not None and out["real_data"] is not None:
             raise SynthcalibError("--real-data: not used with --classifier (training without data)")
     return out
